@@ -1,0 +1,66 @@
+# pglease — build, test and sanitize.
+#
+#   make            build ./pglease
+#   make check      unit tests, then integration tests (real PostgreSQL 15)
+#   make unit       unit tests only (no PostgreSQL needed)
+#   make sanitize   rebuild everything with ASan + UBSan and run the unit tests
+#   make docker-check  end-to-end tests in real containers
+
+CC      ?= gcc
+PKGS    := libpq sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lpthread
+BUILD   ?= build
+
+SRCS    := $(wildcard src/*.c)
+LIBSRCS := $(filter-out src/main.c,$(SRCS))
+OBJS    := $(SRCS:src/%.c=$(BUILD)/%.o)
+LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard test/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
+
+.PHONY: all check unit integration sanitize clean deps-check docker-check bench
+
+all: deps-check pglease
+
+deps-check:
+	@scripts/check-deps.sh
+
+pglease: $(BUILD)/pglease
+	cp $< $@
+
+$(BUILD)/pglease: $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: src/%.c $(wildcard include/pglease/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/unit/%: test/unit/%.c test/unit/harness.h $(LIBOBJS) | $(BUILD)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+unit: deps-check pglease $(UNIT_BINS)
+	@PGLEASE_BIN=$(CURDIR)/pglease test/unit/run-all.sh $(UNIT_BINS)
+
+integration: pglease
+	@test/integration/run.sh
+
+check: unit integration
+
+sanitize:
+	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined" unit
+
+docker-check: pglease
+	@test/docker/run.sh
+
+bench: pglease
+	@bench/lease
+
+clean:
+	rm -rf build build-san pglease

@@ -1,0 +1,66 @@
+/*
+ * config.h — the agent's configuration: a key = value file, then PGLEASE_<KEY>
+ * environment variables, over built-in defaults (DESIGN.md section 5).
+ *
+ * Every key lives in one table in config.c with its type, default and range.
+ * Errors name file:line and the key; all errors are collected before failing.
+ */
+#ifndef PGLEASE_CONFIG_H
+#define PGLEASE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "pglease/common.h"
+
+#define PGL_PATH_MAX 1024
+#define PGL_MAX_PG_SETTINGS 64
+
+struct pgl_pg_setting {
+	char name[64];
+	char value[256];
+};
+
+struct pgl_config {
+	char node_name[PGL_NAME_MAX];
+	char lease_db[PGL_PATH_MAX];
+	char pgdata[PGL_PATH_MAX];
+	char pg_bindir[PGL_PATH_MAX];
+	int pg_port;
+	char advertise_host[256];
+	char replication_user[PGL_NAME_MAX];
+	char password_file[PGL_PATH_MAX];
+	int priority;
+	int lease_ttl_ms;
+	int renew_interval_ms;
+	int fence_margin_ms;
+	int election_grace_ms;
+	int follow_timeout_ms;
+	char log_level[16];
+	char allowed_network[128];
+	char pg_socket_dir[PGL_PATH_MAX];
+	int n_pg;
+	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
+};
+
+/*
+ * Loads defaults, then `path` (may be NULL: no file), then the environment
+ * (`envp` NULL means the process environment).  On failure returns
+ * -PGL_ECONFIG and writes every problem, one per line, into err.
+ * Fills node_name from the host name and pg_bindir from PATH or
+ * /usr/lib/postgresql/NN/bin when they are unset.
+ */
+int pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
+					char *err, size_t errlen);
+
+/* Only the lease_db setting, for CLI commands: file, then env, then default. */
+int pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t errlen);
+
+/* Prints the keys, their defaults and descriptions (for --help and docs). */
+void pgl_config_print_keys(FILE *f);
+
+/* Slot name for a node: the name with '-' turned into '_'. */
+void pgl_config_slot_name(const char *node, char *out, size_t len);
+
+#endif

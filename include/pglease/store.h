@@ -1,0 +1,178 @@
+/*
+ * store.h — the SQLite lease store (DESIGN.md sections 2 and 4).
+ *
+ * One file, shared by every node, holding the cluster row, the lease row,
+ * one row per node and the event log.  All protocol writes (claim, renew,
+ * release) are single BEGIN IMMEDIATE transactions; every statement binds
+ * its parameters.  Time is passed in by the caller (monotonic ms), so the
+ * protocol can be driven by a fake clock in tests.
+ *
+ * A store handle is used by one thread at a time.
+ */
+#ifndef PGLEASE_STORE_H
+#define PGLEASE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pglease/common.h"
+
+#define PGL_SCHEMA_VERSION 1
+#define PGL_APPLICATION_ID 0x70676c73	/* "pgls" */
+
+struct pgl_store;
+
+/* Open flags. */
+enum {
+	PGL_STORE_RDONLY = 0,	/* never writes, never creates */
+	PGL_STORE_RDWR = 1,		/* read/write; migrates an older schema forward */
+	PGL_STORE_CREATE = 3,	/* as RDWR, and creates the store when absent */
+};
+
+/* The lease row.  holder[0] == '\0' means no holder. */
+struct pgl_lease {
+	char holder[PGL_NAME_MAX];
+	int64_t term;
+	int64_t renewals;
+	int64_t ttl_ms;
+	char acquired_at[PGL_TS_MAX];
+	char renewed_at[PGL_TS_MAX];
+	char released_lsn[PGL_LSN_TEXT_MAX];	/* "" when none */
+	uint64_t released_lsn_int;
+	bool has_released_lsn;
+};
+
+struct pgl_cluster {
+	char name[PGL_NAME_MAX];
+	char system_identifier[32];		/* "" until bootstrap */
+	char created_at[PGL_TS_MAX];
+	bool paused;
+};
+
+/* One node row. */
+struct pgl_node {
+	char name[PGL_NAME_MAX];
+	char conninfo[512];
+	char role[16];				/* primary, standby, unknown */
+	char state[32];
+	char upstream[PGL_NAME_MAX];
+	int64_t timeline;
+	char receive_lsn[PGL_LSN_TEXT_MAX];
+	uint64_t receive_lsn_int;
+	char replay_lsn[PGL_LSN_TEXT_MAX];
+	uint64_t replay_lsn_int;
+	int64_t priority;
+	int64_t heartbeat;			/* counter bumped by every heartbeat */
+	char updated_at[PGL_TS_MAX];
+	double age_s;				/* seconds since updated_at (read only) */
+};
+
+struct pgl_event {
+	int64_t id;
+	char at[PGL_TS_MAX];
+	int64_t term;
+	char node[PGL_NAME_MAX];
+	char kind[32];
+	char detail[512];
+};
+
+/*
+ * Opens (and with PGL_STORE_CREATE creates) the store at path.  Creation is
+ * atomic: the schema is built in a private file which is then linked into
+ * place, so concurrent creators never see a half-made store.  A file that is
+ * not a pglease store (foreign application id or tables, truncated, garbage)
+ * is refused with -PGL_EFOREIGN, a newer schema with -PGL_ENEWER; neither is
+ * ever modified.  err receives one line naming the file.
+ * Caller frees with pgl_store_close().
+ */
+int pgl_store_open(const char *path, int flags, struct pgl_store **out,
+				   char *err, size_t errlen);
+void pgl_store_close(struct pgl_store *st);
+
+/* Last SQLite error message of this handle (borrowed). */
+const char *pgl_store_errmsg(struct pgl_store *st);
+const char *pgl_store_path(struct pgl_store *st);
+
+/* Sets the longest time a write may wait for the store's lock. */
+void pgl_store_set_busy_ms(struct pgl_store *st, int ms);
+
+/* Reads the lease row. */
+int pgl_store_read_lease(struct pgl_store *st, struct pgl_lease *out);
+int pgl_store_read_cluster(struct pgl_store *st, struct pgl_cluster *out);
+
+/* PRAGMA data_version: changes whenever another connection committed. */
+int pgl_store_data_version(struct pgl_store *st, int64_t *out);
+
+/*
+ * Claims the lease: in one BEGIN IMMEDIATE transaction, re-reads the lease and
+ * requires it to be exactly the version `seen` (term, renewals, holder), then
+ * sets holder = me, term = seen->term + 1, renewals = 0, ttl_ms, and appends
+ * an "acquired" event with `detail`.  Returns 0 and sets *new_term, or
+ * -PGL_ECONFLICT when the lease changed, -PGL_EBUSY when locked.
+ */
+int pgl_store_claim(struct pgl_store *st, const struct pgl_lease *seen, const char *me,
+					int64_t ttl_ms, const char *detail, int64_t *new_term);
+
+/*
+ * Renews: checks holder = me AND term = term, bumps renewals.  `t0_ms` is the
+ * monotonic time taken before this call; on commit *deadline_ms becomes
+ * t0_ms + ttl_ms - margin_ms.  Waits for the lock at most until
+ * `wait_until_ms` (monotonic).  Returns -PGL_ENOTHOLDER when the lease is no
+ * longer ours at that term (the caller must fence), -PGL_EBUSY or
+ * -PGL_ESTORE when the store could not be written (the caller keeps its old
+ * deadline).
+ */
+int pgl_store_renew(struct pgl_store *st, const char *me, int64_t term, int64_t t0_ms,
+					int64_t ttl_ms, int64_t margin_ms, int64_t wait_until_ms,
+					int64_t *deadline_ms, int64_t *renewals);
+
+/*
+ * Releases the lease held by me at term: holder = NULL, released_lsn = lsn
+ * (NULL lsn_text for none), and a "released" event with detail.
+ */
+int pgl_store_release(struct pgl_store *st, const char *me, int64_t term,
+					  const char *lsn_text, const char *detail);
+
+/* Inserts or updates a node row (heartbeat is bumped by the store). */
+int pgl_store_node_upsert(struct pgl_store *st, const struct pgl_node *n);
+/* Reads all nodes ordered by name.  Caller frees *out with free(). */
+int pgl_store_list_nodes(struct pgl_store *st, struct pgl_node **out, int *count);
+int pgl_store_get_node(struct pgl_store *st, const char *name, struct pgl_node *out);
+int pgl_store_remove_node(struct pgl_store *st, const char *name, int64_t term);
+
+/* Appends an event. */
+int pgl_store_event(struct pgl_store *st, int64_t term, const char *node, const char *kind,
+					const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The newest n events in ascending id order.  Caller frees *out with free(). */
+int pgl_store_list_events(struct pgl_store *st, int n, struct pgl_event **out, int *count);
+/* Events with id > after_id (for watch). */
+int pgl_store_events_after(struct pgl_store *st, int64_t after_id, struct pgl_event **out,
+						   int *count);
+
+int pgl_store_set_paused(struct pgl_store *st, bool paused, const char *node);
+/* Records the cluster's system identifier once; -PGL_ECONFLICT if another is set. */
+int pgl_store_set_sysid(struct pgl_store *st, const char *sysid);
+
+/*
+ * The observer's expiry tracker (DESIGN.md section 2).  It remembers the
+ * lease version (term, renewals, holder) and the monotonic time this node
+ * first saw it; the lease is expired for this observer only once that same
+ * version has been seen unchanged for at least ttl_ms.  Pure: no I/O.
+ */
+struct pgl_observer {
+	bool valid;
+	int64_t term, renewals;
+	char holder[PGL_NAME_MAX];
+	int64_t first_seen_ms;
+};
+
+/* Feeds one reading.  Returns true when the version changed. */
+bool pgl_observer_see(struct pgl_observer *o, const struct pgl_lease *l, int64_t now_ms);
+/* True when the current version has been unchanged for ttl_ms on this clock. */
+bool pgl_observer_expired(const struct pgl_observer *o, int64_t now_ms, int64_t ttl_ms);
+/* Milliseconds until expiry (0 if expired, INT64_MAX if nothing seen). */
+int64_t pgl_observer_remaining(const struct pgl_observer *o, int64_t now_ms, int64_t ttl_ms);
+/* The lease as the observer saw it (for the claim's compare-and-swap). */
+bool pgl_observer_matches(const struct pgl_observer *o, const struct pgl_lease *l);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * watch.h — wakes the caller when the lease store changes.
+ *
+ * One inotify watch on the store's directory reports writes to lease.db and
+ * lease.db-wal (in WAL mode commits land in the -wal file) and survives the
+ * file being deleted, replaced or renamed over, because the directory itself
+ * is watched.  inotify is only a hint: callers still re-read the store on a
+ * timer no longer than renew_interval_ms, and confirm a change with
+ * PRAGMA data_version.
+ */
+#ifndef PGLEASE_WATCH_H
+#define PGLEASE_WATCH_H
+
+#include <stdbool.h>
+
+struct pgl_watch;
+
+/* Watches the directory of store_path.  Caller frees with pgl_watch_close(). */
+int pgl_watch_open(const char *store_path, struct pgl_watch **out);
+void pgl_watch_close(struct pgl_watch *w);
+/* A descriptor to poll(2) for POLLIN. */
+int pgl_watch_fd(const struct pgl_watch *w);
+/* Reads all pending events; true if any concerned the store's files. */
+bool pgl_watch_drain(struct pgl_watch *w);
+/*
+ * Waits up to timeout_ms for a change to the store.  Returns 1 on a change,
+ * 0 on timeout, a negative PGL_E* code on error.
+ */
+int pgl_watch_wait(struct pgl_watch *w, int timeout_ms);
+
+#endif

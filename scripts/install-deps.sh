@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that building and testing pglease needs.
+# Idempotent; run as root on a fresh Debian 12 machine.
+set -euo pipefail
+pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev sqlite3 postgresql-15
+      postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
+      iproute2 procps)
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps.sh: must run as root (it calls apt-get)" >&2
+	exit 2
+fi
+need=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -eq 0 ]; then
+	echo "install-deps.sh: all ${#pkgs[@]} packages already installed"
+	exit 0
+fi
+echo "install-deps.sh: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}"

@@ -1,0 +1,108 @@
+/*
+ * common.c — error names, clocks, LSN text and name validation.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "pglease/common.h"
+
+static const char *const err_names[PGL_E_COUNT] = {
+	[PGL_OK] = "success",
+	[PGL_EINVAL] = "invalid argument",
+	[PGL_ESTORE] = "lease store error",
+	[PGL_EFOREIGN] = "not a pglease lease store",
+	[PGL_ENEWER] = "lease store schema is newer than this pglease",
+	[PGL_EBUSY] = "lease store busy",
+	[PGL_ECONFLICT] = "lease changed (compare-and-swap lost)",
+	[PGL_ENOTHOLDER] = "not the lease holder at this term",
+	[PGL_ENOENT] = "not found",
+	[PGL_EPG] = "PostgreSQL error",
+	[PGL_EPROTO] = "unexpected result",
+	[PGL_ESYS] = "system error",
+	[PGL_ETIMEOUT] = "timed out",
+	[PGL_ECONFIG] = "configuration error",
+	[PGL_EDUP] = "duplicate node name",
+};
+
+const char *
+pgl_strerror(int rc)
+{
+	if (rc < 0)
+		rc = -rc;
+	if (rc >= PGL_E_COUNT || err_names[rc] == NULL)
+		return "unknown error";
+	return err_names[rc];
+}
+
+int64_t
+pgl_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+pgl_wall_iso(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	char tmp[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03ldZ", tmp, ts.tv_nsec / 1000000);
+}
+
+int
+pgl_lsn_parse(const char *text, uint64_t *lsn)
+{
+	unsigned int hi, lo;
+	char tail;
+
+	if (text == NULL || sscanf(text, "%X/%X%c", &hi, &lo, &tail) != 2)
+		return -PGL_EINVAL;
+	*lsn = ((uint64_t) hi << 32) | lo;
+	return 0;
+}
+
+void
+pgl_lsn_format(uint64_t lsn, char *buf, size_t len)
+{
+	snprintf(buf, len, "%X/%X", (unsigned int) (lsn >> 32), (unsigned int) lsn);
+}
+
+bool
+pgl_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n < 1 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool
+pgl_strlcpy(char *dst, const char *src, size_t len)
+{
+	size_t n = strlen(src);
+
+	if (len == 0)
+		return false;
+	if (n >= len) {
+		memcpy(dst, src, len - 1);
+		dst[len - 1] = '\0';
+		return false;
+	}
+	memcpy(dst, src, n + 1);
+	return true;
+}

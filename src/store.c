@@ -1,0 +1,1020 @@
+/*
+ * store.c — the SQLite lease store: creation, verification, migration, the
+ * lease protocol primitives (claim, renew, release), node rows, events and
+ * the observer's expiry tracker.
+ *
+ * Why WAL: in a rollback journal a reader (an operator's sqlite3 shell left
+ * inside a transaction) would block the holder's commit and fence a healthy
+ * primary.  In WAL mode readers never block the writer.
+ *
+ * Why BEGIN IMMEDIATE: a deferred transaction that upgrades to a write lock
+ * fails with SQLITE_BUSY without calling the busy handler; IMMEDIATE takes
+ * the write lock up front and waits for it under busy_timeout.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "pglease/log.h"
+#include "pglease/store.h"
+
+struct pgl_store {
+	sqlite3 *db;
+	char path[1024];
+	bool rdonly;
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE cluster ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  name TEXT NOT NULL,"
+	"  system_identifier TEXT,"
+	"  created_at TEXT NOT NULL,"
+	"  paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)));"
+	"CREATE TABLE lease ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  holder TEXT,"
+	"  term INTEGER NOT NULL DEFAULT 0 CHECK (term >= 0),"
+	"  renewals INTEGER NOT NULL DEFAULT 0,"
+	"  ttl_ms INTEGER NOT NULL,"
+	"  acquired_at TEXT,"
+	"  renewed_at TEXT,"
+	"  released_lsn TEXT,"
+	"  released_lsn_int INTEGER);"
+	"CREATE TABLE nodes ("
+	"  name TEXT PRIMARY KEY,"
+	"  conninfo TEXT,"
+	"  role TEXT NOT NULL DEFAULT 'unknown' CHECK (role IN ('primary', 'standby', 'unknown')),"
+	"  state TEXT,"
+	"  upstream TEXT,"
+	"  timeline INTEGER,"
+	"  receive_lsn TEXT,"
+	"  receive_lsn_int INTEGER,"
+	"  replay_lsn TEXT,"
+	"  replay_lsn_int INTEGER,"
+	"  priority INTEGER NOT NULL DEFAULT 100,"
+	"  heartbeat INTEGER NOT NULL DEFAULT 0,"
+	"  updated_at TEXT);"
+	"CREATE TABLE events ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  at TEXT NOT NULL,"
+	"  term INTEGER NOT NULL,"
+	"  node TEXT,"
+	"  kind TEXT NOT NULL,"
+	"  detail TEXT);"
+	"CREATE INDEX events_kind ON events (kind, id);"
+	/* Terms only grow: refuse any update that lowers or reuses one. */
+	"CREATE TRIGGER lease_term_grows BEFORE UPDATE OF term ON lease"
+	"  WHEN NEW.term < OLD.term"
+	"  BEGIN SELECT RAISE(ABORT, 'lease term may only grow'); END;"
+	"CREATE VIEW lease_status AS"
+	"  SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at,"
+	"         round((julianday('now') - julianday(renewed_at)) * 86400, 1)"
+	"           AS seconds_since_renewal,"
+	"         released_lsn"
+	"  FROM lease WHERE id = 1;"
+	"CREATE VIEW cluster_status AS"
+	"  SELECT n.name, n.role, n.state, n.upstream, n.timeline,"
+	"         n.receive_lsn, n.replay_lsn,"
+	"         CASE WHEN n.name = l.holder THEN 0"
+	"              WHEN p.receive_lsn_int IS NULL OR n.replay_lsn_int IS NULL THEN NULL"
+	"              ELSE max(p.receive_lsn_int - n.replay_lsn_int, 0) END AS lag_bytes,"
+	"         round((julianday('now') - julianday(n.updated_at)) * 86400, 1)"
+	"           AS seconds_since_heartbeat,"
+	"         n.priority,"
+	"         (n.name IS l.holder) AS holds_lease,"
+	"         l.term AS term"
+	"  FROM nodes n JOIN lease l ON l.id = 1"
+	"  LEFT JOIN nodes p ON p.name = l.holder"
+	"  ORDER BY n.name;";
+
+static void
+seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+static void
+now_iso(char *buf)
+{
+	pgl_wall_iso(buf, PGL_TS_MAX);
+}
+
+static int
+exec_sql(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		pgl_log_debug("sqlite: %s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return rc;
+	}
+	return SQLITE_OK;
+}
+
+static int
+pragma_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+map_rc(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+		return 0;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -PGL_EBUSY;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return -PGL_EFOREIGN;
+	default:
+		return -PGL_ESTORE;
+	}
+}
+
+/* Builds a fresh store at tmp_path; the caller links it into place. */
+static int
+build_fresh(const char *tmp_path, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	char ts[PGL_TS_MAX], sql[256], name[PGL_NAME_MAX];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(tmp_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	snprintf(sql, sizeof(sql),
+			 "PRAGMA application_id = %d; PRAGMA journal_mode = WAL;"
+			 "PRAGMA synchronous = FULL;", PGL_APPLICATION_ID);
+	if ((rc = exec_sql(db, sql)) != SQLITE_OK ||
+		(rc = exec_sql(db, "BEGIN")) != SQLITE_OK ||
+		(rc = exec_sql(db, schema_v1)) != SQLITE_OK)
+		goto fail;
+	now_iso(ts);
+	/* The cluster name defaults to the store's directory name. */
+	{
+		char *copy = strdup(tmp_path), *dir = dirname(copy), *base = basename(dir);
+
+		if (!pgl_strlcpy(name, base, sizeof(name)) || !*name || strcmp(name, "/") == 0)
+			strcpy(name, "pglease");
+		free(copy);
+	}
+	rc = sqlite3_prepare_v2(db, "INSERT INTO cluster (id, name, created_at) VALUES (1, ?1, ?2)",
+							-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, ts, -1, SQLITE_TRANSIENT);
+	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	rc = sqlite3_prepare_v2(db, "INSERT INTO lease (id, holder, term, renewals, ttl_ms) "
+							"VALUES (1, NULL, 0, 0, 0)", -1, &st, NULL);
+	if (rc != SQLITE_OK || (rc = sqlite3_step(st)) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", PGL_SCHEMA_VERSION);
+	if ((rc = exec_sql(db, sql)) != SQLITE_OK || (rc = exec_sql(db, "COMMIT")) != SQLITE_OK)
+		goto fail;
+	sqlite3_close(db);
+	return 0;
+fail:
+	seterr(err, errlen, "%s: cannot create lease store: %s", tmp_path,
+		   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return -PGL_ESTORE;
+}
+
+/* Creates the store at path unless it exists; safe against concurrent creators. */
+static int
+create_atomically(const char *path, char *err, size_t errlen)
+{
+	char tmp[1100], side[1120], *copy, *dir;
+	struct stat sb;
+	int rc;
+
+	copy = strdup(path);
+	dir = dirname(copy);
+	if (mkdir(dir, 0770) == 0)
+		chmod(dir, 0770);
+	else if (errno != EEXIST) {
+		seterr(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+		free(copy);
+		return -PGL_ESYS;
+	}
+	free(copy);
+	snprintf(tmp, sizeof(tmp), "%s.init-%ld", path, (long) getpid());
+	unlink(tmp);
+	rc = build_fresh(tmp, err, errlen);
+	if (rc == 0) {
+		chmod(tmp, 0660);
+		if (link(tmp, path) != 0 && errno != EEXIST) {
+			seterr(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+			rc = -PGL_ESYS;
+		}
+	}
+	unlink(tmp);
+	snprintf(side, sizeof(side), "%s-wal", tmp);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", tmp);
+	unlink(side);
+	if (rc == 0 && stat(path, &sb) != 0) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		rc = -PGL_ESYS;
+	}
+	return rc;
+}
+
+/* Checks the first bytes without SQLite: refuses empty and non-SQLite files. */
+static int
+check_header(const char *path, char *err, size_t errlen)
+{
+	unsigned char hdr[100];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0) {
+		seterr(err, errlen, "%s: cannot open lease store: %s", path, strerror(errno));
+		return errno == ENOENT ? -PGL_ENOENT : -PGL_ESYS;
+	}
+	/*
+	 * This descriptor is on the store file itself: closing it would drop any
+	 * POSIX lock this process holds on the file, so it is only ever used
+	 * before SQLite opens the file.
+	 */
+	n = read(fd, hdr, sizeof(hdr));
+	close(fd);
+	if (n < (ssize_t) sizeof(hdr)) {
+		seterr(err, errlen, "%s: not a pglease lease store (file is %s)", path,
+			   n <= 0 ? "empty" : "truncated");
+		return -PGL_EFOREIGN;
+	}
+	if (memcmp(hdr, "SQLite format 3", 16) != 0) {
+		seterr(err, errlen, "%s: not a pglease lease store (not an SQLite database)", path);
+		return -PGL_EFOREIGN;
+	}
+	return 0;
+}
+
+/* Verifies identity, version and integrity of an open store. */
+static int
+verify(struct pgl_store *s, int flags, char *err, size_t errlen)
+{
+	int64_t appid = 0, version = 0, ok_tables = 0;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = pragma_int(s->db, "PRAGMA application_id", &appid);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "%s: not a pglease lease store (%s)", s->path,
+			   sqlite3_errmsg(s->db));
+		return map_rc(rc) == -PGL_EBUSY ? -PGL_EBUSY : -PGL_EFOREIGN;
+	}
+	if (appid != PGL_APPLICATION_ID) {
+		seterr(err, errlen, "%s: not a pglease lease store (SQLite application_id is %lld)",
+			   s->path, (long long) appid);
+		return -PGL_EFOREIGN;
+	}
+	if ((rc = pragma_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK) {
+		seterr(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+		return map_rc(rc);
+	}
+	if (version > PGL_SCHEMA_VERSION) {
+		seterr(err, errlen, "%s: lease store schema version %lld is newer than this pglease "
+			   "understands (%d); upgrade pglease", s->path, (long long) version,
+			   PGL_SCHEMA_VERSION);
+		return -PGL_ENEWER;
+	}
+	if (version < 1) {
+		seterr(err, errlen, "%s: not a pglease lease store (schema version %lld)", s->path,
+			   (long long) version);
+		return -PGL_EFOREIGN;
+	}
+	/* Migrations from older versions go here, each in its own transaction. */
+	(void) flags;
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+		strcmp((const char *) sqlite3_column_text(st, 0), "ok") != 0) {
+		seterr(err, errlen, "%s: lease store is corrupt: %s", s->path,
+			   sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		return -PGL_EFOREIGN;
+	}
+	rc = sqlite3_finalize(st);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "%s: lease store is unreadable or corrupt: %s", s->path,
+			   sqlite3_errmsg(s->db));
+		return map_rc(rc) == -PGL_EBUSY ? -PGL_EBUSY : -PGL_EFOREIGN;
+	}
+	rc = pragma_int(s->db,
+					"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+					"('cluster', 'lease', 'nodes', 'events')", &ok_tables);
+	if (rc != SQLITE_OK || ok_tables != 4) {
+		seterr(err, errlen, "%s: not a pglease lease store (tables missing)", s->path);
+		return -PGL_EFOREIGN;
+	}
+	rc = pragma_int(s->db, "SELECT count(*) FROM lease WHERE id = 1", &ok_tables);
+	if (rc != SQLITE_OK || ok_tables != 1) {
+		seterr(err, errlen, "%s: lease store has no lease row", s->path);
+		return -PGL_EFOREIGN;
+	}
+	return 0;
+}
+
+int
+pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, size_t errlen)
+{
+	struct pgl_store *s;
+	int rc, oflags;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (flags == PGL_STORE_CREATE && access(path, F_OK) != 0 && errno == ENOENT) {
+		rc = create_atomically(path, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	rc = check_header(path, err, errlen);
+	if (rc < 0)
+		return rc;
+	s = calloc(1, sizeof(*s));
+	pgl_strlcpy(s->path, path, sizeof(s->path));
+	s->rdonly = (flags == PGL_STORE_RDONLY);
+	oflags = s->rdonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+	rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "%s: cannot open lease store: %s", path,
+			   s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		rc = -PGL_ESTORE;
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 1000);
+	rc = verify(s, flags, err, errlen);
+	if (rc < 0)
+		goto fail;
+	if (!s->rdonly) {
+		/* Both are per connection; WAL is already persistent in the file. */
+		if (exec_sql(s->db, "PRAGMA journal_mode = WAL") != SQLITE_OK ||
+			exec_sql(s->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
+			seterr(err, errlen, "%s: cannot configure lease store: %s", path,
+				   sqlite3_errmsg(s->db));
+			rc = -PGL_ESTORE;
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	pgl_store_close(s);
+	return rc;
+}
+
+void
+pgl_store_close(struct pgl_store *st)
+{
+	if (st == NULL)
+		return;
+	sqlite3_close(st->db);
+	free(st);
+}
+
+const char *
+pgl_store_errmsg(struct pgl_store *st)
+{
+	return sqlite3_errmsg(st->db);
+}
+
+const char *
+pgl_store_path(struct pgl_store *st)
+{
+	return st->path;
+}
+
+void
+pgl_store_set_busy_ms(struct pgl_store *st, int ms)
+{
+	sqlite3_busy_timeout(st->db, ms > 0 ? ms : 0);
+}
+
+static void
+col_text(sqlite3_stmt *st, int col, char *dst, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	pgl_strlcpy(dst, t ? (const char *) t : "", len);
+}
+
+static int
+prepare(struct pgl_store *s, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK)
+		pgl_log_debug("sqlite prepare: %s", sqlite3_errmsg(s->db));
+	return rc;
+}
+
+static int
+read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = prepare(s, "SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at, "
+				 "released_lsn, released_lsn_int FROM lease WHERE id = 1", &st);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		memset(l, 0, sizeof(*l));
+		col_text(st, 0, l->holder, sizeof(l->holder));
+		l->term = sqlite3_column_int64(st, 1);
+		l->renewals = sqlite3_column_int64(st, 2);
+		l->ttl_ms = sqlite3_column_int64(st, 3);
+		col_text(st, 4, l->acquired_at, sizeof(l->acquired_at));
+		col_text(st, 5, l->renewed_at, sizeof(l->renewed_at));
+		col_text(st, 6, l->released_lsn, sizeof(l->released_lsn));
+		l->has_released_lsn = sqlite3_column_type(st, 7) != SQLITE_NULL;
+		l->released_lsn_int = (uint64_t) sqlite3_column_int64(st, 7);
+		rc = 0;
+	} else
+		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+pgl_store_read_lease(struct pgl_store *s, struct pgl_lease *out)
+{
+	return read_lease_stmt(s, out);
+}
+
+int
+pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT name, system_identifier, created_at, paused FROM cluster "
+					 "WHERE id = 1", &st);
+
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		memset(c, 0, sizeof(*c));
+		col_text(st, 0, c->name, sizeof(c->name));
+		col_text(st, 1, c->system_identifier, sizeof(c->system_identifier));
+		col_text(st, 2, c->created_at, sizeof(c->created_at));
+		c->paused = sqlite3_column_int(st, 3) != 0;
+		rc = 0;
+	} else
+		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+pgl_store_data_version(struct pgl_store *s, int64_t *out)
+{
+	return map_rc(pragma_int(s->db, "PRAGMA data_version", out));
+}
+
+static int
+begin_immediate(struct pgl_store *s)
+{
+	int rc = exec_sql(s->db, "BEGIN IMMEDIATE");
+
+	return map_rc(rc);
+}
+
+static int
+commit_or_rollback(struct pgl_store *s, int rc)
+{
+	if (rc == 0) {
+		int c = exec_sql(s->db, "COMMIT");
+
+		if (c == SQLITE_OK)
+			return 0;
+		rc = map_rc(c);
+	}
+	if (!sqlite3_get_autocommit(s->db))
+		exec_sql(s->db, "ROLLBACK");
+	return rc;
+}
+
+static int
+insert_event(struct pgl_store *s, int64_t term, const char *node, const char *kind,
+			 const char *detail)
+{
+	sqlite3_stmt *st = NULL;
+	char ts[PGL_TS_MAX];
+	int rc;
+
+	now_iso(ts);
+	rc = prepare(s, "INSERT INTO events (at, term, node, kind, detail) "
+				 "VALUES (?1, ?2, ?3, ?4, ?5)", &st);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	sqlite3_bind_text(st, 1, ts, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, term);
+	if (node && *node)
+		sqlite3_bind_text(st, 3, node, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, kind, -1, SQLITE_TRANSIENT);
+	if (detail && *detail)
+		sqlite3_bind_text(st, 5, detail, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+}
+
+int
+pgl_store_claim(struct pgl_store *s, const struct pgl_lease *seen, const char *me,
+				int64_t ttl_ms, const char *detail, int64_t *new_term)
+{
+	struct pgl_lease cur;
+	sqlite3_stmt *st = NULL;
+	char ts[PGL_TS_MAX];
+	int rc;
+
+	if (s->rdonly || !pgl_name_valid(me))
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	if ((rc = read_lease_stmt(s, &cur)) < 0)
+		goto out;
+	if (cur.term != seen->term || cur.renewals != seen->renewals ||
+		strcmp(cur.holder, seen->holder) != 0) {
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	now_iso(ts);
+	rc = prepare(s, "UPDATE lease SET holder = ?1, term = term + 1, renewals = 0, "
+				 "ttl_ms = ?2, acquired_at = ?3, renewed_at = ?3, released_lsn = NULL, "
+				 "released_lsn_int = NULL WHERE id = 1 AND term = ?4", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, me, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, ttl_ms);
+	sqlite3_bind_text(st, 3, ts, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, cur.term);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	if (sqlite3_changes(s->db) != 1) {
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	rc = insert_event(s, cur.term + 1, me, "acquired", detail);
+out:
+	rc = commit_or_rollback(s, rc);
+	if (rc == 0 && new_term)
+		*new_term = cur.term + 1;
+	return rc;
+}
+
+int
+pgl_store_renew(struct pgl_store *s, const char *me, int64_t term, int64_t t0_ms,
+				int64_t ttl_ms, int64_t margin_ms, int64_t wait_until_ms,
+				int64_t *deadline_ms, int64_t *renewals)
+{
+	sqlite3_stmt *st = NULL;
+	char ts[PGL_TS_MAX];
+	int64_t wait = wait_until_ms - pgl_mono_ms();
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if (wait <= 0)
+		return -PGL_ETIMEOUT;
+	/* Never wait for the lock past the fence deadline. */
+	sqlite3_busy_timeout(s->db, (int) wait);
+	rc = begin_immediate(s);
+	sqlite3_busy_timeout(s->db, 1000);
+	if (rc < 0)
+		return rc;
+	now_iso(ts);
+	rc = prepare(s, "UPDATE lease SET renewals = renewals + 1, renewed_at = ?1, ttl_ms = ?2 "
+				 "WHERE id = 1 AND holder = ?3 AND term = ?4 RETURNING renewals", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, ts, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, ttl_ms);
+	sqlite3_bind_text(st, 3, me, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, term);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (renewals)
+			*renewals = sqlite3_column_int64(st, 0);
+		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -PGL_ESTORE;
+	} else if (rc == SQLITE_DONE)
+		rc = -PGL_ENOTHOLDER;
+	else
+		rc = map_rc(rc);
+	sqlite3_finalize(st);
+out:
+	rc = commit_or_rollback(s, rc);
+	if (rc == 0)
+		*deadline_ms = t0_ms + ttl_ms - margin_ms;
+	return rc;
+}
+
+int
+pgl_store_release(struct pgl_store *s, const char *me, int64_t term, const char *lsn_text,
+				  const char *detail)
+{
+	sqlite3_stmt *st = NULL;
+	uint64_t lsn = 0;
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if (lsn_text && pgl_lsn_parse(lsn_text, &lsn) < 0)
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	rc = prepare(s, "UPDATE lease SET holder = NULL, released_lsn = ?1, released_lsn_int = ?2 "
+				 "WHERE id = 1 AND holder = ?3 AND term = ?4", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	if (lsn_text) {
+		sqlite3_bind_text(st, 1, lsn_text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, (int64_t) lsn);
+	}
+	sqlite3_bind_text(st, 3, me, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 4, term);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		rc = map_rc(rc);
+	else if (sqlite3_changes(s->db) != 1)
+		rc = -PGL_ENOTHOLDER;
+	else
+		rc = insert_event(s, term, me, "released", detail);
+out:
+	return commit_or_rollback(s, rc);
+}
+
+int
+pgl_store_node_upsert(struct pgl_store *s, const struct pgl_node *n)
+{
+	sqlite3_stmt *st = NULL;
+	char ts[PGL_TS_MAX];
+	int rc;
+
+	if (s->rdonly || !pgl_name_valid(n->name))
+		return -PGL_EINVAL;
+	now_iso(ts);
+	rc = prepare(s,
+				 "INSERT INTO nodes (name, conninfo, role, state, upstream, timeline, "
+				 "  receive_lsn, receive_lsn_int, replay_lsn, replay_lsn_int, priority, "
+				 "  heartbeat, updated_at) "
+				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12) "
+				 "ON CONFLICT (name) DO UPDATE SET conninfo = excluded.conninfo, "
+				 "  role = excluded.role, state = excluded.state, upstream = excluded.upstream, "
+				 "  timeline = excluded.timeline, receive_lsn = excluded.receive_lsn, "
+				 "  receive_lsn_int = excluded.receive_lsn_int, replay_lsn = excluded.replay_lsn, "
+				 "  replay_lsn_int = excluded.replay_lsn_int, priority = excluded.priority, "
+				 "  heartbeat = nodes.heartbeat + 1, updated_at = excluded.updated_at", &st);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	sqlite3_bind_text(st, 1, n->name, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, n->conninfo, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 3, n->role[0] ? n->role : "unknown", -1, SQLITE_TRANSIENT);
+	if (n->state[0])
+		sqlite3_bind_text(st, 4, n->state, -1, SQLITE_TRANSIENT);
+	if (n->upstream[0])
+		sqlite3_bind_text(st, 5, n->upstream, -1, SQLITE_TRANSIENT);
+	if (n->timeline > 0)
+		sqlite3_bind_int64(st, 6, n->timeline);
+	if (n->receive_lsn[0]) {
+		sqlite3_bind_text(st, 7, n->receive_lsn, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 8, (int64_t) n->receive_lsn_int);
+	}
+	if (n->replay_lsn[0]) {
+		sqlite3_bind_text(st, 9, n->replay_lsn, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 10, (int64_t) n->replay_lsn_int);
+	}
+	sqlite3_bind_int64(st, 11, n->priority);
+	sqlite3_bind_text(st, 12, ts, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+}
+
+static void
+read_node_row(sqlite3_stmt *st, struct pgl_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	col_text(st, 0, n->name, sizeof(n->name));
+	col_text(st, 1, n->conninfo, sizeof(n->conninfo));
+	col_text(st, 2, n->role, sizeof(n->role));
+	col_text(st, 3, n->state, sizeof(n->state));
+	col_text(st, 4, n->upstream, sizeof(n->upstream));
+	n->timeline = sqlite3_column_int64(st, 5);
+	col_text(st, 6, n->receive_lsn, sizeof(n->receive_lsn));
+	n->receive_lsn_int = (uint64_t) sqlite3_column_int64(st, 7);
+	col_text(st, 8, n->replay_lsn, sizeof(n->replay_lsn));
+	n->replay_lsn_int = (uint64_t) sqlite3_column_int64(st, 9);
+	n->priority = sqlite3_column_int64(st, 10);
+	n->heartbeat = sqlite3_column_int64(st, 11);
+	col_text(st, 12, n->updated_at, sizeof(n->updated_at));
+	n->age_s = sqlite3_column_double(st, 13);
+}
+
+#define NODE_COLS \
+	"name, conninfo, role, state, upstream, timeline, receive_lsn, receive_lsn_int, " \
+	"replay_lsn, replay_lsn_int, priority, heartbeat, updated_at, " \
+	"coalesce((julianday('now') - julianday(updated_at)) * 86400, -1) "
+
+int
+pgl_store_list_nodes(struct pgl_store *s, struct pgl_node **out, int *count)
+{
+	sqlite3_stmt *st = NULL;
+	struct pgl_node *arr = NULL;
+	int n = 0, cap = 0, rc;
+
+	*out = NULL;
+	*count = 0;
+	rc = prepare(s, "SELECT " NODE_COLS "FROM nodes ORDER BY name", &st);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			arr = realloc(arr, cap * sizeof(*arr));
+		}
+		read_node_row(st, &arr[n++]);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(arr);
+		return map_rc(rc);
+	}
+	*out = arr;
+	*count = n;
+	return 0;
+}
+
+int
+pgl_store_get_node(struct pgl_store *s, const char *name, struct pgl_node *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT " NODE_COLS "FROM nodes WHERE name = ?1", &st);
+
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		read_node_row(st, out);
+		rc = 0;
+	} else
+		rc = rc == SQLITE_DONE ? -PGL_ENOENT : map_rc(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+pgl_store_remove_node(struct pgl_store *s, const char *name, int64_t term)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	rc = prepare(s, "DELETE FROM nodes WHERE name = ?1", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		rc = map_rc(rc);
+	else if (sqlite3_changes(s->db) != 1)
+		rc = -PGL_ENOENT;
+	else
+		rc = insert_event(s, term, name, "removed", "node forgotten; its slot is dropped");
+out:
+	return commit_or_rollback(s, rc);
+}
+
+int
+pgl_store_event(struct pgl_store *s, int64_t term, const char *node, const char *kind,
+				const char *fmt, ...)
+{
+	char detail[1024];
+	va_list ap;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	return insert_event(s, term, node, kind, detail);
+}
+
+static int
+collect_events(struct pgl_store *s, sqlite3_stmt *st, struct pgl_event **out, int *count)
+{
+	struct pgl_event *arr = NULL;
+	int n = 0, cap = 0, rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct pgl_event *e;
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			arr = realloc(arr, cap * sizeof(*arr));
+		}
+		e = &arr[n++];
+		memset(e, 0, sizeof(*e));
+		e->id = sqlite3_column_int64(st, 0);
+		col_text(st, 1, e->at, sizeof(e->at));
+		e->term = sqlite3_column_int64(st, 2);
+		col_text(st, 3, e->node, sizeof(e->node));
+		col_text(st, 4, e->kind, sizeof(e->kind));
+		col_text(st, 5, e->detail, sizeof(e->detail));
+	}
+	sqlite3_finalize(st);
+	(void) s;
+	if (rc != SQLITE_DONE) {
+		free(arr);
+		return map_rc(rc);
+	}
+	*out = arr;
+	*count = n;
+	return 0;
+}
+
+int
+pgl_store_list_events(struct pgl_store *s, int n, struct pgl_event **out, int *count)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT * FROM (SELECT id, at, term, node, kind, detail FROM events "
+					 "ORDER BY id DESC LIMIT ?1) ORDER BY id", &st);
+
+	*out = NULL;
+	*count = 0;
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	sqlite3_bind_int(st, 1, n);
+	return collect_events(s, st, out, count);
+}
+
+int
+pgl_store_events_after(struct pgl_store *s, int64_t after_id, struct pgl_event **out,
+					   int *count)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT id, at, term, node, kind, detail FROM events WHERE id > ?1 "
+					 "ORDER BY id", &st);
+
+	*out = NULL;
+	*count = 0;
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	sqlite3_bind_int64(st, 1, after_id);
+	return collect_events(s, st, out, count);
+}
+
+int
+pgl_store_set_paused(struct pgl_store *s, bool paused, const char *node)
+{
+	sqlite3_stmt *st = NULL;
+	struct pgl_lease l;
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	if ((rc = read_lease_stmt(s, &l)) < 0)
+		goto out;
+	rc = prepare(s, "UPDATE cluster SET paused = ?1 WHERE id = 1", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_int(st, 1, paused ? 1 : 0);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	rc = rc == SQLITE_DONE ? insert_event(s, l.term, node, paused ? "paused" : "resumed", NULL)
+		: map_rc(rc);
+out:
+	return commit_or_rollback(s, rc);
+}
+
+int
+pgl_store_set_sysid(struct pgl_store *s, const char *sysid)
+{
+	sqlite3_stmt *st = NULL;
+	struct pgl_cluster c;
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	if ((rc = pgl_store_read_cluster(s, &c)) < 0)
+		goto out;
+	if (c.system_identifier[0]) {
+		rc = strcmp(c.system_identifier, sysid) == 0 ? 0 : -PGL_ECONFLICT;
+		goto out;
+	}
+	rc = prepare(s, "UPDATE cluster SET system_identifier = ?1 WHERE id = 1", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, sysid, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : map_rc(rc);
+	sqlite3_finalize(st);
+out:
+	return commit_or_rollback(s, rc);
+}
+
+/* ---- the observer's expiry tracker ---- */
+
+bool
+pgl_observer_matches(const struct pgl_observer *o, const struct pgl_lease *l)
+{
+	return o->valid && o->term == l->term && o->renewals == l->renewals &&
+		strcmp(o->holder, l->holder) == 0;
+}
+
+bool
+pgl_observer_see(struct pgl_observer *o, const struct pgl_lease *l, int64_t now_ms)
+{
+	if (pgl_observer_matches(o, l))
+		return false;
+	o->valid = true;
+	o->term = l->term;
+	o->renewals = l->renewals;
+	pgl_strlcpy(o->holder, l->holder, sizeof(o->holder));
+	o->first_seen_ms = now_ms;
+	return true;
+}
+
+int64_t
+pgl_observer_remaining(const struct pgl_observer *o, int64_t now_ms, int64_t ttl_ms)
+{
+	int64_t left;
+
+	if (!o->valid)
+		return INT64_MAX;
+	left = o->first_seen_ms + ttl_ms - now_ms;
+	return left > 0 ? left : 0;
+}
+
+bool
+pgl_observer_expired(const struct pgl_observer *o, int64_t now_ms, int64_t ttl_ms)
+{
+	return o->valid && now_ms - o->first_seen_ms >= ttl_ms;
+}

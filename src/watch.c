@@ -1,0 +1,107 @@
+/*
+ * watch.c — inotify on the lease store's directory.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "pglease/common.h"
+#include "pglease/log.h"
+#include "pglease/watch.h"
+
+struct pgl_watch {
+	int fd;
+	char base[256];		/* "lease.db" */
+	char wal[270];		/* "lease.db-wal" */
+};
+
+int
+pgl_watch_open(const char *store_path, struct pgl_watch **out)
+{
+	struct pgl_watch *w = calloc(1, sizeof(*w));
+	char *c1 = strdup(store_path), *c2 = strdup(store_path);
+	int rc = 0;
+
+	pgl_strlcpy(w->base, basename(c1), sizeof(w->base));
+	snprintf(w->wal, sizeof(w->wal), "%s-wal", w->base);
+	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (w->fd < 0 ||
+		inotify_add_watch(w->fd, dirname(c2),
+						  IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
+						  IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB) < 0) {
+		pgl_log_error("inotify on %s: %s", store_path, strerror(errno));
+		rc = -PGL_ESYS;
+	}
+	free(c1);
+	free(c2);
+	if (rc < 0) {
+		pgl_watch_close(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+void
+pgl_watch_close(struct pgl_watch *w)
+{
+	if (w == NULL)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w);
+}
+
+int
+pgl_watch_fd(const struct pgl_watch *w)
+{
+	return w->fd;
+}
+
+bool
+pgl_watch_drain(struct pgl_watch *w)
+{
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool hit = false;
+	ssize_t n;
+
+	while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *) p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				hit = true;
+			else if (ev->len > 0 &&
+					 (strcmp(ev->name, w->base) == 0 || strcmp(ev->name, w->wal) == 0))
+				hit = true;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return hit;
+}
+
+int
+pgl_watch_wait(struct pgl_watch *w, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
+	int64_t end = pgl_mono_ms() + timeout_ms;
+
+	for (;;) {
+		int64_t left = end - pgl_mono_ms();
+		int r;
+
+		if (left < 0)
+			left = 0;
+		r = poll(&pfd, 1, (int) left);
+		if (r < 0 && errno != EINTR)
+			return -PGL_ESYS;
+		if (r > 0 && pgl_watch_drain(w))
+			return 1;
+		if (left == 0)
+			return 0;
+	}
+}
