@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
