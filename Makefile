@@ -22,7 +22,7 @@ LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all check unit integration sanitize clean deps-check docker-check bench
+.PHONY: all check unit cli-test integration sanitize clean deps-check docker-check bench
 
 all: deps-check pglease
 
@@ -48,10 +48,13 @@ $(BUILD):
 unit: deps-check pglease $(UNIT_BINS)
 	@PGLEASE_BIN=$(CURDIR)/pglease test/unit/run-all.sh $(UNIT_BINS)
 
+cli-test: pglease
+	@test/cli/run.sh $(CURDIR)/pglease
+
 integration: pglease
 	@test/integration/run.sh
 
-check: unit integration
+check: unit cli-test integration
 
 sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined" unit

@@ -5,7 +5,6 @@
 # See --help for what it does. Run as root (debootstrap, chroot, mount).
 set -euo pipefail
 
-readonly SCRIPT_VERSION=1
 readonly SUITE=bookworm
 readonly RUNTIME_TAG=pglease-base:${SUITE}
 readonly BUILD_TAG=pglease-build:${SUITE}
@@ -40,9 +39,11 @@ entry for suite '${SUITE}' (plus ${SUITE}-updates and ${SUITE}-security when
 listed). Images get the same mirror in /etc/apt/sources.list.d/debian.sources.
 An http proxy configured for apt (Acquire::http::Proxy) is used too.
 
-Both images carry the label ${LABEL_KEY}, a hash of this script's version,
-the package lists and the mirror entries. When both images exist with the
-current hash the script says so and exits at once.
+Both images carry the label ${LABEL_KEY}, a hash of this script's
+contents (which include the package lists) and the mirror entries. When both
+images exist with the current hash the script says so and exits at once.
+Package versions are whatever the mirror serves at build time (security
+updates included); use --force to pick up newer ones.
 
 Options:
   --force   rebuild everything, including the cached minbase root
@@ -188,9 +189,10 @@ sources_file() {
 SOURCES_CONTENT=$(sources_file)
 
 ARCH=$(dpkg --print-architecture)
-MINBASE_KEY=$(printf '%s\n' "v$SCRIPT_VERSION" "$SUITE" "$ARCH" "$MAIN_URI" "$MINBASE_EXTRA" \
+SCRIPT_HASH=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
+MINBASE_KEY=$(printf '%s\n' "$SUITE" "$ARCH" "$MAIN_URI" "$MINBASE_EXTRA" \
     | sha256sum | cut -c1-16)
-CACHE_KEY=$(printf '%s\n' "v$SCRIPT_VERSION" "$SUITE" "$ARCH" "$SOURCES_CONTENT" \
+CACHE_KEY=$(printf '%s\n' "$SCRIPT_HASH" "$SUITE" "$ARCH" "$SOURCES_CONTENT" \
     "${RUNTIME_PKGS[*]}" "${BUILD_PKGS[*]}" "$MINBASE_EXTRA" | sha256sum | cut -c1-16)
 
 log "mirror: $MAIN_URI (suite $SUITE${UPDATES_URI:+, $SUITE-updates}${SECURITY_URI:+, security $SECURITY_URI})"
@@ -238,7 +240,8 @@ if [ ! -s "$MINBASE_TAR" ]; then
         [ ! -f "$ROOT/debootstrap/debootstrap.log" ] || tail -n 20 "$ROOT/debootstrap/debootstrap.log" >&2
         die "debootstrap failed (full log: $CACHE_DIR/debootstrap.log)"
     fi
-    tar -C "$ROOT" --numeric-owner -cf "$MINBASE_TAR.tmp" .
+    tar -C "$ROOT" --numeric-owner --exclude='./var/cache/apt/archives/*.deb' \
+        -cf "$MINBASE_TAR.tmp" .
     mv "$MINBASE_TAR.tmp" "$MINBASE_TAR"
     rm -rf --one-file-system "$ROOT"
 else
@@ -313,6 +316,9 @@ import_root() {
 log "apt-get update (in chroot)"
 in_root apt-get update -q >"$CACHE_DIR/apt-update.log" 2>&1 \
     || { tail -n 20 "$CACHE_DIR/apt-update.log" >&2; die "apt-get update failed in the chroot (log: $CACHE_DIR/apt-update.log)"; }
+log "apt-get dist-upgrade (in chroot: pending ${SUITE}-updates/-security fixes)"
+in_root apt-get dist-upgrade -y -q >"$CACHE_DIR/apt-upgrade.log" 2>&1 \
+    || { tail -n 20 "$CACHE_DIR/apt-upgrade.log" >&2; die "apt-get dist-upgrade failed in the chroot (log: $CACHE_DIR/apt-upgrade.log)"; }
 apt_install runtime "${RUNTIME_PKGS[@]}"
 in_root test -x /usr/lib/postgresql/15/bin/postgres || die "postgres binary missing after install"
 in_root id postgres >/dev/null || die "postgres user missing after install"

@@ -1,15 +1,1356 @@
-/* cli.c — placeholder: the CLI is being written. */
+/*
+ * cli.c — the operator's subcommands of the one pglease binary: status,
+ * lease, events, primary, watch, remove, pause, resume and health.  `run`
+ * is handed to the agent unchanged.
+ *
+ * Read commands open the lease store with PGL_STORE_RDONLY: they never
+ * create or write lease.db and, the store being in WAL mode, never block the
+ * holder's commit.  (As any WAL reader, SQLite may create the empty
+ * lease.db-wal and lease.db-shm side files next to it.)  Output for people
+ * goes to stdout; with --json every command prints one JSON document, except
+ * watch, which prints one JSON object per line.  Errors are one line on
+ * stderr starting "pglease: ".  Exit codes are PGL_EXIT_* (DESIGN.md
+ * section 5): 0 ok, 1 runtime failure, 2 usage or config error, 3 no live
+ * primary.
+ *
+ * The store path: --lease-db, else PGLEASE_LEASE_DB, else lease_db in the
+ * config file (-c), else /var/lib/pglease/lease.db.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
 #include "pglease/agent.h"
 #include "pglease/cli.h"
 #include "pglease/common.h"
+#include "pglease/config.h"
+#include "pglease/store.h"
+#include "pglease/watch.h"
+
+/* What a command accepts besides --lease-db, -c and -h. */
+enum {
+	OPT_JSON = 1 << 0,
+	OPT_N = 1 << 1,
+	OPT_CONNINFO = 1 << 2,
+	OPT_COUNT = 1 << 3,
+	ARG_NODE = 1 << 4,
+};
+
+#define DEFAULT_EVENTS 20
+#define DEFAULT_TTL_MS 5000
+/* watch: the store is re-read at least this often even without inotify. */
+#define WATCH_FALLBACK_MS 1000
+
+struct cli;
+
+struct command {
+	const char *name;
+	int (*fn)(struct cli *c);
+	unsigned opts;
+	const char *synopsis;		/* after "pglease NAME" */
+	const char *summary;		/* one line for `pglease --help` */
+	const char *help;			/* description and own options for NAME --help */
+};
+
+/* One parsed command line. */
+struct cli {
+	const struct command *cmd;
+	const char *lease_db_arg;	/* --lease-db, or NULL */
+	const char *config;			/* -c, or NULL */
+	const char *node;			/* remove's NODE */
+	bool json, conninfo, help;
+	long n;						/* events -n */
+	long count;					/* watch --count; 0 = until a signal */
+	char path[PGL_PATH_MAX];	/* the resolved lease store */
+};
+
+/* A consistent-enough picture for status (each read is its own snapshot). */
+struct snapshot {
+	struct pgl_cluster cluster;
+	struct pgl_lease lease;
+	double lease_age_s;			/* < 0: never renewed */
+	struct pgl_node *nodes;
+	int n_nodes;
+};
+
+static int cmd_status(struct cli *c);
+static int cmd_lease(struct cli *c);
+static int cmd_events(struct cli *c);
+static int cmd_primary(struct cli *c);
+static int cmd_watch(struct cli *c);
+static int cmd_remove(struct cli *c);
+static int cmd_pause(struct cli *c);
+static int cmd_resume(struct cli *c);
+static int cmd_health(struct cli *c);
+
+static const struct command commands[] = {
+	{ "status", cmd_status, OPT_JSON, "[--json]",
+	  "the cluster: lease holder and term, one row per node",
+	  "Shows the cluster like `repmgr cluster show`: a header with the cluster name, the\n"
+	  "lease holder, its term and the time since its last renewal (PAUSED when automatic\n"
+	  "failover is paused), then one row per node: name, role, state, upstream, timeline,\n"
+	  "lag, heartbeat age and a '*' in the Lease column for the node holding the lease.\n"
+	  "Lag is the holder's current WAL position minus the node's replay position; '-'\n"
+	  "when unknown (no holder, or a position not reported yet).\n\n"
+	  "  --json             one JSON document: {\"cluster\": {...}, \"lease\": {...}, \"nodes\": [...]}\n" },
+	{ "lease", cmd_lease, OPT_JSON, "[--json]",
+	  "the lease row: holder, term, renewals, times, released LSN",
+	  "Shows the lease row: holder, term, renewals in this term, TTL, when it was acquired\n"
+	  "and last renewed, and the LSN recorded by the last clean release.\n\n"
+	  "  --json             the lease as one JSON object (as in status --json)\n" },
+	{ "events", cmd_events, OPT_JSON | OPT_N, "[-n N] [--json]",
+	  "the newest entries of the event log, oldest first",
+	  "Prints the newest N events of the log, oldest first, one per line:\n"
+	  "time, term, node, kind, detail.\n\n"
+	  "  -n N               how many events (a positive integer; default 20)\n"
+	  "  --json             a JSON array of {id, at, term, node, kind, detail}\n" },
+	{ "primary", cmd_primary, OPT_JSON | OPT_CONNINFO, "[--conninfo] [--json]",
+	  "print the live primary's name (exit 3 when there is none)",
+	  "Prints the name of the live primary and exits 0.  The primary is live when the\n"
+	  "lease has a holder, the holder's node row exists, its heartbeat is at most twice\n"
+	  "the lease TTL old and the lease was renewed within the TTL (5 s when unset).\n"
+	  "Otherwise prints nothing on stdout, \"pglease: no live primary\" (and why) on\n"
+	  "stderr, and exits 3.\n\n"
+	  "  --conninfo         print the primary's connection string instead of its name\n"
+	  "  --json             {\"primary\": name or null, \"conninfo\": ..., \"term\": N}\n"
+	  "                     (printed with exit 3 too)\n" },
+	{ "watch", cmd_watch, OPT_JSON | OPT_COUNT, "[--json] [--count N]",
+	  "print lease, event and node changes as they happen",
+	  "Prints the current lease, then one line per change until SIGINT or SIGTERM (exit 0):\n"
+	  "a change of lease holder or term or a release, every new event, and every change of\n"
+	  "a node's role or state (nodes added or removed too).  Renewals and heartbeats are\n"
+	  "not printed.  Changes are seen through inotify on the store's directory, confirmed\n"
+	  "with PRAGMA data_version, and the store is re-read at least once a second.\n\n"
+	  "  --json             JSON Lines: one object per line with \"type\" lease, event or node\n"
+	  "  --count N          exit 0 after N change lines (not counting the first lease line)\n" },
+	{ "remove", cmd_remove, ARG_NODE, "NODE",
+	  "forget a node for good: its row (the primary then drops its slot)",
+	  "Deletes NODE's row from the lease store and records a 'removed' event; the\n"
+	  "primary's agent drops the node's replication slot when it sees that event.\n"
+	  "Refuses the node holding the lease (stop it or switch over first).  Opens the\n"
+	  "store read-write.\n" },
+	{ "pause", cmd_pause, 0, "",
+	  "pause automatic failover (no elections until resume)",
+	  "Marks the cluster paused: no standby claims the lease while paused.  The\n"
+	  "current primary keeps its lease.  Records a 'paused' event.\n" },
+	{ "resume", cmd_resume, 0, "",
+	  "resume automatic failover",
+	  "Clears the paused mark so elections happen again.  Records a 'resumed' event.\n" },
+	{ "health", cmd_health, 0, "",
+	  "health check of this node, for a container HEALTHCHECK",
+	  "Checks the local node (node_name from the config file or PGLEASE_NODE_NAME):\n"
+	  "healthy when its row exists, its heartbeat is younger than 3 lease TTLs (5 s when\n"
+	  "unset), and it is either a standby or a primary holding the lease.  Prints one\n"
+	  "line and exits 0 when healthy, 1 otherwise.  Reads the whole configuration, so\n"
+	  "a configuration error exits 2.\n" },
+};
+
+static const struct option long_opts[] = {
+	{ "lease-db", required_argument, NULL, 'L' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "json", no_argument, NULL, 'j' },
+	{ "conninfo", no_argument, NULL, 'C' },
+	{ "count", required_argument, NULL, 'N' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* ---- output helpers ---- */
+
+/* Length of the valid UTF-8 sequence at p, or 0 if it is not one. */
+static int
+utf8_len(const unsigned char *p)
+{
+	int n, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	for (i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] > 0x9f) ||
+		(n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] > 0x8f))
+		return 0;
+	return n;
+}
+
+/* A JSON string (NULL prints null); invalid UTF-8 becomes U+FFFD. */
+static void
+json_str(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *) s;
+
+	if (s == NULL) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	while (*p) {
+		int n = utf8_len(p);
+
+		if (n == 0) {
+			fputs("\\ufffd", f);
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			fprintf(f, "\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			fprintf(f, "\\u%04x", *p++);
+		} else {
+			fwrite(p, 1, n, f);
+			p += n;
+		}
+	}
+	fputc('"', f);
+}
+
+/* A JSON string, or null when s is empty. */
+static void
+json_text(FILE *f, const char *s)
+{
+	json_str(f, s && *s ? s : NULL);
+}
+
+/* Seconds with 0.1 s precision, or null when unknown (negative). */
+static void
+json_age(FILE *f, double age_s)
+{
+	if (age_s < 0)
+		fputs("null", f);
+	else
+		fprintf(f, "%.1f", age_s);
+}
+
+/* Copies s into dst for a terminal: control characters become spaces. */
+static void
+clean_copy(char *dst, const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < len; i++)
+		dst[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
+	dst[i] = '\0';
+}
+
+/* "0 B", "512 B", "1.5 kB", "16 kB", "3.2 MB" (powers of 1024, as pg_size_pretty). */
+static void
+fmt_bytes(int64_t bytes, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "kB", "MB", "GB", "TB", "PB" };
+	double v = (double) bytes;
+	size_t u = 0;
+
+	if (bytes < 0) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	while (v >= 1024 && u + 1 < PGL_ARRAY_LEN(units)) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%lld B", (long long) bytes);
+	else if (v < 10)
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+	else
+		snprintf(buf, len, "%.0f %s", v, units[u]);
+}
+
+static void
+fmt_age(double age_s, char *buf, size_t len)
+{
+	if (age_s < 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.1fs ago", age_s);
+}
+
+/* ---- usage ---- */
+
+static const struct command *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < PGL_ARRAY_LEN(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void
+print_usage(FILE *f)
+{
+	fprintf(f, "usage: pglease <command> [options]\n\nCommands:\n");
+	fprintf(f, "  %-8s  %s\n", "run", "run the agent that owns this node's PostgreSQL "
+			"(see pglease run --help)");
+	for (size_t i = 0; i < PGL_ARRAY_LEN(commands); i++)
+		fprintf(f, "  %-8s  %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-8s  %s\n", "help", "this text; `pglease help COMMAND` for one command");
+	fprintf(f,
+			"\nEvery command except run takes:\n"
+			"  --lease-db PATH    the lease store; default: $PGLEASE_LEASE_DB, else lease_db\n"
+			"                     in the config file, else /var/lib/pglease/lease.db\n"
+			"  -c, --config FILE  the config file to find lease_db in\n"
+			"  -h, --help         help for that command\n"
+			"and status, lease, events, primary and watch take --json.\n"
+			"\nExit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 no live primary.\n"
+			"pglease --version prints the version.\n");
+}
+
+static void
+print_command_help(const struct command *cmd)
+{
+	printf("usage: pglease %s%s%s [--lease-db PATH] [-c FILE]\n\n%s\n", cmd->name,
+		   cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->help);
+	printf("  --lease-db PATH    the lease store; default: $PGLEASE_LEASE_DB, else lease_db\n"
+		   "                     in the config file, else /var/lib/pglease/lease.db\n"
+		   "  -c, --config FILE  read %s from this config file\n"
+		   "  -h, --help         show this help and exit\n\n",
+		   cmd->fn == cmd_health ? "node_name, lease_db and the rest" : "lease_db");
+	printf("Exit codes: 0 ok, 1 runtime failure, 2 usage or config error%s.\n",
+		   cmd->fn == cmd_primary ? ", 3 no live primary" : "");
+}
+
+/* ---- argument parsing ---- */
+
+/* Parses a positive int; false if s is anything else. */
+static bool
+parse_positive(const char *s, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end != '\0' || v < 1 || v > INT_MAX)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Records the first argument error; the caller prints it unless --help was given. */
+static void
+arg_error(char *err, size_t len, const char *cmd, const char *fmt, const char *arg)
+{
+	char msg[256];
+
+	if (err[0])
+		return;
+	snprintf(msg, sizeof(msg), fmt, arg);
+	snprintf(err, len, "pglease %s: %s", cmd, msg);
+}
+
+/* Handles one option character from getopt_long. */
+static void
+take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
+{
+	const char *name = c->cmd->name, *last = argv[optind - 1];
+	char bad[64];
+
+	/* The offending option as typed: "--name" (without "=value") or "-x". */
+	if (strncmp(last, "--", 2) == 0)
+		snprintf(bad, sizeof(bad), "%.*s", (int) strcspn(last, "="), last);
+	else
+		snprintf(bad, sizeof(bad), "-%c", optopt);
+
+	switch (ch) {
+	case 'h':
+		c->help = true;
+		break;
+	case 'c':
+		c->config = optarg;
+		break;
+	case 'L':
+		c->lease_db_arg = optarg;
+		if (!*optarg)
+			arg_error(err, len, name, "%s: the lease store path must not be empty", "--lease-db");
+		break;
+	case 'j':
+	case 'C':
+		if (!(c->cmd->opts & (ch == 'j' ? OPT_JSON : OPT_CONNINFO)))
+			arg_error(err, len, name, "unknown option '%s'", bad);
+		else if (ch == 'j')
+			c->json = true;
+		else
+			c->conninfo = true;
+		break;
+	case 'n':
+	case 'N':
+		if (!(c->cmd->opts & (ch == 'n' ? OPT_N : OPT_COUNT)))
+			arg_error(err, len, name, "unknown option '%s'", ch == 'n' ? "-n" : "--count");
+		else if (!parse_positive(optarg, ch == 'n' ? &c->n : &c->count))
+			arg_error(err, len, name, ch == 'n' ? "-n: '%s' is not a positive integer"
+					  : "--count: '%s' is not a positive integer", optarg);
+		break;
+	case ':':
+		arg_error(err, len, name, "option '%s' needs a value", bad);
+		break;
+	default:
+		/* A known long option given "=value" reports its val in optopt. */
+		arg_error(err, len, name, optopt && strchr(last, '=') && last[1] == '-'
+				  ? "option '%s' takes no value" : "unknown option '%s'", bad);
+		break;
+	}
+}
+
+/*
+ * Parses argv (argv[0] is the command name) into c.  Returns 0, or
+ * PGL_EXIT_USAGE after printing one line on stderr.  --help wins over errors.
+ */
+static int
+parse_args(struct cli *c, int argc, char **argv)
+{
+	char err[512] = "";
+	int ch;
+
+	c->n = DEFAULT_EVENTS;
+	opterr = 0;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, ":hc:n:", long_opts, NULL)) != -1)
+		take_option(c, ch, argv, err, sizeof(err));
+	if (c->help)
+		return 0;
+	if (!err[0] && (c->cmd->opts & ARG_NODE)) {
+		if (optind >= argc)
+			arg_error(err, sizeof(err), c->cmd->name, "missing %s argument", "NODE");
+		else
+			c->node = argv[optind++];
+	}
+	if (!err[0] && optind < argc)
+		arg_error(err, sizeof(err), c->cmd->name, "unexpected argument '%s'", argv[optind]);
+	if (err[0]) {
+		fprintf(stderr, "%s\n", err);
+		return PGL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Prints each line of a config error, prefixed. */
+static void
+print_config_errors(const char *err)
+{
+	const char *p = err;
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int) (nl - p) : (int) strlen(p);
+
+		fprintf(stderr, "pglease: %.*s\n", n, p);
+		p += n + (nl ? 1 : 0);
+	}
+}
+
+/* --lease-db, else PGLEASE_LEASE_DB, else the config file, else the default. */
+static int
+resolve_path(struct cli *c)
+{
+	char err[4096];
+
+	if (pgl_config_lease_db(c->config, c->path, sizeof(c->path), err, sizeof(err)) < 0) {
+		print_config_errors(err);
+		return PGL_EXIT_USAGE;
+	}
+	if (c->lease_db_arg && !pgl_strlcpy(c->path, c->lease_db_arg, sizeof(c->path))) {
+		fprintf(stderr, "pglease %s: --lease-db: path too long\n", c->cmd->name);
+		return PGL_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* ---- store access ---- */
+
+/* Opens c->path; on failure prints the store's one-line reason. */
+static int
+open_store(struct cli *c, const char *path, int flags, struct pgl_store **st)
+{
+	char err[PGL_PATH_MAX + 512];
+	int rc = pgl_store_open(path, flags, st, err, sizeof(err));
+
+	if (rc == 0)
+		return 0;
+	if (rc == -PGL_ENOENT && c->cmd->fn == cmd_primary)
+		fprintf(stderr, "pglease: no lease store at %s\n", path);
+	else
+		fprintf(stderr, "pglease: %s\n", err[0] ? err : pgl_strerror(rc));
+	return PGL_EXIT_FAIL;
+}
+
+/* Reports a failed read or write of an open store; returns PGL_EXIT_FAIL. */
+static int
+store_failed(struct pgl_store *st, const char *what, int rc)
+{
+	fprintf(stderr, "pglease: %s: cannot %s: %s (%s)\n", pgl_store_path(st), what,
+			pgl_strerror(rc), pgl_store_errmsg(st));
+	return PGL_EXIT_FAIL;
+}
+
+static int
+read_snapshot(struct pgl_store *st, struct snapshot *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	if ((rc = pgl_store_read_cluster(st, &s->cluster)) < 0 ||
+		(rc = pgl_store_read_lease(st, &s->lease)) < 0 ||
+		(rc = pgl_store_lease_age_s(st, &s->lease_age_s)) < 0 ||
+		(rc = pgl_store_list_nodes(st, &s->nodes, &s->n_nodes)) < 0)
+		return store_failed(st, "read the lease store", rc);
+	return 0;
+}
+
+static const struct pgl_node *
+find_node(const struct snapshot *s, const char *name)
+{
+	for (int i = 0; i < s->n_nodes; i++)
+		if (strcmp(s->nodes[i].name, name) == 0)
+			return &s->nodes[i];
+	return NULL;
+}
+
+/*
+ * Bytes node n is behind the holder: the holder's current WAL position (its
+ * row's receive_lsn) minus n's replay position.  0 for the holder itself,
+ * -1 when unknown.
+ */
+static int64_t
+node_lag(const struct snapshot *s, const struct pgl_node *n)
+{
+	const struct pgl_node *h = s->lease.holder[0] ? find_node(s, s->lease.holder) : NULL;
+
+	if (h == NULL)
+		return -1;
+	if (h == n)
+		return 0;
+	if (!h->receive_lsn[0] || !n->replay_lsn[0])
+		return -1;
+	return h->receive_lsn_int > n->replay_lsn_int
+		? (int64_t) (h->receive_lsn_int - n->replay_lsn_int) : 0;
+}
+
+/* ---- status ---- */
+
+static void
+print_lease_json(FILE *f, const struct pgl_lease *l, double age_s)
+{
+	fputs("{\"holder\":", f);
+	json_text(f, l->holder);
+	fprintf(f, ",\"term\":%lld,\"renewals\":%lld,\"ttl_ms\":%lld,\"acquired_at\":",
+			(long long) l->term, (long long) l->renewals, (long long) l->ttl_ms);
+	json_text(f, l->acquired_at);
+	fputs(",\"renewed_at\":", f);
+	json_text(f, l->renewed_at);
+	fputs(",\"renewed_age_s\":", f);
+	json_age(f, age_s);
+	fputs(",\"released_lsn\":", f);
+	json_text(f, l->has_released_lsn ? l->released_lsn : "");
+	fputc('}', f);
+}
+
+static void
+print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
+{
+	int64_t lag = node_lag(s, n);
+
+	fputs("{\"name\":", f);
+	json_str(f, n->name);
+	fputs(",\"role\":", f);
+	json_text(f, n->role);
+	fputs(",\"state\":", f);
+	json_text(f, n->state);
+	fputs(",\"upstream\":", f);
+	json_text(f, n->upstream);
+	fputs(",\"timeline\":", f);
+	if (n->timeline > 0)
+		fprintf(f, "%lld", (long long) n->timeline);
+	else
+		fputs("null", f);
+	fputs(",\"receive_lsn\":", f);
+	json_text(f, n->receive_lsn);
+	fputs(",\"replay_lsn\":", f);
+	json_text(f, n->replay_lsn);
+	if (lag >= 0)
+		fprintf(f, ",\"lag_bytes\":%lld", (long long) lag);
+	else
+		fputs(",\"lag_bytes\":null", f);
+	fputs(",\"heartbeat_age_s\":", f);
+	json_age(f, n->age_s);
+	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s}", (long long) n->priority,
+			strcmp(n->name, s->lease.holder) == 0 ? "true" : "false");
+}
+
+static void
+print_status_json(const struct snapshot *s)
+{
+	fputs("{\"cluster\":{\"name\":", stdout);
+	json_str(stdout, s->cluster.name);
+	fputs(",\"system_identifier\":", stdout);
+	json_text(stdout, s->cluster.system_identifier);
+	printf(",\"paused\":%s},\"lease\":", s->cluster.paused ? "true" : "false");
+	print_lease_json(stdout, &s->lease, s->lease_age_s);
+	fputs(",\"nodes\":[", stdout);
+	for (int i = 0; i < s->n_nodes; i++) {
+		if (i)
+			fputc(',', stdout);
+		print_node_json(stdout, s, &s->nodes[i]);
+	}
+	fputs("]}\n", stdout);
+}
+
+/* "lease: n1 term 3 (renewed 0.4s ago)" or "lease: none (term 3)". */
+static void
+format_lease(const struct pgl_lease *l, double age_s, char *buf, size_t len)
+{
+	char lsn[PGL_LSN_TEXT_MAX + 32] = "";
+
+	if (l->has_released_lsn)
+		snprintf(lsn, sizeof(lsn), ", released at %s", l->released_lsn);
+	if (!l->holder[0])
+		snprintf(buf, len, "lease: none (term %lld%s)", (long long) l->term, lsn);
+	else if (age_s < 0)
+		snprintf(buf, len, "lease: %s term %lld (never renewed)", l->holder, (long long) l->term);
+	else
+		snprintf(buf, len, "lease: %s term %lld (renewed %.1fs ago)", l->holder,
+				 (long long) l->term, age_s);
+}
+
+#define NCOLS 8
+struct row {
+	char cell[NCOLS][PGL_NAME_MAX];
+};
+
+static void
+fill_row(const struct snapshot *s, const struct pgl_node *n, struct row *r)
+{
+	clean_copy(r->cell[0], n->name, PGL_NAME_MAX);
+	clean_copy(r->cell[1], n->role[0] ? n->role : "-", PGL_NAME_MAX);
+	clean_copy(r->cell[2], n->state[0] ? n->state : "-", PGL_NAME_MAX);
+	clean_copy(r->cell[3], n->upstream[0] ? n->upstream : "-", PGL_NAME_MAX);
+	if (n->timeline > 0)
+		snprintf(r->cell[4], PGL_NAME_MAX, "%lld", (long long) n->timeline);
+	else
+		strcpy(r->cell[4], "-");
+	fmt_bytes(node_lag(s, n), r->cell[5], PGL_NAME_MAX);
+	fmt_age(n->age_s, r->cell[6], PGL_NAME_MAX);
+	strcpy(r->cell[7], strcmp(n->name, s->lease.holder) == 0 ? "*" : "");
+}
+
+static void
+print_rows(const struct row *rows, int n)
+{
+	static const char dashes[] = "------------------------------------------------------------------";
+	int w[NCOLS] = { 0 };
+
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < NCOLS; j++)
+			if ((int) strlen(rows[i].cell[j]) > w[j])
+				w[j] = (int) strlen(rows[i].cell[j]);
+	for (int i = 0; i < n; i++) {
+		for (int j = 0; j < NCOLS - 1; j++)
+			printf(" %-*s |", w[j], rows[i].cell[j]);
+		if (rows[i].cell[NCOLS - 1][0])
+			printf(" %s", rows[i].cell[NCOLS - 1]);
+		fputc('\n', stdout);
+		if (i > 0)
+			continue;
+		for (int j = 0; j < NCOLS; j++)
+			printf("%s%.*s", j ? "+" : "", w[j] + 2, dashes);
+		fputc('\n', stdout);
+	}
+}
+
+static void
+print_status_table(const struct snapshot *s)
+{
+	static const struct row header = { { "Name", "Role", "State", "Upstream", "Timeline",
+										 "Lag", "Heartbeat", "Lease" } };
+	char lease[256];
+	struct row *rows = calloc(s->n_nodes + 1, sizeof(*rows));
+
+	format_lease(&s->lease, s->lease_age_s, lease, sizeof(lease));
+	printf("Cluster %s  %s%s\n\n", s->cluster.name, lease, s->cluster.paused ? "  PAUSED" : "");
+	rows[0] = header;
+	for (int i = 0; i < s->n_nodes; i++)
+		fill_row(s, &s->nodes[i], &rows[i + 1]);
+	if (s->n_nodes == 0)
+		printf("(no nodes)\n");
+	else
+		print_rows(rows, s->n_nodes + 1);
+	free(rows);
+}
+
+static int
+cmd_status(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct snapshot s = { 0 };
+	int rc;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
+		goto out;
+	if ((rc = read_snapshot(st, &s)) != 0)
+		goto out;
+	if (c->json)
+		print_status_json(&s);
+	else
+		print_status_table(&s);
+out:
+	free(s.nodes);
+	pgl_store_close(st);
+	return rc;
+}
+
+/* ---- lease ---- */
+
+static int
+cmd_lease(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_lease l;
+	double age_s = -1;
+	char renewed[64];
+	int rc;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_read_lease(st, &l)) < 0 || (rc = pgl_store_lease_age_s(st, &age_s)) < 0) {
+		rc = store_failed(st, "read the lease", rc);
+		goto out;
+	}
+	if (c->json) {
+		print_lease_json(stdout, &l, age_s);
+		fputc('\n', stdout);
+		goto out;
+	}
+	fmt_age(age_s, renewed, sizeof(renewed));
+	printf("holder        %s\n", l.holder[0] ? l.holder : "none");
+	printf("term          %lld\n", (long long) l.term);
+	printf("renewals      %lld\n", (long long) l.renewals);
+	printf("ttl_ms        %lld\n", (long long) l.ttl_ms);
+	printf("acquired_at   %s\n", l.acquired_at[0] ? l.acquired_at : "-");
+	printf("renewed_at    %s%s%s%s\n", l.renewed_at[0] ? l.renewed_at : "-",
+		   age_s >= 0 ? " (" : "", age_s >= 0 ? renewed : "", age_s >= 0 ? ")" : "");
+	printf("released_lsn  %s\n", l.has_released_lsn ? l.released_lsn : "-");
+out:
+	pgl_store_close(st);
+	return rc;
+}
+
+/* ---- events ---- */
+
+static void
+print_event_json(FILE *f, const struct pgl_event *e)
+{
+	fprintf(f, "{\"id\":%lld,\"at\":", (long long) e->id);
+	json_text(f, e->at);
+	fprintf(f, ",\"term\":%lld,\"node\":", (long long) e->term);
+	json_text(f, e->node);
+	fputs(",\"kind\":", f);
+	json_str(f, e->kind);
+	fputs(",\"detail\":", f);
+	json_text(f, e->detail);
+	fputc('}', f);
+}
+
+/* "at  term N  node  kind  detail", node and kind padded to the given widths. */
+static void
+print_event_line(const struct pgl_event *e, int wnode, int wkind)
+{
+	char node[PGL_NAME_MAX], kind[sizeof(e->kind)], detail[sizeof(e->detail)];
+
+	clean_copy(node, e->node[0] ? e->node : "-", sizeof(node));
+	clean_copy(kind, e->kind, sizeof(kind));
+	clean_copy(detail, e->detail, sizeof(detail));
+	if (detail[0])
+		printf("%s  term %lld  %-*s  %-*s  %s\n", e->at, (long long) e->term, wnode, node,
+			   wkind, kind, detail);
+	else
+		printf("%s  term %lld  %-*s  %s\n", e->at, (long long) e->term, wnode, node, kind);
+}
+
+static int
+cmd_events(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_event *ev = NULL;
+	int n = 0, rc, wnode = 1, wkind = 1;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_list_events(st, (int) c->n, &ev, &n)) < 0) {
+		rc = store_failed(st, "read the events", rc);
+		goto out;
+	}
+	if (c->json) {
+		fputc('[', stdout);
+		for (int i = 0; i < n; i++) {
+			if (i)
+				fputc(',', stdout);
+			print_event_json(stdout, &ev[i]);
+		}
+		fputs("]\n", stdout);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		int ln = ev[i].node[0] ? (int) strlen(ev[i].node) : 1, lk = (int) strlen(ev[i].kind);
+
+		wnode = ln > wnode ? ln : wnode;
+		wkind = lk > wkind ? lk : wkind;
+	}
+	for (int i = 0; i < n; i++)
+		print_event_line(&ev[i], wnode, wkind);
+out:
+	free(ev);
+	pgl_store_close(st);
+	return rc;
+}
+
+/* ---- primary ---- */
+
+/*
+ * Decides whether the holder is a live primary (see `primary --help`).  On
+ * false, writes the reason into why.  Wall-clock ages, for people and
+ * scripts: the agents never use this.
+ */
+static bool
+primary_live(const struct pgl_lease *l, double lease_age_s, const struct pgl_node *h,
+			 char *why, size_t len)
+{
+	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : DEFAULT_TTL_MS) / 1000.0;
+
+	if (!l->holder[0])
+		snprintf(why, len, "the lease has no holder (term %lld)", (long long) l->term);
+	else if (h == NULL)
+		snprintf(why, len, "holder %s has no node row", l->holder);
+	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
+		snprintf(why, len, "holder %s's last heartbeat is %s", l->holder,
+				 h->age_s < 0 ? "unknown" : "stale");
+	else if (lease_age_s < 0 || lease_age_s > ttl_s)
+		snprintf(why, len, "holder %s has not renewed the lease within its TTL", l->holder);
+	else
+		return true;
+	return false;
+}
+
+static void
+print_primary_json(bool live, const struct pgl_lease *l, const struct pgl_node *h)
+{
+	fputs("{\"primary\":", stdout);
+	json_str(stdout, live ? l->holder : NULL);
+	fputs(",\"conninfo\":", stdout);
+	json_text(stdout, live ? h->conninfo : NULL);
+	printf(",\"term\":%lld}\n", (long long) l->term);
+}
+
+static int
+cmd_primary(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_lease l;
+	struct pgl_node h = { 0 };
+	double age_s = -1;
+	char why[256];
+	bool live, have_row = false;
+	int rc;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_read_lease(st, &l)) < 0 || (rc = pgl_store_lease_age_s(st, &age_s)) < 0) {
+		rc = store_failed(st, "read the lease", rc);
+		goto out;
+	}
+	if (l.holder[0]) {
+		rc = pgl_store_get_node(st, l.holder, &h);
+		if (rc < 0 && rc != -PGL_ENOENT) {
+			rc = store_failed(st, "read the holder's node row", rc);
+			goto out;
+		}
+		have_row = rc == 0;
+	}
+	live = primary_live(&l, age_s, have_row ? &h : NULL, why, sizeof(why));
+	if (live && c->conninfo && !c->json && !h.conninfo[0]) {
+		fprintf(stderr, "pglease: primary %s has no conninfo recorded\n", l.holder);
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	if (c->json)
+		print_primary_json(live, &l, &h);
+	else if (live)
+		printf("%s\n", c->conninfo ? h.conninfo : l.holder);
+	if (!live)
+		fprintf(stderr, "pglease: no live primary: %s\n", why);
+	rc = live ? PGL_EXIT_OK : PGL_EXIT_NOPRIMARY;
+out:
+	pgl_store_close(st);
+	return rc;
+}
+
+/* ---- watch ---- */
+
+/* Wait slices: short enough that SIGINT/SIGTERM stop watch promptly. */
+#define WATCH_SLICE_MS 200
+/*
+ * inotify reports the write of the WAL frames, which comes before the commit
+ * is published in the -shm index (written through mmap, so never reported).
+ * A wake-up that finds no new data_version is therefore re-checked a few
+ * times, RECHECK_MS apart, so a commit is printed within ~100 ms.
+ */
+#define WATCH_RECHECK_MS 20
+#define WATCH_RECHECKS 5
+
+static volatile sig_atomic_t watch_stop;
+
+static void
+on_stop_signal(int sig)
+{
+	(void) sig;
+	watch_stop = 1;
+}
+
+struct watcher {
+	struct cli *c;
+	struct pgl_store *st;
+	struct pgl_lease lease;
+	struct pgl_node *nodes;
+	int n_nodes;
+	int64_t last_event;
+	int64_t data_version;
+	long printed;				/* change lines so far */
+};
+
+/* Counts one printed change line; true once --count is reached. */
+static bool
+counted(struct watcher *w)
+{
+	fflush(stdout);
+	return w->c->count > 0 && ++w->printed >= w->c->count;
+}
+
+static void
+emit_lease(struct watcher *w, double age_s)
+{
+	char now[PGL_TS_MAX], text[256];
+
+	pgl_wall_iso(now, sizeof(now));
+	if (w->c->json) {
+		fputs("{\"type\":\"lease\",\"at\":", stdout);
+		json_str(stdout, now);
+		fputs(",\"lease\":", stdout);
+		print_lease_json(stdout, &w->lease, age_s);
+		fputs("}\n", stdout);
+		return;
+	}
+	format_lease(&w->lease, age_s, text, sizeof(text));
+	printf("%s  %s\n", now, text);
+}
+
+static bool
+emit_event(struct watcher *w, const struct pgl_event *e)
+{
+	if (w->c->json) {
+		fputs("{\"type\":\"event\",\"event\":", stdout);
+		print_event_json(stdout, e);
+		fputs("}\n", stdout);
+	} else {
+		fputs("event: ", stdout);
+		print_event_line(e, 1, 1);
+	}
+	return counted(w);
+}
+
+/* change is "added" (old NULL), "removed" (cur NULL) or "changed". */
+static bool
+emit_node(struct watcher *w, const char *change, const struct pgl_node *old,
+		  const struct pgl_node *cur)
+{
+	const struct pgl_node *n = cur ? cur : old;
+	char now[PGL_TS_MAX];
+
+	pgl_wall_iso(now, sizeof(now));
+	if (w->c->json) {
+		printf("{\"type\":\"node\",\"at\":\"%s\",\"change\":\"%s\",\"name\":", now, change);
+		json_str(stdout, n->name);
+		fputs(",\"role\":", stdout);
+		json_text(stdout, cur ? cur->role : NULL);
+		fputs(",\"state\":", stdout);
+		json_text(stdout, cur ? cur->state : NULL);
+		fputs(",\"previous_role\":", stdout);
+		json_text(stdout, old ? old->role : NULL);
+		fputs(",\"previous_state\":", stdout);
+		json_text(stdout, old ? old->state : NULL);
+		fputs("}\n", stdout);
+	} else if (old == NULL)
+		printf("%s  node %s added: %s/%s\n", now, n->name, n->role, n->state[0] ? n->state : "-");
+	else if (cur == NULL)
+		printf("%s  node %s removed\n", now, n->name);
+	else
+		printf("%s  node %s: %s/%s -> %s/%s\n", now, n->name, old->role,
+			   old->state[0] ? old->state : "-", cur->role, cur->state[0] ? cur->state : "-");
+	return counted(w);
+}
+
+/* Prints node rows added, removed or changed in role or state; true when done. */
+static int
+watch_nodes(struct watcher *w, bool *done)
+{
+	struct pgl_node *nn = NULL, *old = w->nodes;
+	int n = 0, i = 0, j = 0, rc;
+
+	if ((rc = pgl_store_list_nodes(w->st, &nn, &n)) < 0)
+		return store_failed(w->st, "read the nodes", rc);
+	while (!*done && (i < w->n_nodes || j < n)) {
+		int cmp = i == w->n_nodes ? 1 : j == n ? -1 : strcmp(old[i].name, nn[j].name);
+
+		if (cmp < 0)
+			*done = emit_node(w, "removed", &old[i++], NULL);
+		else if (cmp > 0)
+			*done = emit_node(w, "added", NULL, &nn[j++]);
+		else {
+			if (strcmp(old[i].role, nn[j].role) != 0 || strcmp(old[i].state, nn[j].state) != 0)
+				*done = emit_node(w, "changed", &old[i], &nn[j]);
+			i++;
+			j++;
+		}
+	}
+	free(old);
+	w->nodes = nn;
+	w->n_nodes = n;
+	return 0;
+}
+
+/* True when the lease changed in a way watch reports (not a mere renewal). */
+static bool
+lease_moved(const struct pgl_lease *a, const struct pgl_lease *b)
+{
+	return strcmp(a->holder, b->holder) != 0 || a->term != b->term ||
+		a->has_released_lsn != b->has_released_lsn ||
+		strcmp(a->released_lsn, b->released_lsn) != 0;
+}
+
+/*
+ * Re-reads the store if another connection committed since the last look
+ * and prints what changed.  Sets *changed when data_version moved and *done
+ * when --count is reached.  Returns 0 or PGL_EXIT_FAIL.
+ */
+static int
+watch_check(struct watcher *w, bool *changed, bool *done)
+{
+	struct pgl_lease l;
+	struct pgl_event *ev = NULL;
+	int64_t dv;
+	double age_s;
+	int n = 0, rc;
+
+	if ((rc = pgl_store_data_version(w->st, &dv)) < 0)
+		return store_failed(w->st, "read the lease store", rc);
+	*changed = dv != w->data_version;
+	if (!*changed)
+		return 0;
+	w->data_version = dv;
+	if ((rc = pgl_store_read_lease(w->st, &l)) < 0 ||
+		(rc = pgl_store_lease_age_s(w->st, &age_s)) < 0 ||
+		(rc = pgl_store_events_after(w->st, w->last_event, &ev, &n)) < 0)
+		return store_failed(w->st, "read the lease store", rc);
+	if (lease_moved(&w->lease, &l)) {
+		w->lease = l;
+		emit_lease(w, age_s);
+		*done = counted(w);
+	}
+	w->lease = l;
+	for (int i = 0; i < n && !*done; i++) {
+		w->last_event = ev[i].id;
+		*done = emit_event(w, &ev[i]);
+	}
+	free(ev);
+	return *done ? 0 : watch_nodes(w, done);
+}
+
+/* Reads the starting point: lease (printed), newest event id, node rows. */
+static int
+watch_start(struct watcher *w)
+{
+	struct pgl_event *ev = NULL;
+	double age_s;
+	int n = 0, rc;
+
+	if ((rc = pgl_store_data_version(w->st, &w->data_version)) < 0 ||
+		(rc = pgl_store_read_lease(w->st, &w->lease)) < 0 ||
+		(rc = pgl_store_lease_age_s(w->st, &age_s)) < 0 ||
+		(rc = pgl_store_list_events(w->st, 1, &ev, &n)) < 0 ||
+		(rc = pgl_store_list_nodes(w->st, &w->nodes, &w->n_nodes)) < 0) {
+		free(ev);
+		return store_failed(w->st, "read the lease store", rc);
+	}
+	w->last_event = n > 0 ? ev[0].id : 0;
+	free(ev);
+	emit_lease(w, age_s);
+	fflush(stdout);
+	return 0;
+}
+
+static int
+watch_loop(struct watcher *w, struct pgl_watch *pw)
+{
+	int64_t next_read = pgl_mono_ms() + WATCH_FALLBACK_MS;
+	int rechecks = 0, rc;
+	bool changed, done = false;
+
+	while (!watch_stop && !done) {
+		int r = pgl_watch_wait(pw, rechecks > 0 ? WATCH_RECHECK_MS : WATCH_SLICE_MS);
+
+		if (r < 0) {
+			fprintf(stderr, "pglease: watching %s: %s\n", w->c->path, pgl_strerror(r));
+			return PGL_EXIT_FAIL;
+		}
+		if (r == 0 && rechecks == 0 && pgl_mono_ms() < next_read)
+			continue;
+		if ((rc = watch_check(w, &changed, &done)) != 0)
+			return rc;
+		next_read = pgl_mono_ms() + WATCH_FALLBACK_MS;
+		if (changed)
+			rechecks = 0;
+		else if (r == 1)
+			rechecks = WATCH_RECHECKS;
+		else if (rechecks > 0)
+			rechecks--;
+	}
+	return PGL_EXIT_OK;
+}
+
+static int
+cmd_watch(struct cli *c)
+{
+	struct watcher w = { .c = c };
+	struct pgl_watch *pw = NULL;
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	int rc;
+
+	/* No SA_RESTART: the signal cuts the current wait short. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &w.st)) != 0)
+		goto out;
+	if (pgl_watch_open(c->path, &pw) < 0) {
+		fprintf(stderr, "pglease: %s: cannot watch the lease store's directory: %s\n",
+				c->path, strerror(errno));
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	if ((rc = watch_start(&w)) == 0)
+		rc = watch_loop(&w, pw);
+out:
+	free(w.nodes);
+	pgl_watch_close(pw);
+	pgl_store_close(w.st);
+	return rc;
+}
+
+/* ---- remove, pause, resume ---- */
+
+static int
+cmd_remove(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_lease l;
+	int rc;
+
+	if (!pgl_name_valid(c->node)) {
+		fprintf(stderr, "pglease remove: '%s' is not a valid node name "
+				"([a-z0-9_-], 1 to 63 characters)\n", c->node);
+		return PGL_EXIT_USAGE;
+	}
+	if ((rc = open_store(c, c->path, PGL_STORE_RDWR, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_read_lease(st, &l)) < 0) {
+		rc = store_failed(st, "read the lease", rc);
+		goto out;
+	}
+	if (strcmp(l.holder, c->node) == 0) {
+		fprintf(stderr, "pglease: %s holds the lease at term %lld; stop it or switch over "
+				"first\n", c->node, (long long) l.term);
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	rc = pgl_store_remove_node(st, c->node, l.term);
+	if (rc == -PGL_ENOENT) {
+		fprintf(stderr, "pglease: no such node: %s\n", c->node);
+		rc = PGL_EXIT_FAIL;
+	} else if (rc < 0)
+		rc = store_failed(st, "remove the node", rc);
+	else
+		printf("removed %s\n", c->node);
+out:
+	pgl_store_close(st);
+	return rc;
+}
+
+static int
+set_paused(struct cli *c, bool paused)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_cluster cl;
+	int rc;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDWR, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_set_paused(st, paused, NULL)) < 0 ||
+		(rc = pgl_store_read_cluster(st, &cl)) < 0) {
+		rc = store_failed(st, paused ? "pause the cluster" : "resume the cluster", rc);
+		goto out;
+	}
+	printf(cl.paused ? "cluster %s paused: no automatic failover until `pglease resume`\n"
+		   : "cluster %s resumed: automatic failover is on\n", cl.name);
+out:
+	pgl_store_close(st);
+	return rc;
+}
+
+static int
+cmd_pause(struct cli *c)
+{
+	return set_paused(c, true);
+}
+
+static int
+cmd_resume(struct cli *c)
+{
+	return set_paused(c, false);
+}
+
+/* ---- health ---- */
+
+/* Judges the local node; writes one line into msg.  True when healthy. */
+static bool
+judge_health(const struct pgl_lease *l, const struct pgl_node *n, char *msg, size_t len)
+{
+	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : DEFAULT_TTL_MS) / 1000.0;
+	bool holds = strcmp(l->holder, n->name) == 0;
+
+	if (n->age_s < 0 || n->age_s >= 3 * ttl_s)
+		snprintf(msg, len, "%s: no heartbeat for %s (limit %.1fs)", n->name,
+				 n->age_s < 0 ? "ever" : "too long", 3 * ttl_s);
+	else if (strcmp(n->role, "primary") == 0 && !holds)
+		snprintf(msg, len, "%s: role primary but the lease is held by %s (term %lld)",
+				 n->name, l->holder[0] ? l->holder : "nobody", (long long) l->term);
+	else if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0)
+		snprintf(msg, len, "%s: role is %s", n->name, n->role[0] ? n->role : "unknown");
+	else {
+		snprintf(msg, len, "%s: healthy %s%s, heartbeat %.1fs ago, term %lld", n->name,
+				 n->role, holds ? " holding the lease" : "", n->age_s, (long long) l->term);
+		return true;
+	}
+	return false;
+}
+
+static int
+cmd_health(struct cli *c)
+{
+	struct pgl_config *cfg = calloc(1, sizeof(*cfg));
+	struct pgl_store *st = NULL;
+	struct pgl_lease l;
+	struct pgl_node n;
+	char err[4096], msg[512];
+	int rc;
+
+	if (pgl_config_load(cfg, c->config, NULL, err, sizeof(err)) < 0) {
+		print_config_errors(err);
+		rc = PGL_EXIT_USAGE;
+		goto out;
+	}
+	if (c->lease_db_arg)
+		pgl_strlcpy(cfg->lease_db, c->lease_db_arg, sizeof(cfg->lease_db));
+	if ((rc = open_store(c, cfg->lease_db, PGL_STORE_RDONLY, &st)) != 0)
+		goto out;
+	if ((rc = pgl_store_read_lease(st, &l)) < 0) {
+		rc = store_failed(st, "read the lease", rc);
+		goto out;
+	}
+	rc = pgl_store_get_node(st, cfg->node_name, &n);
+	if (rc == -PGL_ENOENT) {
+		fprintf(stderr, "pglease: unhealthy: %s has no node row in %s\n", cfg->node_name,
+				cfg->lease_db);
+		rc = PGL_EXIT_FAIL;
+	} else if (rc < 0)
+		rc = store_failed(st, "read the node row", rc);
+	else if (judge_health(&l, &n, msg, sizeof(msg))) {
+		printf("%s\n", msg);
+		rc = PGL_EXIT_OK;
+	} else {
+		fprintf(stderr, "pglease: unhealthy: %s\n", msg);
+		rc = PGL_EXIT_FAIL;
+	}
+out:
+	pgl_store_close(st);
+	free(cfg);
+	return rc;
+}
+
+/* ---- dispatch ---- */
+
+static int
+run_command(const struct command *cmd, int argc, char **argv)
+{
+	struct cli c = { .cmd = cmd };
+	int rc;
+
+	if ((rc = parse_args(&c, argc, argv)) != 0)
+		return rc;
+	if (c.help) {
+		print_command_help(cmd);
+		return PGL_EXIT_OK;
+	}
+	if (cmd->fn != cmd_health && (rc = resolve_path(&c)) != 0)
+		return rc;
+	rc = cmd->fn(&c);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "pglease: cannot write the output: %s\n", strerror(errno));
+		return PGL_EXIT_FAIL;
+	}
+	return rc;
+}
 
 int
 pgl_cli_main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "run") == 0)
+	const struct command *cmd;
+	const char *name = argc > 1 ? argv[1] : NULL;
+
+	if (name && strcmp(name, "run") == 0)
 		return pgl_agent_main(argc - 1, argv + 1);
-	fprintf(stderr, "usage: pglease <command>\n");
-	return PGL_EXIT_USAGE;
+	if (name == NULL) {
+		print_usage(stderr);
+		return PGL_EXIT_USAGE;
+	}
+	if (strcmp(name, "--version") == 0) {
+		printf("pglease %s\n", PGL_VERSION);
+		return PGL_EXIT_OK;
+	}
+	if (strcmp(name, "help") == 0 && argc > 2 && (cmd = find_command(argv[2])) != NULL) {
+		print_command_help(cmd);
+		return PGL_EXIT_OK;
+	}
+	if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+		if (argc > 2 && strcmp(name, "help") == 0 && strcmp(argv[2], "run") != 0) {
+			fprintf(stderr, "pglease: unknown command '%s'\n", argv[2]);
+			return PGL_EXIT_USAGE;
+		}
+		print_usage(stdout);
+		return PGL_EXIT_OK;
+	}
+	if ((cmd = find_command(name)) == NULL) {
+		fprintf(stderr, "pglease: unknown command '%s'\n", name);
+		print_usage(stderr);
+		return PGL_EXIT_USAGE;
+	}
+	return run_command(cmd, argc - 1, argv + 1);
 }

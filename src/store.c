@@ -508,6 +508,25 @@ pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
 }
 
 int
+pgl_store_lease_age_s(struct pgl_store *s, double *age_s)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, "SELECT coalesce((julianday('now') - julianday(renewed_at)) * 86400, -1) "
+					 "FROM lease WHERE id = 1", &st);
+
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*age_s = sqlite3_column_double(st, 0);
+		rc = 0;
+	} else
+		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
 pgl_store_data_version(struct pgl_store *s, int64_t *out)
 {
 	return map_rc(pragma_int(s->db, "PRAGMA data_version", out));

@@ -99,6 +99,12 @@ void pgl_store_set_busy_ms(struct pgl_store *st, int ms);
 /* Reads the lease row. */
 int pgl_store_read_lease(struct pgl_store *st, struct pgl_lease *out);
 int pgl_store_read_cluster(struct pgl_store *st, struct pgl_cluster *out);
+/*
+ * Seconds since the lease's renewed_at, computed by SQLite (julianday) as the
+ * lease_status view does; -1 when renewed_at is NULL.  Wall clock, for humans
+ * and the CLI's `primary` heuristic only: never a safety decision.
+ */
+int pgl_store_lease_age_s(struct pgl_store *st, double *age_s);
 
 /* PRAGMA data_version: changes whenever another connection committed. */
 int pgl_store_data_version(struct pgl_store *st, int64_t *out);

@@ -1,0 +1,98 @@
+/*
+ * daemon.h — the agent's state, shared by agent.c (the lease loop and the
+ * election) and pgnode.c (the local PostgreSQL's life cycle).  Internal.
+ */
+#ifndef PGLEASE_DAEMON_H
+#define PGLEASE_DAEMON_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+#include "pglease/config.h"
+#include "pglease/store.h"
+#include "pglease/watch.h"
+
+enum pgl_pg_mode { PGL_PG_NONE = 0, PGL_PG_STANDBY, PGL_PG_PRIMARY };
+
+struct pgl_hb_seen {
+	char name[PGL_NAME_MAX];
+	int64_t heartbeat;
+	int64_t changed_ms;			/* monotonic time the counter was last seen to change */
+};
+
+struct pgl_daemon {
+	struct pgl_config cfg;
+	struct pgl_store *st;
+	struct pgl_watch *watch;
+	int sig_fd;
+	int lock_fd;				/* alive/<node>.lock, inherited by the postmaster */
+	char lock_dir[PGL_PATH_MAX];
+	char password[256];
+
+	/* The local server. */
+	pid_t pm_pid;				/* postmaster child, 0 when none */
+	enum pgl_pg_mode pg_mode;	/* how it was started */
+	PGconn *conn;				/* local connection, NULL when none */
+	int64_t pm_started_ms;
+	int pm_crashes;				/* restarts under the current term */
+	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
+
+	/* The lease as holder. */
+	int64_t term;				/* term this node holds, 0 when none */
+	int64_t deadline_ms;		/* fence deadline on CLOCK_MONOTONIC */
+	int64_t next_renew_ms;
+	int64_t last_renew_ms;
+	int64_t slots_checked_ms;
+	int64_t last_removed_event;
+
+	/* The lease as observer. */
+	struct pgl_observer obs;
+	struct pgl_lease lease;		/* last read */
+	bool lease_valid;
+	int64_t expired_since_ms;	/* when this node first judged the lease claimable, 0 if not */
+	char expiry_rule[64];		/* why it is claimable, for the event log */
+	int64_t seen_term;			/* highest term seen, for logs */
+
+	/* Following. */
+	char following[PGL_NAME_MAX];
+	int64_t follow_term;
+	int64_t follow_since_ms;
+	int64_t not_streaming_since_ms;
+
+	/* Liveness of the other nodes. */
+	struct pgl_hb_seen *hb;
+	int n_hb;
+	int64_t next_heartbeat_ms;
+
+	volatile sig_atomic_t stop;	/* SIGTERM/SIGINT seen */
+	bool in_tick_renew;
+};
+
+/* agent.c: renews when due; safe to call while waiting on a child program. */
+void pgl_agent_keepalive(void *daemon);
+/* agent.c: stops the server immediately and gives up the term. */
+void pgl_agent_fence(struct pgl_daemon *d, const char *why);
+
+/* pgnode.c */
+bool pgl_node_has_data(const struct pgl_daemon *d);
+int pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen);
+int pgl_node_bootstrap(struct pgl_daemon *d);
+int pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream);
+int pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms);
+void pgl_node_kill(struct pgl_daemon *d);
+bool pgl_node_reap(struct pgl_daemon *d);
+int pgl_node_promote(struct pgl_daemon *d);
+int pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from);
+int pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from);
+int pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from);
+int pgl_node_sync_slots(struct pgl_daemon *d);
+PGconn *pgl_node_conn(struct pgl_daemon *d);
+void pgl_node_disconnect(struct pgl_daemon *d);
+/* Parses "host=.. port=.." of a node row into host and port. */
+bool pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port);
+
+#endif

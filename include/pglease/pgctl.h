@@ -1,0 +1,87 @@
+/*
+ * pgctl.h — everything that touches PostgreSQL: one subprocess runner with a
+ * timeout (initdb, pg_basebackup, pg_rewind, pg_controldata), the postmaster
+ * as the agent's own child, and libpq probes of the local server.
+ */
+#ifndef PGLEASE_PGCTL_H
+#define PGLEASE_PGCTL_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+#include "pglease/config.h"
+
+/* Options of pgl_run().  All fields may be zero. */
+struct pgl_run_opts {
+	int timeout_ms;					/* 0: no limit */
+	char *const *env_add;			/* extra "KEY=value" entries, NULL-terminated */
+	void (*tick)(void *arg);		/* called about every 100 ms while waiting */
+	void *tick_arg;
+	volatile sig_atomic_t *abort_flag;	/* child is killed when it becomes non-zero */
+};
+
+/*
+ * The signal mask children must start with (the agent blocks the signals it
+ * reads through signalfd; children must not inherit that).
+ */
+void pgl_proc_set_child_sigmask(const sigset_t *mask);
+
+/*
+ * Runs argv[0] (a path) with argv, no shell, every descriptor above 2 closed
+ * (so the proof-of-death lock is never inherited).  Captures stdout and
+ * stderr together into out (truncated to outlen - 1; may be NULL).  Returns 0
+ * when the program exited 0, -PGL_EPG when it exited non-zero (*status gets
+ * the wait status), -PGL_ETIMEOUT when killed on timeout or abort.
+ */
+int pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t outlen,
+			int *status);
+
+/*
+ * Starts `postgres -D pgdata` as a child that keeps `keep_fd` (the alive
+ * lock) and dies with SIGQUIT (immediate shutdown) if the agent dies.
+ * Returns the pid or -1.
+ */
+pid_t pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd);
+
+/* What pg_controldata says about a data directory. */
+struct pgl_controldata {
+	char sysid[32];
+	char state[64];					/* "shut down", "in production", ... */
+	uint64_t checkpoint_lsn;		/* latest checkpoint location */
+	uint64_t redo_lsn;
+	uint64_t min_recovery_lsn;
+	int64_t timeline;				/* latest checkpoint's TimeLineID */
+};
+int pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *out);
+
+/* Connects to the local server through its Unix socket.  NULL on failure. */
+PGconn *pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s);
+/* True if a connection would be accepted now. */
+bool pgl_pg_ping(const struct pgl_config *cfg);
+
+/* Runs a statement with text parameters; 0 or -PGL_EPG (logged at warn). */
+int pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params);
+/* Runs a one-value query; copies the value into out. */
+int pgl_pg_scalar(PGconn *conn, const char *sql, int nparams, const char *const *params,
+				  char *out, size_t outlen);
+
+struct pgl_pg_status {
+	bool in_recovery;
+	int64_t timeline;
+	uint64_t receive_lsn;		/* primary: current WAL LSN; standby: received */
+	uint64_t replay_lsn;
+	bool streaming;				/* standby: walreceiver status is streaming */
+	char sender_host[256];
+	int sender_port;
+};
+int pgl_pg_status(PGconn *conn, struct pgl_pg_status *st);
+
+/* Builds "host=H port=P user=U dbname=D" with each value quoted for libpq. */
+void pgl_pg_conninfo(char *out, size_t len, const char *host, int port, const char *user,
+					 const char *dbname, const char *extra);
+
+#endif

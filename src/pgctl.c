@@ -1,0 +1,373 @@
+/*
+ * pgctl.c — the subprocess runner, the postmaster child and libpq probes.
+ *
+ * Every program is run from an argv array, never through a shell.  Children
+ * start with every descriptor above 2 closed; only the postmaster keeps the
+ * alive lock (DESIGN.md section 2, "Proof of death"), so that the lock is
+ * released exactly when the last process of this node's server is gone.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pglease/common.h"
+#include "pglease/log.h"
+#include "pglease/pgctl.h"
+
+extern char **environ;
+
+static sigset_t child_mask;
+static bool child_mask_set;
+
+void
+pgl_proc_set_child_sigmask(const sigset_t *mask)
+{
+	child_mask = *mask;
+	child_mask_set = true;
+}
+
+/* In a child: restore signals, close every descriptor above 2 except keep. */
+static void
+child_prepare(int keep_fd)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+
+	for (int s = 1; s < NSIG; s++)
+		sigaction(s, &sa, NULL);
+	if (child_mask_set)
+		sigprocmask(SIG_SETMASK, &child_mask, NULL);
+	else {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
+	if (keep_fd > 3)
+		close_range(3, keep_fd - 1, 0);
+	if (keep_fd >= 3)
+		close_range(keep_fd + 1, ~0U, 0);
+	else
+		close_range(3, ~0U, 0);
+}
+
+static char **
+build_env(char *const *add)
+{
+	size_t n = 0, m = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	while (add && add[m])
+		m++;
+	env = calloc(n + m + 1, sizeof(char *));
+	memcpy(env, environ, n * sizeof(char *));
+	memcpy(env + n, add, m * sizeof(char *));
+	return env;
+}
+
+int
+pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t outlen,
+		int *status)
+{
+	static const struct pgl_run_opts none;
+	int pfd[2], wstatus = 0, rc = 0;
+	int64_t start = pgl_mono_ms();
+	size_t used = 0;
+	bool killed = false, eof = false;
+	char **env;
+	pid_t pid;
+
+	if (opts == NULL)
+		opts = &none;
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return -PGL_ESYS;
+	env = build_env(opts->env_add);
+	pid = fork();
+	if (pid < 0) {
+		free(env);
+		close(pfd[0]);
+		close(pfd[1]);
+		return -PGL_ESYS;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		dup2(devnull, 0);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		child_prepare(-1);
+		execve(argv[0], argv, env);
+		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	free(env);
+	close(pfd[1]);
+	if (out && outlen)
+		out[0] = '\0';
+	while (!eof) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		char buf[4096];
+		int r = poll(&p, 1, 100);
+
+		if (r > 0) {
+			ssize_t n = read(pfd[0], buf, sizeof(buf));
+
+			if (n <= 0)
+				eof = true;
+			else if (out && used + 1 < outlen) {
+				size_t k = (size_t) n < outlen - 1 - used ? (size_t) n : outlen - 1 - used;
+
+				memcpy(out + used, buf, k);
+				used += k;
+				out[used] = '\0';
+			}
+		}
+		if (opts->tick)
+			opts->tick(opts->tick_arg);
+		if (!killed && ((opts->timeout_ms && pgl_mono_ms() - start > opts->timeout_ms) ||
+						(opts->abort_flag && *opts->abort_flag))) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+		;
+	if (status)
+		*status = wstatus;
+	if (killed)
+		rc = -PGL_ETIMEOUT;
+	else if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
+		rc = -PGL_EPG;
+	return rc;
+}
+
+pid_t
+pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
+{
+	char exe[PGL_PATH_MAX + 16];
+	pid_t parent = getpid(), pid;
+
+	snprintf(exe, sizeof(exe), "%s/postgres", cfg->pg_bindir);
+	pid = fork();
+	if (pid != 0)
+		return pid;
+	/* Child: die (immediate shutdown) with the agent, keep only the lock. */
+	child_prepare(keep_fd);
+	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != parent)
+		_exit(1);
+	{
+		int devnull = open("/dev/null", O_RDONLY);
+
+		dup2(devnull, 0);
+		if (devnull > 2)
+			close(devnull);
+	}
+	execl(exe, "postgres", "-D", cfg->pgdata, (char *) NULL);
+	dprintf(2, "cannot execute %s: %s\n", exe, strerror(errno));
+	_exit(127);
+}
+
+static bool
+parse_line(const char *text, const char *key, char *val, size_t len)
+{
+	const char *p = strstr(text, key);
+	const char *e;
+
+	if (p == NULL)
+		return false;
+	p += strlen(key);
+	while (*p == ' ' || *p == ':')
+		p++;
+	e = strchr(p, '\n');
+	if (e == NULL)
+		e = p + strlen(p);
+	snprintf(val, len, "%.*s", (int) (e - p), p);
+	return true;
+}
+
+int
+pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *cd)
+{
+	char exe[PGL_PATH_MAX + 32], out[16384], v[128];
+	char *argv[] = { exe, (char *) cfg->pgdata, NULL };
+	char *env_add[] = { "LC_ALL=C", NULL };
+	struct pgl_run_opts o = { .timeout_ms = 10000, .env_add = env_add };
+	int rc;
+
+	memset(cd, 0, sizeof(*cd));
+	snprintf(exe, sizeof(exe), "%s/pg_controldata", cfg->pg_bindir);
+	rc = pgl_run(argv, &o, out, sizeof(out), NULL);
+	if (rc < 0)
+		return rc;
+	if (!parse_line(out, "Database system identifier", cd->sysid, sizeof(cd->sysid)))
+		return -PGL_EPROTO;
+	parse_line(out, "Database cluster state", cd->state, sizeof(cd->state));
+	if (parse_line(out, "Latest checkpoint location", v, sizeof(v)))
+		pgl_lsn_parse(v, &cd->checkpoint_lsn);
+	if (parse_line(out, "Latest checkpoint's REDO location", v, sizeof(v)))
+		pgl_lsn_parse(v, &cd->redo_lsn);
+	if (parse_line(out, "Minimum recovery ending location", v, sizeof(v)))
+		pgl_lsn_parse(v, &cd->min_recovery_lsn);
+	if (parse_line(out, "Latest checkpoint's TimeLineID", v, sizeof(v)))
+		cd->timeline = atoll(v);
+	return 0;
+}
+
+/* Appends key='value' to a conninfo string, escaping quotes and backslashes. */
+static void
+conninfo_add(char *out, size_t len, const char *key, const char *val)
+{
+	size_t n = strlen(out);
+
+	if (val == NULL || *val == '\0')
+		return;
+	n += snprintf(out + n, n < len ? len - n : 0, "%s%s='", n ? " " : "", key);
+	for (; *val && n + 3 < len; val++) {
+		if (*val == '\'' || *val == '\\')
+			out[n++] = '\\';
+		out[n++] = *val;
+	}
+	if (n + 2 <= len) {
+		out[n++] = '\'';
+		out[n] = '\0';
+	}
+}
+
+void
+pgl_pg_conninfo(char *out, size_t len, const char *host, int port, const char *user,
+				const char *dbname, const char *extra)
+{
+	char p[16];
+
+	out[0] = '\0';
+	snprintf(p, sizeof(p), "%d", port);
+	conninfo_add(out, len, "host", host);
+	conninfo_add(out, len, "port", p);
+	conninfo_add(out, len, "user", user);
+	conninfo_add(out, len, "dbname", dbname);
+	if (extra && *extra) {
+		size_t n = strlen(out);
+
+		snprintf(out + n, len - n, " %s", extra);
+	}
+}
+
+PGconn *
+pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
+{
+	char ci[2048], extra[64];
+	PGconn *c;
+
+	snprintf(extra, sizeof(extra), "connect_timeout=%d", timeout_s < 2 ? 2 : timeout_s);
+	pgl_pg_conninfo(ci, sizeof(ci), cfg->pg_socket_dir, cfg->pg_port, "postgres", "postgres",
+					extra);
+	c = PQconnectdb(ci);
+	if (PQstatus(c) != CONNECTION_OK) {
+		pgl_log_debug("local connection failed: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	/* A hung server must not hang the agent for long. */
+	PQclear(PQexec(c, "SET statement_timeout = '5s'"));
+	return c;
+}
+
+bool
+pgl_pg_ping(const struct pgl_config *cfg)
+{
+	char ci[2048];
+
+	pgl_pg_conninfo(ci, sizeof(ci), cfg->pg_socket_dir, cfg->pg_port, "postgres", "postgres",
+					"connect_timeout=2");
+	return PQping(ci) == PQPING_OK;
+}
+
+int
+pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType s = PQresultStatus(res);
+	int rc = 0;
+
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		pgl_log_warn("query failed: %s: %s", sql, PQerrorMessage(conn));
+		rc = -PGL_EPG;
+	}
+	PQclear(res);
+	return rc;
+}
+
+int
+pgl_pg_scalar(PGconn *conn, const char *sql, int nparams, const char *const *params,
+			  char *out, size_t outlen)
+{
+	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	int rc = -PGL_EPG;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgl_log_debug("query failed: %s: %s", sql, PQerrorMessage(conn));
+		goto out;
+	}
+	rc = -PGL_EPROTO;
+	if (PQntuples(res) != 1 || PQnfields(res) < 1)
+		goto out;
+	pgl_strlcpy(out, PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0), outlen);
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}
+
+int
+pgl_pg_status(PGconn *conn, struct pgl_pg_status *st)
+{
+	static const char sql[] =
+		"SELECT pg_is_in_recovery(), "
+		"  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() "
+		"       ELSE pg_current_wal_lsn() END, "
+		"  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+		"       ELSE pg_current_wal_lsn() END, "
+		"  CASE WHEN pg_is_in_recovery() "
+		"       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), "
+		"                     (SELECT timeline_id FROM pg_control_checkpoint())) "
+		"       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int "
+		"  END, "
+		"  (SELECT status FROM pg_stat_wal_receiver), "
+		"  (SELECT sender_host FROM pg_stat_wal_receiver), "
+		"  (SELECT sender_port FROM pg_stat_wal_receiver)";
+	PGresult *res = PQexec(conn, sql);
+	int rc = -PGL_EPG;
+
+	memset(st, 0, sizeof(*st));
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		pgl_log_debug("status query failed: %s", PQerrorMessage(conn));
+		goto out;
+	}
+	rc = -PGL_EPROTO;
+	if (PQntuples(res) != 1 || PQnfields(res) != 7)
+		goto out;
+	st->in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	if (!PQgetisnull(res, 0, 1))
+		pgl_lsn_parse(PQgetvalue(res, 0, 1), &st->receive_lsn);
+	if (!PQgetisnull(res, 0, 2))
+		pgl_lsn_parse(PQgetvalue(res, 0, 2), &st->replay_lsn);
+	st->timeline = atoll(PQgetvalue(res, 0, 3));
+	st->streaming = strcmp(PQgetvalue(res, 0, 4), "streaming") == 0;
+	pgl_strlcpy(st->sender_host, PQgetvalue(res, 0, 5), sizeof(st->sender_host));
+	st->sender_port = atoi(PQgetvalue(res, 0, 6));
+	rc = 0;
+out:
+	PQclear(res);
+	return rc;
+}

@@ -1,0 +1,724 @@
+/*
+ * pgnode.c — the life cycle of the local PostgreSQL: initdb at bootstrap,
+ * clone with pg_basebackup, rewind with pg_rewind, start as the agent's
+ * child, stop, promote, point at a new primary, and the primary's slots.
+ *
+ * Node-specific settings (port, listen address, socket directory, pg.*) live
+ * in pglease.node.conf inside the data directory, rewritten before every
+ * start, because pg_basebackup and pg_rewind copy postgresql.conf from
+ * another node.  primary_conninfo and primary_slot_name live in
+ * postgresql.auto.conf, where ALTER SYSTEM changes them without a restart.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pglease/daemon.h"
+#include "pglease/log.h"
+#include "pglease/pgctl.h"
+
+#define NODE_CONF "pglease.node.conf"
+
+bool
+pgl_node_has_data(const struct pgl_daemon *d)
+{
+	char p[PGL_PATH_MAX + 16];
+
+	snprintf(p, sizeof(p), "%s/PG_VERSION", d->cfg.pgdata);
+	return access(p, F_OK) == 0;
+}
+
+bool
+pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port)
+{
+	const char *h = strstr(n->conninfo, "host="), *p = strstr(n->conninfo, "port=");
+
+	if (h == NULL || p == NULL)
+		return false;
+	h += 5;
+	if (*h == '\'')
+		h++;
+	snprintf(host, len, "%.*s", (int) strcspn(h, "' "), h);
+	p += 5;
+	if (*p == '\'')
+		p++;
+	*port = atoi(p);
+	return *host && *port > 0;
+}
+
+int
+pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
+{
+	struct pgl_controldata cd;
+	struct pgl_cluster c;
+	int rc;
+
+	if (!pgl_node_has_data(d))
+		return 0;
+	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0) {
+		snprintf(err, errlen, "%s: cannot read pg_controldata (%s)", d->cfg.pgdata,
+				 pgl_strerror(rc));
+		return -PGL_EFOREIGN;
+	}
+	if ((rc = pgl_store_read_cluster(d->st, &c)) < 0) {
+		snprintf(err, errlen, "%s: cannot read cluster row: %s", pgl_store_path(d->st),
+				 pgl_strerror(rc));
+		return rc;
+	}
+	if (c.system_identifier[0] && strcmp(c.system_identifier, cd.sysid) != 0) {
+		snprintf(err, errlen, "%s belongs to another cluster: system identifier %s, but the "
+				 "lease store %s is for %s; refusing to start", d->cfg.pgdata, cd.sysid,
+				 pgl_store_path(d->st), c.system_identifier);
+		return -PGL_EFOREIGN;
+	}
+	return 0;
+}
+
+static int
+write_file(const char *path, const char *text, int mode)
+{
+	char tmp[PGL_PATH_MAX + 16];
+	int fd;
+	size_t n = strlen(text);
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0 || write(fd, text, n) != (ssize_t) n || fsync(fd) != 0) {
+		pgl_log_error("cannot write %s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -PGL_ESYS;
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		pgl_log_error("cannot rename %s: %s", tmp, strerror(errno));
+		return -PGL_ESYS;
+	}
+	return 0;
+}
+
+/* Quotes a value for postgresql.conf: '...' with ' doubled. */
+static void
+conf_quote(char *out, size_t len, const char *v)
+{
+	size_t n = 0;
+
+	out[n++] = '\'';
+	for (; *v && n + 3 < len; v++) {
+		if (*v == '\'')
+			out[n++] = '\'';
+		out[n++] = *v;
+	}
+	out[n++] = '\'';
+	out[n] = '\0';
+}
+
+static int
+write_node_conf(struct pgl_daemon *d)
+{
+	char path[PGL_PATH_MAX + 32], text[32768], q[600];
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/" NODE_CONF, d->cfg.pgdata);
+	n += snprintf(text + n, sizeof(text) - n,
+				  "# Written by pglease before every start of %s; edits are lost.\n"
+				  "port = %d\nlisten_addresses = '*'\n", d->cfg.node_name, d->cfg.pg_port);
+	conf_quote(q, sizeof(q), d->cfg.pg_socket_dir);
+	n += snprintf(text + n, sizeof(text) - n, "unix_socket_directories = %s\n", q);
+	conf_quote(q, sizeof(q), d->cfg.node_name);
+	n += snprintf(text + n, sizeof(text) - n, "cluster_name = %s\n", q);
+	for (int i = 0; i < d->cfg.n_pg; i++) {
+		conf_quote(q, sizeof(q), d->cfg.pg[i].value);
+		n += snprintf(text + n, sizeof(text) - n, "%s = %s\n", d->cfg.pg[i].name, q);
+	}
+	return write_file(path, text, 0600);
+}
+
+/* primary_conninfo for following `from` (NULL: no upstream). */
+static void
+upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char *out, size_t len)
+{
+	char host[256], extra[600], q[300];
+	int port;
+
+	out[0] = '\0';
+	if (from == NULL || !pgl_node_addr(from, host, sizeof(host), &port))
+		return;
+	/* application_name lets synchronous_standby_names list node names. */
+	conf_quote(q, sizeof(q), d->password);
+	snprintf(extra, sizeof(extra), "application_name=%s connect_timeout=2", d->cfg.node_name);
+	pgl_pg_conninfo(out, len, host, port, d->cfg.replication_user, NULL, extra);
+	if (d->password[0]) {
+		size_t n = strlen(out);
+		char *p = out + n;
+
+		n = snprintf(p, len - n, " password='");
+		p += n;
+		for (const char *s = d->password; *s && p < out + len - 3; s++) {
+			if (*s == '\'' || *s == '\\')
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		*p++ = '\'';
+		*p = '\0';
+	}
+}
+
+/* Rewrites postgresql.auto.conf's upstream settings while the server is down. */
+static int
+write_standby_conf(struct pgl_daemon *d, const struct pgl_node *from)
+{
+	char path[PGL_PATH_MAX + 32], sig[PGL_PATH_MAX + 32], line[4096], ci[2048], q[4200];
+	char slot[PGL_NAME_MAX], text[65536];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/postgresql.auto.conf", d->cfg.pgdata);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "primary_conninfo", 16) == 0 ||
+			strncmp(line, "primary_slot_name", 17) == 0)
+			continue;
+		n += snprintf(text + n, sizeof(text) - n, "%s", line);
+	}
+	if (f)
+		fclose(f);
+	upstream_conninfo(d, from, ci, sizeof(ci));
+	conf_quote(q, sizeof(q), ci);
+	n += snprintf(text + n, sizeof(text) - n, "primary_conninfo = %s\n", q);
+	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
+	n += snprintf(text + n, sizeof(text) - n, "primary_slot_name = '%s'\n", from ? slot : "");
+	if (write_file(path, text, 0600) < 0)
+		return -PGL_ESYS;
+	snprintf(sig, sizeof(sig), "%s/standby.signal", d->cfg.pgdata);
+	return write_file(sig, "", 0600);
+}
+
+PGconn *
+pgl_node_conn(struct pgl_daemon *d)
+{
+	if (d->conn && PQstatus(d->conn) != CONNECTION_OK) {
+		PQfinish(d->conn);
+		d->conn = NULL;
+	}
+	if (d->conn == NULL && d->pm_pid > 0)
+		d->conn = pgl_pg_connect_local(&d->cfg, 2);
+	return d->conn;
+}
+
+void
+pgl_node_disconnect(struct pgl_daemon *d)
+{
+	PQfinish(d->conn);
+	d->conn = NULL;
+}
+
+bool
+pgl_node_reap(struct pgl_daemon *d)
+{
+	bool pm_gone = false;
+	int status;
+	pid_t pid;
+
+	/* As PID 1 in a container the agent also reaps orphans it inherits. */
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == d->pm_pid) {
+			pm_gone = true;
+			d->pm_pid = 0;
+			pgl_node_disconnect(d);
+			if (WIFSIGNALED(status))
+				pgl_log_info("postgres exited on signal %d", WTERMSIG(status));
+			else
+				pgl_log_info("postgres exited with status %d", WEXITSTATUS(status));
+		}
+	}
+	return pm_gone;
+}
+
+/* Waits for the postmaster to exit; true if it did within timeout_ms. */
+static bool
+wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
+{
+	int64_t end = pgl_mono_ms() + timeout_ms;
+
+	while (d->pm_pid > 0) {
+		if (pgl_node_reap(d))
+			return true;
+		if (pgl_mono_ms() > end)
+			return false;
+		if (keepalive)
+			pgl_agent_keepalive(d);
+		usleep(20000);
+	}
+	return true;
+}
+
+void
+pgl_node_kill(struct pgl_daemon *d)
+{
+	if (d->pm_pid <= 0)
+		return;
+	pgl_node_disconnect(d);
+	kill(d->pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
+	if (!wait_pm_exit(d, 2000, false)) {
+		kill(d->pm_pid, SIGKILL);
+		wait_pm_exit(d, 5000, false);
+	}
+	d->pg_mode = PGL_PG_NONE;
+}
+
+int
+pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms)
+{
+	if (d->pm_pid <= 0)
+		return 0;
+	pgl_node_disconnect(d);
+	kill(d->pm_pid, fast ? SIGINT : SIGQUIT);
+	if (!wait_pm_exit(d, timeout_ms, true)) {
+		pgl_log_warn("postgres did not stop within %d ms; immediate shutdown", timeout_ms);
+		pgl_node_kill(d);
+		return -PGL_ETIMEOUT;
+	}
+	d->pg_mode = PGL_PG_NONE;
+	return 0;
+}
+
+int
+pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream)
+{
+	char sig[PGL_PATH_MAX + 32];
+	int64_t end;
+
+	if (write_node_conf(d) < 0)
+		return -PGL_ESYS;
+	snprintf(sig, sizeof(sig), "%s/standby.signal", d->cfg.pgdata);
+	if (mode == PGL_PG_STANDBY && access(sig, F_OK) != 0 && write_file(sig, "", 0600) < 0)
+		return -PGL_ESYS;
+	if (mode == PGL_PG_PRIMARY)
+		unlink(sig);
+	pgl_log_info("starting postgres as %s%s%s", mode == PGL_PG_PRIMARY ? "primary" : "standby",
+				 upstream ? " of " : "", upstream ? upstream : "");
+	d->pm_pid = pgl_pg_spawn(&d->cfg, d->lock_fd);
+	if (d->pm_pid < 0) {
+		d->pm_pid = 0;
+		return -PGL_ESYS;
+	}
+	d->pg_mode = mode;
+	d->pm_started_ms = pgl_mono_ms();
+	/* Crash recovery may take a while; keep renewing meanwhile. */
+	end = pgl_mono_ms() + 120000;
+	while (pgl_mono_ms() < end && !d->stop) {
+		if (pgl_node_reap(d) || d->pm_pid == 0) {
+			pgl_log_error("postgres exited during startup");
+			d->pg_mode = PGL_PG_NONE;
+			return -PGL_EPG;
+		}
+		if (pgl_pg_ping(&d->cfg) && pgl_node_conn(d) != NULL)
+			return 0;
+		pgl_agent_keepalive(d);
+		usleep(50000);
+	}
+	pgl_log_error("postgres did not accept connections in time");
+	return -PGL_ETIMEOUT;
+}
+
+static int
+run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out, size_t len)
+{
+	char pw[300];
+	char *env_add[] = { pw, "LC_ALL=C", "PGCONNECT_TIMEOUT=5", NULL };
+	struct pgl_run_opts o = {
+		.timeout_ms = timeout_ms, .env_add = env_add, .tick = pgl_agent_keepalive,
+		.tick_arg = d, .abort_flag = &d->stop,
+	};
+
+	snprintf(pw, sizeof(pw), "PGPASSWORD=%s", d->password);
+	return pgl_run(argv, &o, out, len, NULL);
+}
+
+/* Tells whether the server answers connections with the replication role's password. */
+static bool
+slot_exists_on(struct pgl_daemon *d, const char *host, int port, const char *slot)
+{
+	char ci[2048], extra[512], v[8];
+	const char *params[1] = { slot };
+	PGconn *c;
+	bool found = false;
+
+	snprintf(extra, sizeof(extra), "connect_timeout=3");
+	pgl_pg_conninfo(ci, sizeof(ci), host, port, d->cfg.replication_user, "postgres", extra);
+	{
+		const char *kw[] = { "dbname", "password", NULL };
+		const char *vals[] = { ci, d->password, NULL };
+
+		c = PQconnectdbParams(kw, vals, 1);
+	}
+	if (PQstatus(c) == CONNECTION_OK &&
+		pgl_pg_scalar(c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", 1,
+					  params, v, sizeof(v)) == 0)
+		found = strcmp(v, "1") == 0;
+	PQfinish(c);
+	return found;
+}
+
+static int
+remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void) sb;
+	(void) flag;
+	if (ftw->level == 0)
+		return 0;
+	return remove(path) == 0 ? 0 : -1;
+}
+
+/* Empties the data directory (keeps the directory itself). */
+static int
+empty_pgdata(struct pgl_daemon *d)
+{
+	if (access(d->cfg.pgdata, F_OK) != 0)
+		return 0;
+	if (nftw(d->cfg.pgdata, remove_entry, 32, FTW_DEPTH | FTW_PHYS) != 0) {
+		pgl_log_error("cannot empty %s: %s", d->cfg.pgdata, strerror(errno));
+		return -PGL_ESYS;
+	}
+	return 0;
+}
+
+int
+pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
+{
+	char exe[PGL_PATH_MAX + 32], host[256], port_s[16], slot[PGL_NAME_MAX], out[8192];
+	char *argv[20];
+	int port, rc, i = 0;
+
+	if (!pgl_node_addr(from, host, sizeof(host), &port))
+		return -PGL_EINVAL;
+	if (empty_pgdata(d) < 0)
+		return -PGL_ESYS;
+	snprintf(exe, sizeof(exe), "%s/pg_basebackup", d->cfg.pg_bindir);
+	snprintf(port_s, sizeof(port_s), "%d", port);
+	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
+	argv[i++] = exe;
+	argv[i++] = "-D";
+	argv[i++] = d->cfg.pgdata;
+	argv[i++] = "-h";
+	argv[i++] = host;
+	argv[i++] = "-p";
+	argv[i++] = port_s;
+	argv[i++] = "-U";
+	argv[i++] = d->cfg.replication_user;
+	argv[i++] = "-X";
+	argv[i++] = "stream";
+	argv[i++] = "-c";
+	argv[i++] = "fast";
+	argv[i++] = "-w";
+	if (slot_exists_on(d, host, port, slot)) {
+		argv[i++] = "-S";
+		argv[i++] = slot;
+	}
+	argv[i] = NULL;
+	pgl_strlcpy(d->state, "cloning", sizeof(d->state));
+	pgl_log_info("cloning from %s (%s:%d) with pg_basebackup", from->name, host, port);
+	rc = run_pg_tool(d, argv, 3600 * 1000, out, sizeof(out));
+	if (rc < 0) {
+		pgl_log_error("pg_basebackup from %s failed: %s", from->name, out);
+		empty_pgdata(d);
+		return rc;
+	}
+	if (write_standby_conf(d, from) < 0)
+		return -PGL_ESYS;
+	return 0;
+}
+
+/* Finds "servers diverged at WAL location X on timeline N" in pg_rewind's output. */
+static void
+rewind_summary(const char *out, char *buf, size_t len)
+{
+	const char *p = strstr(out, "servers diverged at");
+	const char *q = strstr(out, "no rewind required");
+
+	if (q)
+		snprintf(buf, len, "no rewind required");
+	else if (p)
+		snprintf(buf, len, "%.*s", (int) strcspn(p, "\n"), p);
+	else
+		snprintf(buf, len, "divergence point not reported");
+}
+
+int
+pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
+{
+	char exe[PGL_PATH_MAX + 32], host[256], src[2048], srcarg[2100], out[32768], sum[256];
+	struct pgl_controldata before;
+	int port, rc;
+
+	if (!pgl_node_addr(from, host, sizeof(host), &port))
+		return -PGL_EINVAL;
+	if (d->pm_pid > 0)
+		pgl_node_stop(d, true, 30000);
+	memset(&before, 0, sizeof(before));
+	pgl_pg_controldata(&d->cfg, &before);
+	snprintf(exe, sizeof(exe), "%s/pg_rewind", d->cfg.pg_bindir);
+	pgl_pg_conninfo(src, sizeof(src), host, port, d->cfg.replication_user, "postgres",
+					"connect_timeout=5");
+	snprintf(srcarg, sizeof(srcarg), "--source-server=%s", src);
+	{
+		char *argv[] = { exe, "-D", d->cfg.pgdata, srcarg, NULL };
+
+		pgl_strlcpy(d->state, "rewinding", sizeof(d->state));
+		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
+		rc = run_pg_tool(d, argv, 1800 * 1000, out, sizeof(out));
+	}
+	if (rc < 0) {
+		char *nl;
+
+		while ((nl = strrchr(out, '\n')) && nl[1] == '\0')
+			*nl = '\0';
+		nl = strrchr(out, '\n');
+		pgl_log_warn("pg_rewind against %s failed: %s; re-cloning", from->name,
+					 nl ? nl + 1 : out);
+		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "recloned",
+						"pg_rewind against %s failed (%s); data directory re-cloned",
+						from->name, nl ? nl + 1 : out);
+		rc = pgl_node_clone(d, from);
+		return rc;
+	}
+	rewind_summary(out, sum, sizeof(sum));
+	{
+		char a[PGL_LSN_TEXT_MAX];
+
+		pgl_lsn_format(before.checkpoint_lsn, a, sizeof(a));
+		pgl_log_info("rewound against %s: %s", from->name, sum);
+		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
+						"against %s: %s; old timeline %lld, old last checkpoint %s; "
+						"WAL after the divergence point was discarded",
+						from->name, sum, (long long) before.timeline, a);
+	}
+	return write_standby_conf(d, from);
+}
+
+int
+pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from)
+{
+	char ci[2048], slot[PGL_NAME_MAX];
+	PGconn *c = pgl_node_conn(d);
+	char *lit1 = NULL, *lit2 = NULL, sql[4300];
+	int rc = -PGL_EPG;
+
+	if (c == NULL)
+		return -PGL_EPG;
+	upstream_conninfo(d, from, ci, sizeof(ci));
+	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
+	lit1 = PQescapeLiteral(c, ci, strlen(ci));
+	lit2 = PQescapeLiteral(c, slot, strlen(slot));
+	if (lit1 == NULL || lit2 == NULL)
+		goto out;
+	/* ALTER SYSTEM takes no parameters; the values are escaped literals. */
+	snprintf(sql, sizeof(sql), "ALTER SYSTEM SET primary_conninfo = %s", lit1);
+	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+		goto out;
+	snprintf(sql, sizeof(sql), "ALTER SYSTEM SET primary_slot_name = %s", lit2);
+	if (pgl_pg_exec(c, sql, 0, NULL) < 0 || pgl_pg_exec(c, "SELECT pg_reload_conf()", 0, NULL) < 0)
+		goto out;
+	rc = 0;
+out:
+	PQfreemem(lit1);
+	PQfreemem(lit2);
+	return rc;
+}
+
+int
+pgl_node_promote(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_node_conn(d);
+	int64_t end = pgl_mono_ms() + 60000;
+	char v[8];
+
+	if (c == NULL || pgl_pg_exec(c, "SELECT pg_promote(false)", 0, NULL) < 0)
+		return -PGL_EPG;
+	while (pgl_mono_ms() < end) {
+		c = pgl_node_conn(d);
+		if (c && pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) == 0 &&
+			strcmp(v, "f") == 0) {
+			d->pg_mode = PGL_PG_PRIMARY;
+			return 0;
+		}
+		if (d->pm_pid == 0 || d->term == 0)
+			return -PGL_EPG;
+		pgl_agent_keepalive(d);
+		usleep(20000);
+	}
+	return -PGL_ETIMEOUT;
+}
+
+static int
+append_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "a");
+	int rc = 0;
+
+	if (f == NULL || fputs(text, f) < 0)
+		rc = -PGL_ESYS;
+	if (f && fclose(f) != 0)
+		rc = -PGL_ESYS;
+	if (rc < 0)
+		pgl_log_error("cannot write %s: %s", path, strerror(errno));
+	return rc;
+}
+
+static int
+configure_new_cluster(struct pgl_daemon *d)
+{
+	char path[PGL_PATH_MAX + 32], hba[2048];
+
+	snprintf(path, sizeof(path), "%s/postgresql.conf", d->cfg.pgdata);
+	if (append_file(path,
+					"\n# --- pglease ---\n"
+					"wal_level = replica\n"
+					"hot_standby = on\n"
+					"max_wal_senders = 16\n"
+					"max_replication_slots = 16\n"
+					"max_slot_wal_keep_size = '4GB'\n"
+					"wal_keep_size = '256MB'\n"
+					"wal_log_hints = on\n"
+					"hot_standby_feedback = on\n"
+					"wal_receiver_status_interval = 1s\n"
+					"wal_retrieve_retry_interval = 1s\n"
+					"password_encryption = 'scram-sha-256'\n"
+					"log_line_prefix = '%m [%p] %q%a '\n"
+					"include_if_exists = '" NODE_CONF "'\n") < 0)
+		return -PGL_ESYS;
+	snprintf(path, sizeof(path), "%s/pg_hba.conf", d->cfg.pgdata);
+	snprintf(hba, sizeof(hba),
+			 "# Written by pglease at bootstrap.  Trust only on the local socket.\n"
+			 "local all all trust\n"
+			 "host replication %s %s scram-sha-256\n"
+			 "host all all %s scram-sha-256\n"
+			 "host all all 127.0.0.1/32 scram-sha-256\n",
+			 d->cfg.replication_user, d->cfg.allowed_network, d->cfg.allowed_network);
+	return write_file(path, hba, 0600);
+}
+
+static int
+create_replication_role(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_node_conn(d);
+	char *ident = NULL, *lit = NULL, sql[1024];
+	static const char *const funcs[] = {
+		"pg_catalog.pg_ls_dir(text, boolean, boolean)",
+		"pg_catalog.pg_stat_file(text, boolean)",
+		"pg_catalog.pg_read_binary_file(text)",
+		"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+	};
+	int rc = -PGL_EPG;
+
+	if (c == NULL)
+		return -PGL_EPG;
+	ident = PQescapeIdentifier(c, d->cfg.replication_user, strlen(d->cfg.replication_user));
+	lit = PQescapeLiteral(c, d->password, strlen(d->password));
+	if (ident == NULL || lit == NULL)
+		goto out;
+	snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s", ident, lit);
+	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+		goto out;
+	/* What pg_rewind needs from its source, without superuser. */
+	for (size_t i = 0; i < PGL_ARRAY_LEN(funcs); i++) {
+		snprintf(sql, sizeof(sql), "GRANT EXECUTE ON FUNCTION %s TO %s", funcs[i], ident);
+		if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	PQfreemem(ident);
+	PQfreemem(lit);
+	return rc;
+}
+
+int
+pgl_node_bootstrap(struct pgl_daemon *d)
+{
+	char exe[PGL_PATH_MAX + 32], out[16384];
+	char *argv[] = { exe, "-D", d->cfg.pgdata, "-U", "postgres", "--data-checksums",
+		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+		NULL };
+	struct pgl_controldata cd;
+	int rc;
+
+	snprintf(exe, sizeof(exe), "%s/initdb", d->cfg.pg_bindir);
+	if (empty_pgdata(d) < 0)
+		return -PGL_ESYS;
+	pgl_strlcpy(d->state, "initdb", sizeof(d->state));
+	pgl_log_info("running initdb --data-checksums in %s", d->cfg.pgdata);
+	rc = run_pg_tool(d, argv, 600 * 1000, out, sizeof(out));
+	if (rc < 0) {
+		pgl_log_error("initdb failed: %s", out);
+		return rc;
+	}
+	if ((rc = configure_new_cluster(d)) < 0)
+		return rc;
+	if ((rc = pgl_node_start(d, PGL_PG_PRIMARY, NULL)) < 0)
+		return rc;
+	if ((rc = create_replication_role(d)) < 0)
+		return rc;
+	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0)
+		return rc;
+	if ((rc = pgl_store_set_sysid(d->st, cd.sysid)) < 0) {
+		pgl_log_error("cannot record system identifier %s in the store: %s", cd.sysid,
+					  pgl_strerror(rc));
+		return rc;
+	}
+	pgl_store_event(d->st, d->term, d->cfg.node_name, "bootstrap",
+					"initdb --data-checksums; system identifier %s", cd.sysid);
+	return 0;
+}
+
+int
+pgl_node_sync_slots(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_node_conn(d);
+	struct pgl_node *nodes = NULL;
+	struct pgl_event *ev = NULL;
+	int n = 0, ne = 0, rc;
+
+	if (c == NULL)
+		return -PGL_EPG;
+	if ((rc = pgl_store_list_nodes(d->st, &nodes, &n)) < 0)
+		return rc;
+	for (int i = 0; i < n; i++) {
+		char slot[PGL_NAME_MAX];
+		const char *params[1] = { slot };
+
+		if (strcmp(nodes[i].name, d->cfg.node_name) == 0)
+			continue;
+		pgl_config_slot_name(nodes[i].name, slot, sizeof(slot));
+		pgl_pg_exec(c, "SELECT pg_create_physical_replication_slot($1, true) "
+					"WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+					1, params);
+	}
+	free(nodes);
+	if (pgl_store_events_after(d->st, d->last_removed_event, &ev, &ne) == 0) {
+		for (int i = 0; i < ne; i++) {
+			char slot[PGL_NAME_MAX];
+			const char *params[1] = { slot };
+
+			d->last_removed_event = ev[i].id;
+			if (strcmp(ev[i].kind, "removed") != 0 || ev[i].node[0] == '\0')
+				continue;
+			pgl_config_slot_name(ev[i].node, slot, sizeof(slot));
+			if (pgl_pg_exec(c, "SELECT pg_drop_replication_slot(slot_name) "
+							"FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+							1, params) == 0)
+				pgl_log_info("dropped slot %s of removed node %s", slot, ev[i].node);
+		}
+		free(ev);
+	}
+	return 0;
+}
