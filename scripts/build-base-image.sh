@@ -240,7 +240,7 @@ if [ ! -s "$MINBASE_TAR" ]; then
         [ ! -f "$ROOT/debootstrap/debootstrap.log" ] || tail -n 20 "$ROOT/debootstrap/debootstrap.log" >&2
         die "debootstrap failed (full log: $CACHE_DIR/debootstrap.log)"
     fi
-    tar -C "$ROOT" --numeric-owner --exclude='./var/cache/apt/archives/*.deb' \
+    tar -C "$ROOT" --numeric-owner --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' \
         -cf "$MINBASE_TAR.tmp" .
     mv "$MINBASE_TAR.tmp" "$MINBASE_TAR"
     rm -rf --one-file-system "$ROOT"

@@ -58,12 +58,15 @@ allowed_network = 127.0.0.1/32
 CONF
 	if [ "$(id -u)" -eq 0 ]; then
 		chown postgres:postgres "$dir" "$dir/lease" "$dir/nodes" "$nd" "$nd/pglease.conf" "$dir/password"
+		touch "$nd/agent.log"; chown postgres:postgres "$nd/agent.log"
 		chmod 0770 "$dir/lease"
 	fi
 	# setsid: the agent gets its own session, so the shell's signals do not reach it.
-	as_pg setsid "$bin" run -c "$nd/pglease.conf" >>"$nd/agent.log" 2>&1 < /dev/null &
-	echo $! > "$nd/agent.pid"
-	echo "started $name: port $port, pid $!, log $nd/agent.log"
+	rm -f "$nd/agent.pid"
+	as_pg setsid sh -c 'echo $$ > "$1"; exec "$2" run -c "$3"' sh "$nd/agent.pid" "$bin" \
+		"$nd/pglease.conf" >>"$nd/agent.log" 2>&1 < /dev/null &
+	for _ in $(seq 1 50); do [ -s "$nd/agent.pid" ] && break; sleep 0.1; done
+	echo "started $name: port $port, pid $(node_pid "$name"), log $nd/agent.log"
 }
 
 stop_node() {

@@ -372,8 +372,14 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 		me.lsn = s.receive_lsn > s.replay_lsn ? s.receive_lsn : s.replay_lsn;
 	} else if (!bootstrap)
 		return;					/* nothing to promote; wait for a primary to clone */
-	if (released && me.lsn < l->released_lsn_int) {
-		pgl_log_debug("not a candidate: received %llX < released %s",
+	/*
+	 * released_lsn is the start of the old primary's shutdown checkpoint
+	 * record; a candidate must have received past it, so that the new
+	 * timeline forks after that record and the old primary can follow
+	 * without a rewind.
+	 */
+	if (released && me.lsn <= l->released_lsn_int) {
+		pgl_log_debug("not a candidate: received %llX, not past released %s",
 					  (unsigned long long) me.lsn, l->released_lsn);
 		return;
 	}
@@ -385,7 +391,7 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 		if (bootstrap ? strcmp(nodes[i].state, "empty") != 0 && strcmp(nodes[i].role, "standby") != 0
 			: strcmp(nodes[i].role, "standby") != 0)
 			continue;
-		if (released && o.lsn < l->released_lsn_int)
+		if (released && o.lsn <= l->released_lsn_int)
 			continue;
 		if (ranks_before(&o, &me))
 			best = false;
@@ -653,6 +659,34 @@ take_alive_lock(struct pgl_daemon *d, char *err, size_t len)
 	return -PGL_EDUP;
 }
 
+/*
+ * True if pid is a live (not zombie) process whose working directory is the
+ * data directory: what a postmaster looks like.  A recycled pid of an
+ * unrelated process (common after a container restart) does not match.
+ */
+static bool
+is_live_postmaster(long pid, const char *pgdata)
+{
+	char p[64], cwd[PGL_PATH_MAX], real[PGL_PATH_MAX], stat[512];
+	ssize_t n;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+	if ((f = fopen(p, "r")) == NULL)
+		return false;
+	n = fread(stat, 1, sizeof(stat) - 1, f);
+	fclose(f);
+	stat[n > 0 ? n : 0] = '\0';
+	if (strstr(stat, ") Z") || strstr(stat, ") X"))
+		return false;
+	snprintf(p, sizeof(p), "/proc/%ld/cwd", pid);
+	n = readlink(p, cwd, sizeof(cwd) - 1);
+	if (n < 0)
+		return errno == EACCES;		/* cannot tell: assume it is one */
+	cwd[n] = '\0';
+	return realpath(pgdata, real) != NULL && strcmp(real, cwd) == 0;
+}
+
 static int
 check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 {
@@ -667,7 +701,10 @@ check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 	if (fscanf(f, "%ld", &pid) != 1)
 		pid = 0;
 	fclose(f);
-	if (pid > 0 && pid != getpid() && kill((pid_t) pid, 0) == 0) {
+	/* A postmaster killed together with its agent may take a moment to go. */
+	for (int i = 0; i < 50 && pid > 0 && is_live_postmaster(pid, d->cfg.pgdata); i++)
+		usleep(100000);
+	if (pid > 0 && pid != getpid() && is_live_postmaster(pid, d->cfg.pgdata)) {
 		snprintf(err, len, "%s: postgres is already running (pid %ld) and was not started by "
 				 "this agent; stop it first", d->cfg.pgdata, pid);
 		return -PGL_EINVAL;

@@ -761,9 +761,12 @@ print_event_json(FILE *f, const struct pgl_event *e)
 	fputc('}', f);
 }
 
-/* "at  term N  node  kind  detail", node and kind padded to the given widths. */
+/*
+ * "at  term N  node  kind  detail", node and kind padded to the given widths;
+ * tag ("" or "event: ") goes after the time.
+ */
 static void
-print_event_line(const struct pgl_event *e, int wnode, int wkind)
+print_event_line(const struct pgl_event *e, int wnode, int wkind, const char *tag)
 {
 	char node[PGL_NAME_MAX], kind[sizeof(e->kind)], detail[sizeof(e->detail)];
 
@@ -771,10 +774,11 @@ print_event_line(const struct pgl_event *e, int wnode, int wkind)
 	clean_copy(kind, e->kind, sizeof(kind));
 	clean_copy(detail, e->detail, sizeof(detail));
 	if (detail[0])
-		printf("%s  term %lld  %-*s  %-*s  %s\n", e->at, (long long) e->term, wnode, node,
-			   wkind, kind, detail);
+		printf("%s  %sterm %lld  %-*s  %-*s  %s\n", e->at, tag, (long long) e->term, wnode,
+			   node, wkind, kind, detail);
 	else
-		printf("%s  term %lld  %-*s  %s\n", e->at, (long long) e->term, wnode, node, kind);
+		printf("%s  %sterm %lld  %-*s  %s\n", e->at, tag, (long long) e->term, wnode, node,
+			   kind);
 }
 
 static int
@@ -807,7 +811,7 @@ cmd_events(struct cli *c)
 		wkind = lk > wkind ? lk : wkind;
 	}
 	for (int i = 0; i < n; i++)
-		print_event_line(&ev[i], wnode, wkind);
+		print_event_line(&ev[i], wnode, wkind, "");
 out:
 	free(ev);
 	pgl_store_close(st);
@@ -960,10 +964,8 @@ emit_event(struct watcher *w, const struct pgl_event *e)
 		fputs("{\"type\":\"event\",\"event\":", stdout);
 		print_event_json(stdout, e);
 		fputs("}\n", stdout);
-	} else {
-		fputs("event: ", stdout);
-		print_event_line(e, 1, 1);
-	}
+	} else
+		print_event_line(e, 1, 1, "event: ");
 	return counted(w);
 }
 
@@ -989,11 +991,11 @@ emit_node(struct watcher *w, const char *change, const struct pgl_node *old,
 		json_text(stdout, old ? old->state : NULL);
 		fputs("}\n", stdout);
 	} else if (old == NULL)
-		printf("%s  node %s added: %s/%s\n", now, n->name, n->role, n->state[0] ? n->state : "-");
+		printf("%s  node: %s added as %s/%s\n", now, n->name, n->role, n->state[0] ? n->state : "-");
 	else if (cur == NULL)
-		printf("%s  node %s removed\n", now, n->name);
+		printf("%s  node: %s removed\n", now, n->name);
 	else
-		printf("%s  node %s: %s/%s -> %s/%s\n", now, n->name, old->role,
+		printf("%s  node: %s %s/%s -> %s/%s\n", now, n->name, old->role,
 			   old->state[0] ? old->state : "-", cur->role, cur->state[0] ? cur->state : "-");
 	return counted(w);
 }

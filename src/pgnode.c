@@ -497,10 +497,15 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 
 		pgl_lsn_format(before.checkpoint_lsn, a, sizeof(a));
 		pgl_log_info("rewound against %s: %s", from->name, sum);
-		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
-						"against %s: %s; old timeline %lld, old last checkpoint %s; "
-						"WAL after the divergence point was discarded",
-						from->name, sum, (long long) before.timeline, a);
+		if (strstr(out, "no rewind required"))
+			pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
+							"against %s: no rewind required (timeline %lld, last checkpoint "
+							"%s); nothing discarded", from->name, (long long) before.timeline, a);
+		else
+			pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
+							"against %s: %s; discarded this node's WAL from the divergence "
+							"point up to its old end (timeline %lld, last checkpoint %s)",
+							from->name, sum, (long long) before.timeline, a);
 	}
 	return write_standby_conf(d, from);
 }

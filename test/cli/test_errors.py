@@ -1,0 +1,232 @@
+"""Bad arguments, bad stores and the promise that read commands change nothing."""
+import os
+import shutil
+import sqlite3
+import time
+
+import pytest
+
+from conftest import clean_env, mk, pgl, sha256
+
+READ_CMDS = [["status"], ["status", "--json"], ["lease"], ["lease", "--json"], ["events"],
+             ["events", "--json"], ["primary"], ["primary", "--json"]]
+
+
+@pytest.mark.parametrize("args, names", [
+    (["events", "-n", "0"], "'0'"),
+    (["events", "-n", "-3"], "'-3'"),
+    (["events", "-n", "abc"], "'abc'"),
+    (["events", "-n", "1.5"], "'1.5'"),
+    (["events", "-n", ""], "''"),
+    (["events", "-n", "99999999999"], "'99999999999'"),
+    (["events", "-n"], "'-n'"),
+    (["watch", "--count", "0"], "'0'"),
+    (["watch", "--count=x"], "'x'"),
+    (["status", "--bogus"], "'--bogus'"),
+    (["status", "-x"], "'-x'"),
+    (["status", "extra"], "'extra'"),
+    (["status", "--json=yes"], "'--json'"),
+    (["status", "-n", "3"], "'-n'"),
+    (["lease", "--conninfo"], "'--conninfo'"),
+    (["events", "--count", "2"], "'--count'"),
+    (["remove"], "NODE"),
+    (["remove", "n1", "n2"], "'n2'"),
+    (["remove", "n1", "--json"], "'--json'"),
+    (["pause", "--json"], "'--json'"),
+    (["health", "now"], "'now'"),
+    (["status", "--lease-db"], "'--lease-db'"),
+    (["status", "--lease-db="], "--lease-db"),
+    (["status", "-c"], "'-c'"),
+])
+def test_bad_arguments(store, args, names):
+    r = pgl(*args, "--lease-db", store) if "--lease-db" not in " ".join(args) else pgl(*args)
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("pglease %s: " % args[0])
+    assert names in lines[0]
+
+
+def test_help_wins_over_bad_arguments():
+    r = pgl("events", "-n", "abc", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: pglease events")
+
+
+@pytest.mark.parametrize("name", ["N1", "a b", "x" * 64, "n1;drop", "-"])
+def test_remove_invalid_name(store, name):
+    before = sha256(store)
+    r = pgl("remove", name, "--lease-db", store)
+    assert r.returncode == 2
+    assert "not a valid node name" in r.stderr and r.stderr.count("\n") == 1
+    assert sha256(store) == before
+
+
+def test_no_command_and_unknown_command():
+    r = pgl()
+    assert r.returncode == 2 and r.stdout == "" and "usage: pglease" in r.stderr
+    r = pgl("frobnicate")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("pglease: unknown command 'frobnicate'\n")
+    r = pgl("help", "frobnicate")
+    assert r.returncode == 2 and "frobnicate" in r.stderr
+
+
+# ---- stores that are missing, foreign or damaged ----
+
+def make_bad(kind, path, good):
+    if kind == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(good.read_bytes()[:60])
+    elif kind == "half":
+        path.write_bytes(good.read_bytes()[:8192])
+    elif kind == "foreign":
+        c = sqlite3.connect(str(path))
+        c.execute("CREATE TABLE lease (id INTEGER, holder TEXT)")
+        c.execute("INSERT INTO lease VALUES (1, 'evil')")
+        c.commit()
+        c.close()
+    elif kind == "newer":
+        shutil.copy(good, path)
+        c = sqlite3.connect(str(path))
+        c.execute("PRAGMA user_version = 99")
+        c.commit()
+        c.close()
+
+
+BAD_KINDS = {
+    "garbage": "not an SQLite database",
+    "empty": "file is empty",
+    "truncated": "file is truncated",
+    "half": "not a pglease lease store",
+    "foreign": "application_id",
+    "newer": "newer than this pglease",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["lease"], ["events"],
+                                  ["primary"], ["watch", "--count", "1"], ["remove", "n2"],
+                                  ["pause"], ["resume"]])
+def test_bad_store_refused_and_unchanged(tmp_path, store, kind, args):
+    bad = tmp_path / ("bad-%s.db" % kind)
+    make_bad(kind, bad, store)
+    before = sha256(bad)
+    r = pgl(*args, "--lease-db", bad, timeout=10)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("pglease: %s: " % bad)
+    assert BAD_KINDS[kind] in r.stderr
+    assert sha256(bad) == before
+
+
+def test_bad_store_health(tmp_path, store):
+    bad = tmp_path / "bad.db"
+    make_bad("foreign", bad, store)
+    before = sha256(bad)
+    r = pgl("health", env=clean_env(PGLEASE_NODE_NAME="n1", PGLEASE_LEASE_DB=bad,
+                                    PGLEASE_PG_BINDIR="/usr/bin"))
+    assert r.returncode == 1 and str(bad) in r.stderr
+    assert sha256(bad) == before
+
+
+@pytest.mark.parametrize("args", [["status"], ["lease", "--json"], ["events"], ["remove", "n1"],
+                                  ["pause"], ["watch"]])
+def test_missing_store_not_created(tmp_path, args):
+    path = tmp_path / "nowhere" / "lease.db"
+    r = pgl(*args, "--lease-db", path)
+    assert r.returncode == 1
+    assert r.stderr == "pglease: %s: cannot open lease store: No such file or directory\n" % path
+    assert not path.parent.exists()
+
+
+def test_missing_store_primary(tmp_path):
+    path = tmp_path / "lease.db"
+    r = pgl("primary", "--lease-db", path)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "pglease: no lease store at %s\n" % path)
+    assert not path.exists()
+
+
+# ---- read commands change nothing ----
+
+def wal_size(db):
+    wal = db.parent / (db.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.mark.parametrize("args", READ_CMDS + [["events", "-n", "1"], ["primary", "--conninfo"]])
+def test_read_commands_change_nothing(store, args):
+    before, wal_before, mtime = sha256(store), wal_size(store), store.stat().st_mtime_ns
+    for _ in range(3):
+        r = pgl(*args, "--lease-db", store)
+        assert r.returncode == 0, r.stderr
+    assert sha256(store) == before
+    assert store.stat().st_mtime_ns == mtime
+    assert wal_size(store) == wal_before == 0
+
+
+def test_read_commands_do_not_block_a_writer(store, watch):
+    """Writers commit at once while watch holds the store open for reading."""
+    w = watch("--lease-db", store)
+    assert w.readline() is not None
+    t0 = time.monotonic()
+    for i in range(5):
+        mk(store, "event", "n2", "followed", str(i))
+    assert time.monotonic() - t0 < 5
+    w.proc.terminate()
+    assert w.proc.wait(timeout=5) == 0
+
+
+# ---- where the store is: --lease-db > PGLEASE_LEASE_DB > config file > default ----
+
+def holder(r):
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.fixture
+def two_stores(tmp_path):
+    a, b, c = (tmp_path / n for n in ("a.db", "b.db", "c.db"))
+    for db, node in ((a, "na"), (b, "nb"), (c, "nc")):
+        mk(db, "node", node, "primary", "running", "-", 1, "0/1000000", "-")
+        mk(db, "claim", node)
+    conf = tmp_path / "pglease.conf"
+    conf.write_text("# test\nnode_name = x1\nlease_db = %s\n" % c)
+    return a, b, c, conf
+
+
+def test_store_path_precedence(two_stores):
+    a, b, c, conf = two_stores
+    assert holder(pgl("primary", "-c", conf)) == "nc"
+    assert holder(pgl("primary", "--config", conf,
+                      env=clean_env(PGLEASE_LEASE_DB=b))) == "nb"
+    assert holder(pgl("primary", "-c", conf, "--lease-db", a,
+                      env=clean_env(PGLEASE_LEASE_DB=b))) == "na"
+    assert holder(pgl("primary", env=clean_env(PGLEASE_LEASE_DB=b))) == "nb"
+    assert holder(pgl("primary", "--lease-db=%s" % a)) == "na"
+
+
+def test_default_store_path():
+    if os.path.exists("/var/lib/pglease/lease.db"):
+        pytest.skip("a real store exists at the default path")
+    r = pgl("status")
+    assert r.returncode == 1 and "/var/lib/pglease/lease.db" in r.stderr
+
+
+def test_config_errors(tmp_path, store):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("lease_db = %s\nbogus_key = 1\npriority = many\n" % store)
+    r = pgl("status", "-c", conf)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0] == "pglease: %s:2: unknown key 'bogus_key'" % conf
+    assert "%s:3" % conf in lines[1] and "priority" in lines[1]
+    r = pgl("status", "-c", tmp_path / "missing.conf")
+    assert r.returncode == 2 and "missing.conf" in r.stderr
+    r = pgl("lease", env=clean_env(PGLEASE_LEASE_TTL_MS="soon"))
+    assert r.returncode == 2 and "PGLEASE_LEASE_TTL_MS" in r.stderr

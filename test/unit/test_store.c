@@ -1,0 +1,1680 @@
+/*
+ * test_store.c — the SQLite lease store (DESIGN.md sections 2, 4 and 6) and
+ * the inotify watcher, against real files in the scratch directory.
+ *
+ * Some tests fork.  SQLite connections must never cross a fork, so a parent
+ * closes its handles before forking and children open their own; children
+ * leave with _exit() and report through their exit status.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "harness.h"
+#include "pglease/store.h"
+#include "pglease/watch.h"
+
+#define PATHLEN 1024
+
+static char err[1024];
+
+/*
+ * The store keeps its sqlite3 handle private.  To inspect per-connection
+ * settings (synchronous) the test interposes sqlite3_open_v2 and remembers
+ * the last connection opened; store.o is linked into this executable, so its
+ * calls resolve here.
+ */
+static sqlite3 *last_db;
+
+int
+sqlite3_open_v2(const char *filename, sqlite3 **db, int flags, const char *vfs)
+{
+	static int (*real)(const char *, sqlite3 **, int, const char *);
+	int rc;
+
+	if (real == NULL)
+		*(void **) &real = dlsym(RTLD_NEXT, "sqlite3_open_v2");
+	rc = real(filename, db, flags, vfs);
+	last_db = *db;
+	return rc;
+}
+
+/* ---- helpers ---- */
+
+/* out = <scratch>/<sub>/<file>; creates <scratch>/<sub> when mk. */
+static void
+path_in(char *out, const char *sub, const char *file, bool mk)
+{
+	char dir[PATHLEN / 2 + 100];
+
+	snprintf(dir, sizeof(dir), "%s/%s", test_dir(), sub);
+	if (mk && mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		perror(dir);
+		exit(2);
+	}
+	snprintf(out, PATHLEN, "%s/%s", dir, file);
+}
+
+static struct pgl_store *
+open_store(const char *path, int flags)
+{
+	struct pgl_store *st = NULL;
+	int rc = pgl_store_open(path, flags, &st, err, sizeof(err));
+
+	CHECKF(rc == 0 && st != NULL, "open %s: %s (%s)", path, pgl_strerror(rc), err);
+	return st;
+}
+
+/* A fresh store in its own sub-directory. */
+static struct pgl_store *
+fresh_store(const char *sub, char *path)
+{
+	path_in(path, sub, "lease.db", true);
+	return open_store(path, PGL_STORE_CREATE);
+}
+
+static int64_t
+db_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = INT64_MIN;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void
+db_text(sqlite3 *db, const char *sql, char *out, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+		sqlite3_column_text(st, 0))
+		snprintf(out, len, "%s", (const char *) sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
+static sqlite3 *
+raw_open(const char *path, int flags)
+{
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		fprintf(stderr, "raw open %s: %s\n", path, db ? sqlite3_errmsg(db) : "?");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+/* One integer from a raw read-only connection. */
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db = raw_open(path, SQLITE_OPEN_READONLY);
+	int64_t v = db ? db_int(db, sql) : INT64_MIN;
+
+	sqlite3_close(db);
+	return v;
+}
+
+static int
+raw_exec(const char *path, const char *sql, char *msg, size_t len)
+{
+	sqlite3 *db = raw_open(path, SQLITE_OPEN_READWRITE);
+	char *m = NULL;
+	int rc = db ? sqlite3_exec(db, sql, NULL, NULL, &m) : SQLITE_CANTOPEN;
+
+	if (msg)
+		snprintf(msg, len, "%s", m ? m : "");
+	sqlite3_free(m);
+	sqlite3_close(db);
+	return rc;
+}
+
+static bool
+exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static bool
+exists_suffix(const char *path, const char *suffix)
+{
+	char p[PATHLEN + 16];
+
+	snprintf(p, sizeof(p), "%s%s", path, suffix);
+	return exists(p);
+}
+
+/* Whole file into a malloc'd buffer (NULL if unreadable). */
+static unsigned char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf;
+	long n;
+
+	*len = 0;
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc(n > 0 ? n : 1);
+	if (n > 0 && fread(buf, 1, n, f) != (size_t) n)
+		n = 0;
+	fclose(f);
+	*len = (size_t) n;
+	return buf;
+}
+
+static void
+spit(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (f == NULL || (len && fwrite(buf, 1, len, f) != len)) {
+		perror(path);
+		exit(2);
+	}
+	fclose(f);
+}
+
+/* Exit status of a child, or 128 + signal. */
+static int
+wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Files in dir whose name contains needle. */
+static int
+count_files(const char *dir, const char *needle)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		n += strstr(de->d_name, needle) != NULL;
+	closedir(d);
+	return n;
+}
+
+/* A wait_until far in the future: the simulated clocks never busy-wait. */
+static int64_t
+far_ms(void)
+{
+	return pgl_mono_ms() + 3600 * 1000;
+}
+
+static bool
+same_version(const struct pgl_lease *a, const struct pgl_lease *b)
+{
+	return a->term == b->term && a->renewals == b->renewals && strcmp(a->holder, b->holder) == 0;
+}
+
+static int
+event_count(struct pgl_store *st)
+{
+	struct pgl_event *ev = NULL;
+	int n = 0;
+
+	pgl_store_list_events(st, 1000000, &ev, &n);
+	free(ev);
+	return n;
+}
+
+/* ---- creation and opening ---- */
+
+static void
+test_create_and_open(void)
+{
+	char path[PATHLEN], dir[PATHLEN], buf[64];
+	struct pgl_store *st, *ro;
+	struct pgl_lease l;
+	struct pgl_cluster c;
+	struct stat sb;
+	sqlite3 *db;
+	int rc;
+
+	/* The directory does not exist yet: the store creates it 0770. */
+	path_in(dir, "create", "", true);
+	path_in(path, "create", "pgcluster/lease.db", false);
+	st = open_store(path, PGL_STORE_CREATE);
+	if (st == NULL)
+		return;
+	db = last_db;
+	CHECK(strstr(sqlite3_db_filename(db, "main"), "pgcluster/lease.db") != NULL);
+	db_text(db, "PRAGMA journal_mode", buf, sizeof(buf));
+	CHECKF(strcmp(buf, "wal") == 0, "journal_mode %s", buf);
+	CHECKF(db_int(db, "PRAGMA synchronous") == 2, "synchronous %" PRId64,
+		   db_int(db, "PRAGMA synchronous"));		/* FULL */
+	CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0660);
+	path_in(dir, "create", "pgcluster", false);
+	CHECKF(stat(dir, &sb) == 0 && (sb.st_mode & 0777) == 0770, "dir mode %o",
+		   (unsigned) sb.st_mode & 0777);
+	CHECK(count_files(dir, ".init-") == 0);		/* no private build file left */
+
+	CHECK(raw_int(path, "PRAGMA application_id") == PGL_APPLICATION_ID);
+	CHECK(raw_int(path, "PRAGMA user_version") == PGL_SCHEMA_VERSION);
+	CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+				  "('cluster', 'lease', 'nodes', 'events')") == 4);
+	CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name IN "
+				  "('cluster_status', 'lease_status')") == 2);
+	CHECK(raw_int(path, "SELECT count(*) FROM cluster_status") == 0);
+	CHECK(raw_int(path, "SELECT count(*) FROM lease_status WHERE holder IS NULL AND term = 0") == 1);
+	CHECK(raw_int(path, "SELECT count(*) FROM events") == 0);
+
+	rc = pgl_store_read_lease(st, &l);
+	CHECK(rc == 0 && l.term == 0 && l.renewals == 0 && l.holder[0] == '\0' &&
+		  !l.has_released_lsn);
+	rc = pgl_store_read_cluster(st, &c);
+	CHECKF(rc == 0 && strcmp(c.name, "pgcluster") == 0, "cluster name '%s'", c.name);
+	CHECK(c.created_at[0] != '\0' && !c.paused && c.system_identifier[0] == '\0');
+	CHECK(strcmp(pgl_store_path(st), path) == 0);
+	pgl_store_close(st);
+	pgl_store_close(NULL);
+
+	/* Reopening: read/write and read-only; a read-only handle never writes. */
+	st = open_store(path, PGL_STORE_RDWR);
+	ro = open_store(path, PGL_STORE_RDONLY);
+	if (st && ro) {
+		int64_t term = -1;
+
+		CHECK(pgl_store_read_lease(ro, &l) == 0 && l.term == 0);
+		CHECK(pgl_store_claim(ro, &l, "n1", 5000, NULL, &term) == -PGL_EINVAL);
+		CHECK(pgl_store_event(ro, 0, "n1", "x", "y") == -PGL_EINVAL);
+		CHECK(pgl_store_set_paused(ro, true, "n1") == -PGL_EINVAL);
+		CHECK(pgl_store_read_lease(st, &l) == 0 && l.term == 0);
+	}
+	pgl_store_close(ro);
+	pgl_store_close(st);
+
+	/* A missing store is not created unless asked. */
+	path_in(path, "create", "absent.db", false);
+	st = (struct pgl_store *) 1;
+	rc = pgl_store_open(path, PGL_STORE_RDONLY, &st, err, sizeof(err));
+	CHECKF(rc == -PGL_ENOENT && st == NULL && strstr(err, path), "rc %d err %s", rc, err);
+	rc = pgl_store_open(path, PGL_STORE_RDWR, &st, err, sizeof(err));
+	CHECKF(rc == -PGL_ENOENT && strstr(err, path), "rc %d err %s", rc, err);
+	CHECK(!exists(path));
+}
+
+/* 8 processes create the same new store at once; all succeed on one store. */
+static void
+test_concurrent_create(void)
+{
+	enum { NPROC = 8, ROUNDS = 4 };
+
+	for (int round = 0; round < ROUNDS; round++) {
+		char sub[32], path[PATHLEN], dir[PATHLEN];
+		int gate[2], bad = 0;
+		pid_t pids[NPROC];
+		struct pgl_store *st;
+		struct pgl_node *nodes = NULL;
+		int n = 0;
+
+		snprintf(sub, sizeof(sub), "cc%d", round);
+		path_in(path, sub, "new/lease.db", true);	/* "new" does not exist either */
+		if (pipe(gate) != 0)
+			return;
+		for (int i = 0; i < NPROC; i++) {
+			pids[i] = fork();
+			if (pids[i] == 0) {
+				struct pgl_store *cs = NULL;
+				struct pgl_node nd = { .priority = 100 };
+				char cerr[512], c;
+				int rc;
+
+				close(gate[1]);
+				if (read(gate[0], &c, 1) < 0)	/* EOF when the parent opens the gate */
+					_exit(99);
+				rc = pgl_store_open(path, PGL_STORE_CREATE, &cs, cerr, sizeof(cerr));
+				if (rc < 0) {
+					fprintf(stderr, "child %d: %s\n", i, cerr);
+					_exit(10 - rc);
+				}
+				snprintf(nd.name, sizeof(nd.name), "c%d", i);
+				rc = pgl_store_node_upsert(cs, &nd);
+				pgl_store_close(cs);
+				_exit(rc == 0 ? 0 : 50 - rc);
+			}
+		}
+		close(gate[0]);
+		usleep(20000);
+		close(gate[1]);
+		for (int i = 0; i < NPROC; i++) {
+			int code = wait_child(pids[i]);
+
+			if (code != 0) {
+				bad++;
+				fprintf(stderr, "concurrent create: child %d exit %d\n", i, code);
+			}
+		}
+		CHECKF(bad == 0, "round %d: %d creators failed", round, bad);
+		st = open_store(path, PGL_STORE_RDWR);
+		if (st == NULL)
+			continue;
+		CHECK(pgl_store_list_nodes(st, &nodes, &n) == 0 && n == NPROC);
+		free(nodes);
+		pgl_store_close(st);
+		path_in(dir, sub, "new", false);
+		CHECK(count_files(dir, ".init-") == 0);
+	}
+}
+
+/* ---- the lease protocol ---- */
+
+static void
+test_claim_renew_release(void)
+{
+	char path[PATHLEN];
+	struct pgl_store *st = fresh_store("proto", path);
+	struct pgl_lease l0, l1, l2, cur;
+	struct pgl_event *ev = NULL;
+	int64_t term = -1, dl = -7, ren = -7;
+	int rc, nev = 0;
+
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_read_lease(st, &l0) == 0);
+
+	/* First claim: term 0 -> 1. */
+	rc = pgl_store_claim(st, &l0, "n1", 5000, "bootstrap claim", &term);
+	CHECKF(rc == 0 && term == 1, "rc %d term %" PRId64, rc, term);
+	CHECK(pgl_store_read_lease(st, &l1) == 0);
+	CHECK(strcmp(l1.holder, "n1") == 0 && l1.term == 1 && l1.renewals == 0 && l1.ttl_ms == 5000);
+	CHECK(l1.acquired_at[0] != '\0' && l1.renewed_at[0] != '\0');
+
+	/* A claim with a stale version loses and changes nothing. */
+	term = -1;
+	rc = pgl_store_claim(st, &l0, "n2", 5000, "stale", &term);
+	CHECKF(rc == -PGL_ECONFLICT, "rc %d", rc);
+	CHECK(term == -1);
+	CHECK(pgl_store_read_lease(st, &cur) == 0 && same_version(&cur, &l1) &&
+		  strcmp(cur.acquired_at, l1.acquired_at) == 0);
+	CHECK(event_count(st) == 1);
+	CHECK(pgl_store_claim(st, &l1, "N2", 5000, NULL, &term) == -PGL_EINVAL);
+	CHECK(pgl_store_claim(st, &l1, "", 5000, NULL, &term) == -PGL_EINVAL);
+
+	/* Renew: deadline = t0 + ttl - margin, renewals counted. */
+	rc = pgl_store_renew(st, "n1", 1, 100000, 5000, 1000, far_ms(), &dl, &ren);
+	CHECKF(rc == 0 && dl == 104000 && ren == 1, "rc %d dl %" PRId64 " ren %" PRId64, rc, dl, ren);
+	rc = pgl_store_renew(st, "n1", 1, 777777, 3000, 500, far_ms(), &dl, &ren);
+	CHECKF(rc == 0 && dl == 777777 + 3000 - 500 && ren == 2, "rc %d dl %" PRId64, rc, dl);
+	CHECK(pgl_store_read_lease(st, &l2) == 0 && l2.renewals == 2 && l2.ttl_ms == 3000 &&
+		  l2.term == 1);
+	CHECK(pgl_store_renew(st, "n1", 1, 1, 5000, 1000, far_ms(), &dl, NULL) == 0 && dl == 4001);
+	CHECK(pgl_store_read_lease(st, &l2) == 0 && l2.renewals == 3);
+
+	/* Renew by a non-holder or at a wrong term: ENOTHOLDER, nothing changes. */
+	dl = -7;
+	CHECK(pgl_store_renew(st, "n2", 1, 1, 5000, 1000, far_ms(), &dl, &ren) == -PGL_ENOTHOLDER);
+	CHECK(pgl_store_renew(st, "n1", 2, 1, 5000, 1000, far_ms(), &dl, &ren) == -PGL_ENOTHOLDER);
+	CHECK(pgl_store_renew(st, "n1", 0, 1, 5000, 1000, far_ms(), &dl, &ren) == -PGL_ENOTHOLDER);
+	CHECK(dl == -7);
+	/* A wait_until already past: ETIMEOUT without touching the store. */
+	CHECK(pgl_store_renew(st, "n1", 1, 1, 5000, 1000, pgl_mono_ms() - 1, &dl, &ren) ==
+		  -PGL_ETIMEOUT);
+	CHECK(dl == -7);
+	CHECK(pgl_store_read_lease(st, &cur) == 0 && same_version(&cur, &l2));
+
+	/* The version seen before a renewal is stale: a claim with it loses. */
+	CHECK(pgl_store_claim(st, &l1, "n2", 5000, NULL, &term) == -PGL_ECONFLICT);
+	{
+		struct pgl_lease other = l2;
+
+		strcpy(other.holder, "n3");
+		CHECK(pgl_store_claim(st, &other, "n2", 5000, NULL, &term) == -PGL_ECONFLICT);
+		other = l2;
+		other.term = 2;
+		CHECK(pgl_store_claim(st, &other, "n2", 5000, NULL, &term) == -PGL_ECONFLICT);
+	}
+	CHECK(pgl_store_read_lease(st, &cur) == 0 && same_version(&cur, &l2));
+
+	/* Release: only by the holder at its term; records the LSN. */
+	CHECK(pgl_store_release(st, "n2", 1, "0/3000148", NULL) == -PGL_ENOTHOLDER);
+	CHECK(pgl_store_release(st, "n1", 2, "0/3000148", NULL) == -PGL_ENOTHOLDER);
+	CHECK(pgl_store_release(st, "n1", 1, "zz", NULL) == -PGL_EINVAL);
+	CHECK(pgl_store_release(st, "n1", 1, "16/B374D848", "clean stop") == 0);
+	CHECK(pgl_store_read_lease(st, &cur) == 0);
+	CHECK(cur.holder[0] == '\0' && cur.term == 1 && cur.has_released_lsn &&
+		  strcmp(cur.released_lsn, "16/B374D848") == 0 &&
+		  cur.released_lsn_int == 0x16B374D848ULL);
+	CHECK(raw_int(path, "SELECT count(*) FROM lease WHERE holder IS NULL") == 1);
+	CHECK(pgl_store_renew(st, "n1", 1, 1, 5000, 1000, far_ms(), &dl, &ren) == -PGL_ENOTHOLDER);
+	CHECK(pgl_store_release(st, "n1", 1, NULL, NULL) == -PGL_ENOTHOLDER);
+
+	/* Claim after release: term + 1, never reused; released_lsn cleared. */
+	rc = pgl_store_claim(st, &cur, "n2", 5000, NULL, &term);
+	CHECK(rc == 0 && term == 2);
+	CHECK(pgl_store_read_lease(st, &cur) == 0 && cur.term == 2 && strcmp(cur.holder, "n2") == 0 &&
+		  !cur.has_released_lsn && cur.released_lsn[0] == '\0' && cur.renewals == 0);
+	/* A release without an LSN. */
+	CHECK(pgl_store_release(st, "n2", 2, NULL, NULL) == 0);
+	CHECK(pgl_store_read_lease(st, &cur) == 0 && !cur.has_released_lsn && cur.holder[0] == '\0');
+	/* The same node may claim again, but always at a new term. */
+	CHECK(pgl_store_claim(st, &cur, "n2", 5000, NULL, &term) == 0 && term == 3);
+
+	/* The event log: acquired, released, acquired, released, acquired. */
+	CHECK(pgl_store_list_events(st, 100, &ev, &nev) == 0);
+	CHECKF(nev == 5, "%d events", nev);
+	if (nev == 5) {
+		CHECK(strcmp(ev[0].kind, "acquired") == 0 && ev[0].term == 1 &&
+			  strcmp(ev[0].node, "n1") == 0 && strcmp(ev[0].detail, "bootstrap claim") == 0);
+		CHECK(strcmp(ev[1].kind, "released") == 0 && ev[1].term == 1 &&
+			  strcmp(ev[1].node, "n1") == 0 && strcmp(ev[1].detail, "clean stop") == 0);
+		CHECK(strcmp(ev[2].kind, "acquired") == 0 && ev[2].term == 2 &&
+			  strcmp(ev[2].node, "n2") == 0);
+		CHECK(strcmp(ev[3].kind, "released") == 0 && ev[3].term == 2);
+		CHECK(strcmp(ev[4].kind, "acquired") == 0 && ev[4].term == 3);
+		CHECK(ev[0].id < ev[1].id && ev[1].id < ev[2].id && ev[0].at[0] != '\0');
+	}
+	free(ev);
+	pgl_store_close(st);
+}
+
+/* The trigger refuses any update that lowers the term, even from raw SQL. */
+static void
+test_term_never_lowered(void)
+{
+	char path[PATHLEN], msg[256];
+	struct pgl_store *st = fresh_store("trigger", path);
+	struct pgl_lease l;
+	int64_t term;
+	int rc;
+
+	if (st == NULL)
+		return;
+	for (int i = 0; i < 3; i++) {
+		pgl_store_read_lease(st, &l);
+		CHECK(pgl_store_claim(st, &l, "n1", 5000, NULL, &term) == 0 && term == i + 1);
+	}
+	pgl_store_close(st);
+	rc = raw_exec(path, "UPDATE lease SET term = 2 WHERE id = 1", msg, sizeof(msg));
+	CHECKF(rc != SQLITE_OK && strstr(msg, "only grow"), "rc %d msg %s", rc, msg);
+	rc = raw_exec(path, "UPDATE lease SET term = 0, holder = 'n9' WHERE id = 1", msg, sizeof(msg));
+	CHECK(rc != SQLITE_OK);
+	rc = raw_exec(path, "UPDATE lease SET term = -1", msg, sizeof(msg));
+	CHECK(rc != SQLITE_OK);
+	CHECK(raw_int(path, "SELECT term FROM lease") == 3);
+	CHECK(raw_int(path, "SELECT count(*) FROM lease WHERE holder = 'n1'") == 1);
+	rc = raw_exec(path, "UPDATE lease SET term = 7 WHERE id = 1", msg, sizeof(msg));
+	CHECK(rc == SQLITE_OK && raw_int(path, "SELECT term FROM lease") == 7);
+}
+
+/* ---- the observer's expiry tracker (pure, fake times) ---- */
+
+static void
+test_observer(void)
+{
+	struct pgl_observer o = { 0 };
+	struct pgl_lease l = { .holder = "n1", .term = 4, .renewals = 10 };
+	const int64_t ttl = 5000;
+
+	CHECK(!pgl_observer_expired(&o, 1000000, ttl));
+	CHECK(pgl_observer_remaining(&o, 1000000, ttl) == INT64_MAX);
+	CHECK(!pgl_observer_matches(&o, &l));
+
+	CHECK(pgl_observer_see(&o, &l, 1000));				/* first sight */
+	CHECK(pgl_observer_matches(&o, &l));
+	CHECK(!pgl_observer_see(&o, &l, 3000));				/* unchanged: keeps 1000 */
+	CHECK(!pgl_observer_see(&o, &l, 5999));
+	CHECK(!pgl_observer_expired(&o, 5999, ttl));
+	CHECK(pgl_observer_remaining(&o, 5999, ttl) == 1);
+	CHECK(pgl_observer_remaining(&o, 2500, ttl) == 3500);
+	CHECK(pgl_observer_expired(&o, 6000, ttl));			/* exactly ttl unchanged */
+	CHECK(pgl_observer_remaining(&o, 6000, ttl) == 0);
+	CHECK(pgl_observer_remaining(&o, 90000, ttl) == 0);
+
+	/* Any change of the version resets the clock: renewals, term, holder. */
+	l.renewals++;
+	CHECK(pgl_observer_see(&o, &l, 6500));
+	CHECK(!pgl_observer_expired(&o, 11499, ttl) && pgl_observer_expired(&o, 11500, ttl));
+	l.term++;
+	l.renewals = 0;
+	CHECK(pgl_observer_see(&o, &l, 11500));
+	CHECK(!pgl_observer_expired(&o, 11500, ttl) && pgl_observer_remaining(&o, 11500, ttl) == ttl);
+	strcpy(l.holder, "n2");
+	CHECK(pgl_observer_see(&o, &l, 12000));
+	CHECK(!pgl_observer_expired(&o, 16999, ttl) && pgl_observer_expired(&o, 17000, ttl));
+	l.holder[0] = '\0';									/* released */
+	CHECK(pgl_observer_see(&o, &l, 20000));
+	CHECK(!pgl_observer_matches(&o, &(struct pgl_lease){ .holder = "n2", .term = 5 }));
+
+	/* Negative clock values (a monotonic clock may start anywhere) work too. */
+	memset(&o, 0, sizeof(o));
+	CHECK(pgl_observer_see(&o, &l, -100000));
+	CHECK(!pgl_observer_expired(&o, -95001, ttl) && pgl_observer_expired(&o, -95000, ttl));
+
+	/* A lease renewed faster than the TTL never expires, however long it runs. */
+	memset(&o, 0, sizeof(o));
+	l.renewals = 0;
+	{
+		bool ever = false;
+
+		for (int64_t t = 0; t < 1000000; t += 100) {
+			if (t % 4000 == 0)
+				l.renewals++;
+			pgl_observer_see(&o, &l, t);
+			ever |= pgl_observer_expired(&o, t, ttl);
+		}
+		CHECK(!ever);
+	}
+}
+
+/* ---- randomised interleavings on simulated clocks ---- */
+
+static uint64_t rng_state;
+
+static uint64_t
+rnd(void)
+{
+	/* xorshift64* */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ULL;
+}
+
+/* Uniform in [lo, hi]. */
+static int64_t
+rr(int64_t lo, int64_t hi)
+{
+	return lo + (int64_t) (rnd() % (uint64_t) (hi - lo + 1));
+}
+
+enum { SIM_IDLE, SIM_RENEWING, SIM_CLAIMING };
+
+struct simnode {
+	char name[8];
+	struct pgl_store *st;		/* each node has its own connection */
+	int64_t off;				/* own monotonic clock = true time + off */
+	bool holder;
+	int64_t term;
+	int64_t writable_until;		/* true time its postgres may write until */
+	int state;
+	int64_t t0_own;				/* renewal: monotonic time before the transaction */
+	struct pgl_lease seen;		/* claim: the version seen expired */
+	bool seen_released;
+	int64_t next;				/* true time of its next action */
+	struct pgl_observer obs;
+};
+
+struct simstats {
+	long steps, renewals, claims_expired, claims_released, conflicts, fenced, releases, stalls;
+	long violations;			/* an observer would claim before the holder's fence + margin */
+	long unexpected;			/* an API result the protocol does not allow */
+	char first[256];
+};
+
+struct simparams {
+	int64_t ttl, renew, margin;
+};
+
+static void
+sim_violation(struct simstats *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+sim_violation(struct simstats *ss, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ss->violations++ == 0) {
+		va_start(ap, fmt);
+		vsnprintf(ss->first, sizeof(ss->first), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/*
+ * Would node i's claim at true time t be safe?  After an expiry every other
+ * node's fence deadline must have passed by at least margin; after a release
+ * the releaser stopped writing before it released.
+ */
+static void
+sim_check_claim(struct simnode *nodes, int nn, int i, int64_t t, bool released,
+				const struct simparams *p, struct simstats *ss, const char *when)
+{
+	for (int j = 0; j < nn; j++) {
+		int64_t need = released ? 0 : p->margin;
+
+		if (j == i || nodes[j].writable_until == INT64_MIN)
+			continue;
+		if (nodes[j].writable_until + need > t)
+			sim_violation(ss, "%s: %s claims at %" PRId64 " but %s may write until %" PRId64
+						  " (margin %" PRId64 ")", when, nodes[i].name, t, nodes[j].name,
+						  nodes[j].writable_until, need);
+	}
+}
+
+static void
+sim_claim(struct simnode *nodes, int nn, int i, int64_t t, const struct simparams *p,
+		  int64_t *last_term, struct simstats *ss)
+{
+	struct simnode *n = &nodes[i];
+	int64_t t0 = t + n->off, term = -1;
+	int rc = pgl_store_claim(n->st, &n->seen, n->name, p->ttl, "sim", &term);
+
+	n->state = SIM_IDLE;
+	if (rc == -PGL_ECONFLICT) {
+		ss->conflicts++;
+		n->next = t + rr(1, 100);
+		return;
+	}
+	if (rc != 0 || term != *last_term + 1 || term != n->seen.term + 1) {
+		ss->unexpected++;
+		n->next = t + rr(1, 100);
+		return;
+	}
+	*last_term = term;
+	sim_check_claim(nodes, nn, i, t, n->seen_released, p, ss, "claim commit");
+	if (n->seen_released)
+		ss->claims_released++;
+	else
+		ss->claims_expired++;
+	n->holder = true;
+	n->term = term;
+	/* The claim's t0 was taken before its transaction, like a renewal's. */
+	n->writable_until = t0 - n->off + p->ttl - p->margin;
+	n->next = t + p->renew;
+}
+
+static void
+sim_holder_step(struct simnode *n, int64_t t, const struct simparams *p, struct simstats *ss)
+{
+	int64_t dl = -1, ren = -1;
+	int rc;
+
+	if (n->state == SIM_RENEWING) {
+		rc = pgl_store_renew(n->st, n->name, n->term, n->t0_own, p->ttl, p->margin, far_ms(),
+							 &dl, &ren);
+		n->state = SIM_IDLE;
+		if (rc == 0) {
+			ss->renewals++;
+			if (dl != n->t0_own + p->ttl - p->margin)
+				ss->unexpected++;
+			if (dl - n->off > n->writable_until)
+				n->writable_until = dl - n->off;
+			n->next = n->t0_own - n->off + p->renew;
+			if (n->next < t)
+				n->next = t;
+		} else if (rc == -PGL_ENOTHOLDER) {
+			struct pgl_lease l;
+
+			/* Someone else won a higher term: fence at once. */
+			if (pgl_store_read_lease(n->st, &l) != 0 ||
+				(l.term <= n->term && strcmp(l.holder, n->name) == 0))
+				ss->unexpected++;
+			ss->fenced++;
+			if (n->writable_until > t)
+				n->writable_until = t;
+			n->holder = false;
+			memset(&n->obs, 0, sizeof(n->obs));
+			n->next = t + rr(1, 300);
+		} else {
+			ss->unexpected++;
+			n->next = t + 1;
+		}
+		return;
+	}
+	if (rr(0, 999) < 3) {
+		/* A clean stop: postgres is stopped (no more writes), then released. */
+		if (n->writable_until > t)
+			n->writable_until = t;
+		rc = pgl_store_release(n->st, n->name, n->term, "0/3000148", "sim stop");
+		if (rc != 0 && rc != -PGL_ENOTHOLDER)
+			ss->unexpected++;
+		ss->releases++;
+		n->holder = false;
+		memset(&n->obs, 0, sizeof(n->obs));
+		n->next = t + rr(1, 2 * p->ttl);
+		return;
+	}
+	/* Start a renewal: t0 now, the commit lands after a random delay. */
+	n->t0_own = t + n->off;
+	n->state = SIM_RENEWING;
+	{
+		int64_t r = rr(0, 999), d;
+
+		if (r < 850)
+			d = rr(0, 30);
+		else if (r < 950)
+			d = rr(30, p->renew);
+		else if (r < 990)
+			d = rr(p->renew, p->ttl);
+		else {
+			d = rr(p->ttl, 3 * p->ttl);		/* a stall longer than the TTL */
+			ss->stalls++;
+		}
+		n->next = t + d;
+	}
+}
+
+static void
+sim_observer_step(struct simnode *nodes, int nn, int i, int64_t t, const struct simparams *p,
+				  int64_t obs_ttl, int64_t *last_term, struct simstats *ss)
+{
+	struct simnode *n = &nodes[i];
+	struct pgl_lease l;
+	int64_t now = t + n->off;
+	bool released;
+
+	if (n->state == SIM_CLAIMING) {
+		sim_claim(nodes, nn, i, t, p, last_term, ss);
+		return;
+	}
+	if (pgl_store_read_lease(n->st, &l) != 0) {
+		ss->unexpected++;
+		n->next = t + 1;
+		return;
+	}
+	pgl_observer_see(&n->obs, &l, now);
+	released = l.holder[0] == '\0';
+	if (!released && !pgl_observer_expired(&n->obs, now, obs_ttl)) {
+		n->next = t + rr(1, p->renew * 7 / 10);
+		return;
+	}
+	/* It would claim now: the version it read is the store's current one. */
+	sim_check_claim(nodes, nn, i, t, released, p, ss, "expiry decision");
+	n->seen = l;
+	n->seen_released = released;
+	if (rr(0, 1)) {
+		sim_claim(nodes, nn, i, t, p, last_term, ss);
+	} else {
+		n->state = SIM_CLAIMING;			/* claims a little later: may lose the CAS */
+		n->next = t + rr(0, 60);
+	}
+}
+
+static void
+sim_run(uint64_t seed, int steps, bool unsafe, struct simstats *ss)
+{
+	static const struct simparams params[] = {
+		{ 5000, 1000, 1000 }, { 2000, 500, 500 }, { 1000, 200, 300 }, { 3000, 1000, 1000 },
+	};
+	const struct simparams *p = &params[seed % PGL_ARRAY_LEN(params)];
+	struct simnode nodes[3];
+	char sub[64], path[PATHLEN];
+	int nn;
+	int64_t t = 1000000, last_term = 0;
+
+	memset(ss, 0, sizeof(*ss));
+	memset(nodes, 0, sizeof(nodes));
+	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+	nn = (int) rr(2, 3);
+	snprintf(sub, sizeof(sub), "sim-%" PRIu64 "%s", seed, unsafe ? "-unsafe" : "");
+	path_in(path, sub, "lease.db", true);
+	for (int i = 0; i < nn; i++) {
+		snprintf(nodes[i].name, sizeof(nodes[i].name), "n%d", i + 1);
+		nodes[i].st = open_store(path, PGL_STORE_CREATE);
+		if (nodes[i].st == NULL)
+			return;
+		nodes[i].off = rr(-1000000000, 1000000000);
+		nodes[i].writable_until = INT64_MIN;
+		nodes[i].next = t + rr(0, 500);
+	}
+	for (ss->steps = 0; ss->steps < steps; ss->steps++) {
+		int i = 0, writers = 0;
+
+		for (int j = 1; j < nn; j++)
+			if (nodes[j].next < nodes[i].next)
+				i = j;
+		t = nodes[i].next;
+		if (nodes[i].holder)
+			sim_holder_step(&nodes[i], t, p, ss);
+		else
+			sim_observer_step(nodes, nn, i, t, p, unsafe ? p->ttl / 2 : p->ttl, &last_term, ss);
+		for (int j = 0; j < nn; j++)
+			writers += nodes[j].writable_until > t;
+		if (writers > 1)
+			sim_violation(ss, "two nodes may write at %" PRId64, t);
+	}
+	for (int i = 0; i < nn; i++)
+		pgl_store_close(nodes[i].st);
+	{
+		struct pgl_store *st = open_store(path, PGL_STORE_RDONLY);
+		struct pgl_lease l;
+
+		if (st && pgl_store_read_lease(st, &l) == 0 && l.term != last_term)
+			ss->unexpected++;
+		pgl_store_close(st);
+	}
+}
+
+static void
+test_random_interleavings(void)
+{
+	static const uint64_t seeds[] = { 1, 2, 3, 42, 2024, 987654321 };
+	long total = 0;
+
+	for (size_t k = 0; k < PGL_ARRAY_LEN(seeds); k++) {
+		struct simstats ss;
+
+		sim_run(seeds[k], 12000, false, &ss);
+		total += ss.steps;
+		printf("sim seed %" PRIu64 ": %ld steps, %ld renewals, %ld claims after expiry, "
+			   "%ld after release, %ld CAS lost, %ld fenced, %ld stalls\n", seeds[k], ss.steps,
+			   ss.renewals, ss.claims_expired, ss.claims_released, ss.conflicts, ss.fenced,
+			   ss.stalls);
+		CHECKF(ss.violations == 0, "seed %" PRIu64 ": %ld violations; first: %s", seeds[k],
+			   ss.violations, ss.first);
+		CHECKF(ss.unexpected == 0, "seed %" PRIu64 ": %ld unexpected results", seeds[k],
+			   ss.unexpected);
+		/* The run exercised every path. */
+		CHECK(ss.claims_expired > 0 && ss.claims_released > 0 && ss.renewals > 1000);
+		CHECK(ss.fenced > 0 && ss.conflicts > 0 && ss.stalls > 0);
+	}
+	CHECK(total >= 10000);
+	/* The check is not vacuous: an observer that waits only half the TTL is caught. */
+	{
+		struct simstats ss;
+
+		sim_run(42, 12000, true, &ss);
+		CHECKF(ss.violations > 0, "an unsafe observer went unnoticed");
+		printf("sim with an unsafe observer (half the TTL): %ld violations found\n",
+			   ss.violations);
+	}
+}
+
+/* ---- a real race: forked processes claim the same version at once ---- */
+
+enum { RACE_PROCS = 8, RACE_ROUNDS = 200 };
+
+struct race_shm {
+	pthread_barrier_t bar;
+	volatile int stop;
+	struct pgl_lease seen[RACE_PROCS];
+	int rc[RACE_PROCS];
+	int64_t term[RACE_PROCS];
+};
+
+static void
+race_child(struct race_shm *sh, int i, const char *path)
+{
+	struct pgl_store *st = NULL;
+	char name[16], cerr[512];
+	int open_rc = pgl_store_open(path, PGL_STORE_RDWR, &st, cerr, sizeof(cerr));
+
+	if (open_rc == 0)
+		pgl_store_set_busy_ms(st, 10000);
+	else
+		fprintf(stderr, "race child %d: %s\n", i, cerr);
+	snprintf(name, sizeof(name), "r%d", i);
+	for (;;) {
+		pthread_barrier_wait(&sh->bar);		/* A: the round is set up */
+		if (sh->stop)
+			break;
+		if (open_rc != 0 || pgl_store_read_lease(st, &sh->seen[i]) != 0)
+			sh->seen[i].term = -1;
+		pthread_barrier_wait(&sh->bar);		/* B: everyone read the same version */
+		sh->term[i] = -1;
+		sh->rc[i] = open_rc ? open_rc
+			: pgl_store_claim(st, &sh->seen[i], name, 5000, "race", &sh->term[i]);
+		pthread_barrier_wait(&sh->bar);		/* C: everyone has claimed */
+	}
+	pgl_store_close(st);
+	_exit(0);
+}
+
+static void
+test_real_race(void)
+{
+	char path[PATHLEN], winner[16] = "";
+	struct pgl_store *st = fresh_store("race", path);
+	struct race_shm *sh;
+	pthread_barrierattr_t ba;
+	pid_t pids[RACE_PROCS];
+	int wins[RACE_PROCS] = { 0 }, bad_rounds = 0, busy = 0, lost = 0, other = 0;
+	int misread = 0, term_errors = 0, release_errors = 0, crashed = 0, nwinners = 0;
+	int64_t wterm = 0, start;
+
+	if (st == NULL)
+		return;
+	pgl_store_close(st);		/* no connection may cross the fork */
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return;
+	memset(sh, 0, sizeof(*sh));
+	pthread_barrierattr_init(&ba);
+	pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+	pthread_barrier_init(&sh->bar, &ba, RACE_PROCS + 1);
+	fflush(stdout);
+	fflush(stderr);
+	for (int i = 0; i < RACE_PROCS; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0)
+			race_child(sh, i, path);
+	}
+	st = open_store(path, PGL_STORE_RDWR);
+	start = pgl_mono_ms();
+	for (int r = 0; r < RACE_ROUNDS && st; r++) {
+		struct pgl_lease before, after;
+		int nwin = 0, idx = -1;
+
+		/* Odd rounds race for a released lease, even ones for an expired one. */
+		if (r % 2 == 1 && pgl_store_release(st, winner, wterm, "0/3000148", NULL) != 0)
+			release_errors++;
+		pgl_store_read_lease(st, &before);
+		pthread_barrier_wait(&sh->bar);
+		pthread_barrier_wait(&sh->bar);
+		pthread_barrier_wait(&sh->bar);
+		for (int i = 0; i < RACE_PROCS; i++) {
+			if (!same_version(&sh->seen[i], &before))
+				misread++;
+			if (sh->rc[i] == 0) {
+				nwin++;
+				idx = i;
+			} else if (sh->rc[i] == -PGL_EBUSY)
+				busy++;				/* a loss, but counted */
+			else if (sh->rc[i] == -PGL_ECONFLICT)
+				lost++;
+			else
+				other++;
+		}
+		pgl_store_read_lease(st, &after);
+		if (nwin != 1) {
+			bad_rounds++;
+			continue;
+		}
+		snprintf(winner, sizeof(winner), "r%d", idx);
+		wterm = after.term;
+		wins[idx]++;
+		if (after.term != before.term + 1 || sh->term[idx] != before.term + 1 ||
+			strcmp(after.holder, winner) != 0 || after.renewals != 0)
+			term_errors++;
+	}
+	sh->stop = 1;
+	pthread_barrier_wait(&sh->bar);
+	for (int i = 0; i < RACE_PROCS; i++)
+		crashed += wait_child(pids[i]) != 0;
+	for (int i = 0; i < RACE_PROCS; i++)
+		nwinners += wins[i] > 0;
+	printf("race: %d processes x %d rounds in %" PRId64 " ms: %d CAS losses, %d busy, "
+		   "%d distinct winners\n", RACE_PROCS, RACE_ROUNDS, pgl_mono_ms() - start, lost, busy,
+		   nwinners);
+	CHECKF(bad_rounds == 0, "%d rounds without exactly one winner", bad_rounds);
+	CHECKF(term_errors == 0, "%d rounds where the term did not grow by exactly one", term_errors);
+	CHECKF(misread == 0, "%d reads of a different version", misread);
+	CHECK(other == 0 && release_errors == 0 && crashed == 0);
+	CHECK(lost + busy == (RACE_PROCS - 1) * RACE_ROUNDS);
+	if (st) {
+		struct pgl_lease l;
+		struct pgl_event *ev = NULL;
+		int n = 0, acquired = 0;
+
+		CHECK(pgl_store_read_lease(st, &l) == 0 && l.term == RACE_ROUNDS);
+		CHECK(pgl_store_list_events(st, 100000, &ev, &n) == 0);
+		for (int i = 0; i < n; i++)
+			acquired += strcmp(ev[i].kind, "acquired") == 0 && ev[i].term == acquired + 1;
+		CHECKF(acquired == RACE_ROUNDS, "%d acquired events in term order", acquired);
+		free(ev);
+	}
+	pgl_store_close(st);
+	pthread_barrier_destroy(&sh->bar);
+	munmap(sh, sizeof(*sh));
+}
+
+/* ---- readers and writers holding the store ---- */
+
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Claims the lease for "n1" in a fresh store and closes it; returns the term. */
+static int64_t
+store_with_holder(const char *sub, char *path)
+{
+	struct pgl_store *st = fresh_store(sub, path);
+	struct pgl_lease l;
+	int64_t term = -1;
+
+	if (st == NULL)
+		return -1;
+	pgl_store_read_lease(st, &l);
+	CHECK(pgl_store_claim(st, &l, "n1", 2000, NULL, &term) == 0);
+	pgl_store_close(st);
+	return term;
+}
+
+/* An operator's shell left inside a read transaction must not delay renewals. */
+static void
+test_reader_does_not_block_renew(void)
+{
+	char path[PATHLEN], c = 0;
+	int64_t term = store_with_holder("reader", path), max_lat = 0, start, dl, ren;
+	struct pgl_store *st;
+	int ready[2], n = 0, fails = 0, code;
+	pid_t pid;
+
+	if (term < 0 || pipe(ready) != 0)
+		return;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		sqlite3 *db = raw_open(path, SQLITE_OPEN_READWRITE);
+		int64_t first, still, after;
+
+		if (db == NULL || sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(2);
+		first = db_int(db, "SELECT renewals FROM lease");		/* the snapshot starts */
+		if (write(ready[1], "r", 1) != 1)
+			_exit(3);
+		sleep_ms(3000);
+		still = db_int(db, "SELECT renewals FROM lease");		/* same snapshot */
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		after = db_int(db, "SELECT renewals FROM lease");
+		sqlite3_close(db);
+		_exit(still == first && after > first ? 0 : 1);
+	}
+	close(ready[1]);
+	if (read(ready[0], &c, 1) != 1)
+		c = 0;
+	close(ready[0]);
+	CHECK(c == 'r');
+	st = open_store(path, PGL_STORE_RDWR);
+	start = pgl_mono_ms();
+	while (st && pgl_mono_ms() - start < 3300) {
+		int64_t t0 = pgl_mono_ms(), lat;
+		int rc = pgl_store_renew(st, "n1", term, t0, 2000, 500, t0 + 1500, &dl, &ren);
+
+		lat = pgl_mono_ms() - t0;
+		if (lat > max_lat)
+			max_lat = lat;
+		fails += rc != 0;
+		n++;
+		if (pgl_mono_ms() < t0 + 100)
+			sleep_ms(t0 + 100 - pgl_mono_ms());
+	}
+	code = wait_child(pid);
+	printf("renew with a reader inside a 3 s read transaction: %d renewals, max latency %"
+		   PRId64 " ms\n", n, max_lat);
+	CHECKF(fails == 0, "%d of %d renewals failed", fails, n);
+	CHECKF(max_lat < 500, "max renew latency %" PRId64 " ms", max_lat);
+	CHECK(n >= 20);
+	CHECKF(code == 0, "reader exit %d (its snapshot did not stay open)", code);
+	pgl_store_close(st);
+}
+
+/* A writer holding the lock past wait_until makes renew give up in time. */
+static void
+test_writer_lock_bounds_renew(void)
+{
+	char path[PATHLEN], c = 0;
+	int64_t term = store_with_holder("writer", path), dl, ren;
+	struct pgl_store *st;
+	struct pgl_lease before, after;
+	int ready[2];
+	pid_t pid;
+
+	if (term < 0 || pipe(ready) != 0)
+		return;
+	st = open_store(path, PGL_STORE_RDWR);
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_renew(st, "n1", term, 0, 2000, 500, far_ms(), &dl, &ren) == 0);
+	CHECK(pgl_store_read_lease(st, &before) == 0);
+	pgl_store_close(st);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		sqlite3 *db = raw_open(path, SQLITE_OPEN_READWRITE);
+		int ok = db && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+
+		if (write(ready[1], ok ? "w" : "x", 1) != 1)
+			_exit(3);
+		sleep_ms(2500);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(db);
+		_exit(0);
+	}
+	close(ready[1]);
+	if (read(ready[0], &c, 1) != 1)
+		c = 0;
+	close(ready[0]);
+	CHECK(c == 'w');
+	st = open_store(path, PGL_STORE_RDWR);
+	for (int wait = 300; st && wait <= 900; wait += 600) {
+		int64_t t0 = pgl_mono_ms(), wu = t0 + wait, t1;
+		int rc;
+
+		dl = -7;
+		rc = pgl_store_renew(st, "n1", term, t0, 2000, 500, wu, &dl, &ren);
+		t1 = pgl_mono_ms();
+		printf("renew against a held write lock, wait_until +%d ms: %s after %" PRId64 " ms\n",
+			   wait, pgl_strerror(rc), t1 - t0);
+		CHECKF(rc == -PGL_EBUSY || rc == -PGL_ETIMEOUT, "rc %d", rc);
+		CHECKF(t1 <= wu + 200, "returned %" PRId64 " ms after wait_until", t1 - wu);
+		CHECKF(t1 >= wu - 100, "gave up %" PRId64 " ms before wait_until", wu - t1);
+		CHECK(dl == -7);
+	}
+	if (st) {
+		CHECK(pgl_store_read_lease(st, &after) == 0 && same_version(&before, &after));
+		CHECK(wait_child(pid) == 0);
+		CHECK(pgl_store_read_lease(st, &after) == 0 && same_version(&before, &after));
+		/* Once the lock is free the holder renews again. */
+		CHECK(pgl_store_renew(st, "n1", term, 0, 2000, 500, pgl_mono_ms() + 1000, &dl, &ren) == 0);
+		CHECK(ren == before.renewals + 1);
+	} else
+		wait_child(pid);
+	pgl_store_close(st);
+}
+
+/* ---- bad input: refused with a clear error, and never modified ---- */
+
+static void
+make_big_store(const char *sub, char *path)
+{
+	struct pgl_store *st = fresh_store(sub, path);
+	char detail[400];
+
+	if (st == NULL)
+		return;
+	memset(detail, 'x', sizeof(detail) - 1);
+	detail[sizeof(detail) - 1] = '\0';
+	for (int i = 0; i < 300; i++)
+		pgl_store_event(st, 0, "n1", "note", "%d %s", i, detail);
+	pgl_store_close(st);	/* the last close checkpoints the WAL into the file */
+}
+
+static void
+test_bad_input(void)
+{
+	struct badfile {
+		const char *name;
+		int expect;
+	} files[] = {
+		{ "garbage.db", -PGL_EFOREIGN }, { "empty.db", -PGL_EFOREIGN },
+		{ "truncated.db", -PGL_EFOREIGN }, { "header-only.db", -PGL_EFOREIGN },
+		{ "foreign-wal.db", -PGL_EFOREIGN }, { "foreign-plain.db", -PGL_EFOREIGN },
+		{ "no-tables.db", -PGL_EFOREIGN }, { "newer.db", -PGL_ENEWER },
+	};
+	static const int flags[] = { PGL_STORE_RDONLY, PGL_STORE_RDWR, PGL_STORE_CREATE };
+	char full[PATHLEN], p[PATHLEN];
+	unsigned char *buf;
+	size_t len;
+
+	/* Build the bad files. */
+	make_big_store("bad-src", full);
+	buf = slurp(full, &len);
+	CHECKF(len > 16 * 4096, "source store is only %zu bytes", len);
+	path_in(p, "bad", "truncated.db", true);
+	spit(p, buf, len / 2);
+	path_in(p, "bad", "header-only.db", false);
+	spit(p, buf, 100);
+	free(buf);
+	path_in(p, "bad", "garbage.db", false);
+	{
+		unsigned char junk[8192];
+
+		rng_state = 77;
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (unsigned char) rnd();
+		spit(p, junk, sizeof(junk));
+	}
+	path_in(p, "bad", "empty.db", false);
+	spit(p, "", 0);
+	path_in(p, "bad", "foreign-wal.db", false);
+	CHECK(raw_exec(p, "PRAGMA application_id = 4242; PRAGMA journal_mode = WAL;"
+				   "CREATE TABLE lease (x); INSERT INTO lease VALUES (1);", NULL, 0) == SQLITE_OK);
+	path_in(p, "bad", "foreign-plain.db", false);
+	CHECK(raw_exec(p, "CREATE TABLE cluster (id); CREATE TABLE lease (id); CREATE TABLE nodes (id);"
+				   "CREATE TABLE events (id); PRAGMA user_version = 1;", NULL, 0) == SQLITE_OK);
+	path_in(p, "bad", "no-tables.db", false);
+	{
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = 1;"
+				 "CREATE TABLE other (x);", PGL_APPLICATION_ID);
+		CHECK(raw_exec(p, sql, NULL, 0) == SQLITE_OK);
+	}
+	make_big_store("bad-newer", full);
+	CHECK(raw_exec(full, "PRAGMA user_version = 99", NULL, 0) == SQLITE_OK);
+	path_in(p, "bad", "newer.db", false);
+	buf = slurp(full, &len);
+	spit(p, buf, len);
+	free(buf);
+
+	for (size_t k = 0; k < PGL_ARRAY_LEN(files); k++) {
+		path_in(p, "bad", files[k].name, false);
+		for (size_t f = 0; f < PGL_ARRAY_LEN(flags); f++) {
+			struct pgl_store *st = (struct pgl_store *) 1;
+			unsigned char *b0, *b1;
+			size_t l0, l1;
+			int rc;
+
+			b0 = slurp(p, &l0);
+			rc = pgl_store_open(p, flags[f], &st, err, sizeof(err));
+			b1 = slurp(p, &l1);
+			CHECKF(rc == files[k].expect, "%s flags %d: rc %d (%s), want %d; %s", files[k].name,
+				   flags[f], rc, pgl_strerror(rc), files[k].expect, err);
+			CHECK(st == NULL);
+			CHECKF(strstr(err, p) != NULL && strchr(err, '\n') == NULL,
+				   "%s: error does not name the file: %s", files[k].name, err);
+			CHECKF(b0 && b1 && l0 == l1 && memcmp(b0, b1, l0) == 0, "%s flags %d: file changed",
+				   files[k].name, flags[f]);
+			CHECKF(!exists_suffix(p, "-wal") && !exists_suffix(p, "-shm") &&
+				   !exists_suffix(p, "-journal"), "%s flags %d: side file left beside it",
+				   files[k].name, flags[f]);
+			if (f == 0 && k < 3)
+				printf("bad store %s: %s\n", files[k].name, err);
+			free(b0);
+			free(b1);
+		}
+	}
+	/* A directory where the store should be. */
+	{
+		struct pgl_store *st = NULL;
+
+		path_in(p, "bad", "", false);
+		CHECK(pgl_store_open(p, PGL_STORE_CREATE, &st, err, sizeof(err)) < 0 && st == NULL);
+	}
+}
+
+/*
+ * A process that opens a second handle on the store must not drop the POSIX
+ * locks of its first one: if it did, another process closing its connection
+ * would find itself alone, checkpoint and delete the -wal and -shm files
+ * under the first handle, and the first handle's next commits would go to an
+ * unlinked file that no other node ever sees.
+ */
+static void
+test_second_handle_keeps_locks(void)
+{
+	char path[PATHLEN];
+	int64_t term = store_with_holder("locks", path), dl, ren = -1, seen = -2;
+	struct pgl_store *a, *b;
+	struct pgl_lease l;
+	int go[2], back[2], code;
+	pid_t pid;
+
+	if (term < 0 || pipe(go) != 0 || pipe(back) != 0)
+		return;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		/* Twice: open, read, close; the second time report the renewals seen. */
+		for (int k = 0; k < 2; k++) {
+			struct pgl_store *q = NULL;
+			struct pgl_lease ql;
+			char c, cerr[256];
+			int64_t v = -1;
+
+			if (read(go[0], &c, 1) != 1)
+				_exit(2);
+			if (pgl_store_open(path, PGL_STORE_RDWR, &q, cerr, sizeof(cerr)) == 0 &&
+				pgl_store_read_lease(q, &ql) == 0)
+				v = ql.renewals;
+			pgl_store_close(q);
+			if (write(back[1], &v, sizeof(v)) != sizeof(v))
+				_exit(3);
+		}
+		_exit(0);
+	}
+	a = open_store(path, PGL_STORE_RDWR);
+	if (a == NULL)
+		return;
+	CHECK(pgl_store_read_lease(a, &l) == 0);
+	b = open_store(path, PGL_STORE_RDONLY);		/* e.g. the CLI inside the agent */
+	if (b)
+		CHECK(pgl_store_read_lease(b, &l) == 0);
+	pgl_store_close(b);
+	if (write(go[1], "1", 1) != 1 || read(back[0], &seen, sizeof(seen)) != sizeof(seen))
+		seen = -3;
+	for (int i = 0; i < 5; i++)
+		CHECK(pgl_store_renew(a, "n1", term, 0, 2000, 500, far_ms(), &dl, &ren) == 0);
+	if (write(go[1], "2", 1) != 1 || read(back[0], &seen, sizeof(seen)) != sizeof(seen))
+		seen = -3;
+	code = wait_child(pid);
+	CHECKF(seen == ren, "another process sees renewals %" PRId64 ", the holder wrote %" PRId64,
+		   seen, ren);
+	CHECK(code == 0);
+	pgl_store_close(a);
+	CHECK(raw_int(path, "SELECT renewals FROM lease") == ren);
+}
+
+/* ---- nodes, events, cluster flags ---- */
+
+static void
+test_nodes_and_events(void)
+{
+	char path[PATHLEN], msg[64];
+	struct pgl_store *st = fresh_store("nodes", path), *other;
+	struct pgl_node a = {
+		.name = "pg-b", .conninfo = "host=pg-b port=5432", .role = "standby",
+		.state = "streaming", .upstream = "pg-a", .timeline = 3,
+		.receive_lsn = "0/5000060", .receive_lsn_int = 0x5000060,
+		.replay_lsn = "0/5000000", .replay_lsn_int = 0x5000000, .priority = 50,
+	};
+	struct pgl_node p = { .name = "pg-a", .role = "primary", .priority = 100,
+						  .receive_lsn = "0/5000100", .receive_lsn_int = 0x5000100 };
+	struct pgl_node c = { .name = "pg-c" }, got, *list = NULL;
+	struct pgl_event *ev = NULL;
+	struct pgl_cluster cl;
+	struct pgl_lease l;
+	int64_t term, dv1 = -1, dv2 = -1, id2;
+	int n = 0;
+
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_node_upsert(st, &a) == 0);
+	CHECK(pgl_store_get_node(st, "pg-b", &got) == 0);
+	CHECK(strcmp(got.conninfo, a.conninfo) == 0 && strcmp(got.role, "standby") == 0 &&
+		  strcmp(got.state, "streaming") == 0 && strcmp(got.upstream, "pg-a") == 0 &&
+		  got.timeline == 3 && strcmp(got.receive_lsn, "0/5000060") == 0 &&
+		  got.receive_lsn_int == 0x5000060 && strcmp(got.replay_lsn, "0/5000000") == 0 &&
+		  got.replay_lsn_int == 0x5000000 && got.priority == 50);
+	CHECK(got.heartbeat == 1 && got.updated_at[0] != '\0' && got.age_s >= -1 && got.age_s < 60);
+	strcpy(a.state, "catchup");
+	CHECK(pgl_store_node_upsert(st, &a) == 0);
+	CHECK(pgl_store_node_upsert(st, &a) == 0);
+	CHECK(pgl_store_get_node(st, "pg-b", &got) == 0 && got.heartbeat == 3 &&
+		  strcmp(got.state, "catchup") == 0);
+	CHECK(pgl_store_node_upsert(st, &p) == 0 && pgl_store_node_upsert(st, &c) == 0);
+	CHECK(pgl_store_list_nodes(st, &list, &n) == 0 && n == 3);
+	if (n == 3) {
+		CHECK(strcmp(list[0].name, "pg-a") == 0 && strcmp(list[1].name, "pg-b") == 0 &&
+			  strcmp(list[2].name, "pg-c") == 0);
+		CHECK(strcmp(list[2].role, "unknown") == 0 && list[2].receive_lsn[0] == '\0' &&
+			  list[2].timeline == 0 && list[2].heartbeat == 1 && list[2].priority == 0);
+	}
+	free(list);
+	CHECK(pgl_store_get_node(st, "pg-z", &got) == -PGL_ENOENT);
+	strcpy(got.name, "Bad Name");
+	CHECK(pgl_store_node_upsert(st, &got) == -PGL_EINVAL);
+	{
+		struct pgl_node bad = { .name = "pg-d", .role = "leader" };
+
+		CHECK(pgl_store_node_upsert(st, &bad) == -PGL_ESTORE);
+		CHECK(pgl_store_get_node(st, "pg-d", &got) == -PGL_ENOENT);
+	}
+
+	/* The cluster_status view: who holds the lease, lag in bytes. */
+	pgl_store_read_lease(st, &l);
+	CHECK(pgl_store_claim(st, &l, "pg-a", 5000, NULL, &term) == 0 && term == 1);
+	CHECK(raw_int(path, "SELECT holds_lease FROM cluster_status WHERE name = 'pg-a'") == 1);
+	CHECK(raw_int(path, "SELECT holds_lease FROM cluster_status WHERE name = 'pg-b'") == 0);
+	CHECK(raw_int(path, "SELECT lag_bytes FROM cluster_status WHERE name = 'pg-b'") == 256);
+	CHECK(raw_int(path, "SELECT term FROM lease_status") == 1);
+
+	/* remove_node forgets the row and says so in the event log. */
+	CHECK(pgl_store_remove_node(st, "pg-c", term) == 0);
+	CHECK(pgl_store_get_node(st, "pg-c", &got) == -PGL_ENOENT);
+	CHECK(pgl_store_remove_node(st, "pg-c", term) == -PGL_ENOENT);
+	CHECK(pgl_store_list_events(st, 1, &ev, &n) == 0 && n == 1 &&
+		  strcmp(ev[0].kind, "removed") == 0 && strcmp(ev[0].node, "pg-c") == 0 &&
+		  ev[0].term == term);
+	free(ev);
+
+	/* Pause and resume. */
+	CHECK(pgl_store_set_paused(st, true, "pg-a") == 0);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 && cl.paused);
+	CHECK(pgl_store_list_events(st, 1, &ev, &n) == 0 && n == 1 &&
+		  strcmp(ev[0].kind, "paused") == 0 && ev[0].term == term);
+	free(ev);
+	CHECK(pgl_store_set_paused(st, false, "pg-a") == 0);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 && !cl.paused);
+	CHECK(pgl_store_list_events(st, 1, &ev, &n) == 0 && n == 1 &&
+		  strcmp(ev[0].kind, "resumed") == 0);
+	free(ev);
+
+	/* The system identifier is recorded once. */
+	CHECK(pgl_store_set_sysid(st, "7301234567890123456") == 0);
+	CHECK(pgl_store_set_sysid(st, "7301234567890123456") == 0);
+	CHECK(pgl_store_set_sysid(st, "7309999999999999999") == -PGL_ECONFLICT);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 &&
+		  strcmp(cl.system_identifier, "7301234567890123456") == 0);
+
+	/* Events: appended with a format, listed oldest first, limited to the newest n. */
+	for (int i = 0; i < 10; i++)
+		CHECK(pgl_store_event(st, term, "pg-b", "followed", "upstream %s #%d", "pg-a", i) == 0);
+	CHECK(pgl_store_event(st, term, NULL, "note", "%s", "") == 0);
+	CHECK(pgl_store_list_events(st, 3, &ev, &n) == 0 && n == 3);
+	if (n == 3) {
+		CHECK(ev[0].id < ev[1].id && ev[1].id < ev[2].id);
+		CHECK(strcmp(ev[0].detail, "upstream pg-a #8") == 0 &&
+			  strcmp(ev[1].detail, "upstream pg-a #9") == 0);
+		CHECK(strcmp(ev[2].kind, "note") == 0 && ev[2].node[0] == '\0' && ev[2].detail[0] == '\0');
+	}
+	free(ev);
+	CHECK(pgl_store_list_events(st, 1000, &ev, &n) == 0 && n == 16);
+	for (int i = 1; i < n; i++)
+		CHECK(ev[i - 1].id < ev[i].id);
+	id2 = n > 2 ? ev[1].id : 0;
+	free(ev);
+	CHECK(pgl_store_events_after(st, id2, &ev, &n) == 0 && n == 14 && ev[0].id > id2);
+	free(ev);
+	CHECK(pgl_store_events_after(st, 1000000, &ev, &n) == 0 && n == 0);
+	free(ev);
+	CHECK(pgl_store_list_events(st, 0, &ev, &n) == 0 && n == 0);
+	free(ev);
+
+	/* data_version moves when another connection commits, not for our own commits. */
+	CHECK(pgl_store_data_version(st, &dv1) == 0);
+	CHECK(pgl_store_event(st, term, "pg-a", "note", "own") == 0);
+	CHECK(pgl_store_data_version(st, &dv2) == 0 && dv2 == dv1);
+	other = open_store(path, PGL_STORE_RDWR);
+	if (other) {
+		CHECK(pgl_store_event(other, term, "pg-b", "note", "theirs") == 0);
+		CHECK(pgl_store_data_version(st, &dv2) == 0 && dv2 != dv1);
+		snprintf(msg, sizeof(msg), "%s", pgl_store_errmsg(other));
+		CHECK(msg[0] != '\0');
+	}
+	pgl_store_close(other);
+	pgl_store_close(st);
+}
+
+/* ---- the watcher ---- */
+
+struct watch_shm {
+	volatile int64_t t_start, t_end;	/* monotonic ms around the commit */
+};
+
+/* Child: opens the store, then commits once for every byte read from go. */
+static void
+watch_writer(const char *path, int go, int ready, struct watch_shm *sh)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_node nd = { .name = "w1", .priority = 1 };
+	char c, cerr[256];
+
+	if (pgl_store_open(path, PGL_STORE_RDWR, &st, cerr, sizeof(cerr)) != 0)
+		_exit(2);
+	pgl_store_node_upsert(st, &nd);		/* -wal and -shm exist from here on */
+	if (write(ready, "r", 1) != 1)
+		_exit(3);
+	while (read(go, &c, 1) == 1 && c == 'c') {
+		sh->t_start = pgl_mono_ms();
+		pgl_store_node_upsert(st, &nd);
+		sh->t_end = pgl_mono_ms();
+	}
+	pgl_store_close(st);
+	_exit(0);
+}
+
+/* Starts a writer child on path; returns its pid, fills go/ready descriptors. */
+static pid_t
+start_writer(const char *path, int *go_w, int *ready_r, struct watch_shm *sh)
+{
+	int go[2], ready[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(go) != 0 || pipe(ready) != 0)
+		return -1;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		close(go[1]);
+		close(ready[0]);
+		watch_writer(path, go[0], ready[1], sh);
+	}
+	close(go[0]);
+	close(ready[1]);
+	*go_w = go[1];
+	*ready_r = ready[0];
+	if (read(ready[0], &c, 1) != 1)
+		return -1;
+	return pid;
+}
+
+/* Asks the writer to commit; returns the wake-up latency in ms, or -1. */
+static int64_t
+commit_and_wait(struct pgl_watch *w, int go_w, struct watch_shm *sh)
+{
+	int64_t woke;
+	int rc;
+
+	usleep(20000);
+	pgl_watch_drain(w);
+	sh->t_start = sh->t_end = 0;
+	if (write(go_w, "c", 1) != 1)
+		return -1;
+	rc = pgl_watch_wait(w, 2000);
+	woke = pgl_mono_ms();
+	if (rc != 1 || sh->t_start == 0)
+		return -1;
+	return woke - sh->t_start;
+}
+
+static void
+test_watch(void)
+{
+	char path[PATHLEN], newp[PATHLEN], other[PATHLEN];
+	struct pgl_store *st = fresh_store("watch", path);
+	struct pgl_watch *w = NULL;
+	struct watch_shm *sh;
+	int64_t t0, lat, max_lat = 0;
+	int go_w = -1, ready_r = -1, rc;
+	pid_t pid;
+
+	if (st == NULL)
+		return;
+	pgl_store_close(st);
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	CHECK(pgl_watch_open(path, &w) == 0 && w != NULL);
+	if (w == NULL || sh == MAP_FAILED)
+		return;
+	CHECK(pgl_watch_fd(w) >= 0);
+
+	/* Timeout: nothing happens, 0 after about the timeout. */
+	pgl_watch_drain(w);
+	t0 = pgl_mono_ms();
+	rc = pgl_watch_wait(w, 300);
+	CHECKF(rc == 0, "rc %d", rc);
+	CHECKF(pgl_mono_ms() - t0 >= 290 && pgl_mono_ms() - t0 < 1500, "waited %" PRId64 " ms",
+		   pgl_mono_ms() - t0);
+
+	/* A commit by another process wakes the watcher. */
+	pid = start_writer(path, &go_w, &ready_r, sh);
+	CHECK(pid > 0);
+	for (int i = 0; i < 5 && pid > 0; i++) {
+		lat = commit_and_wait(w, go_w, sh);
+		CHECKF(lat >= 0 && lat < 500, "commit %d: latency %" PRId64 " ms", i, lat);
+		if (lat > max_lat)
+			max_lat = lat;
+	}
+	printf("watch: woke within %" PRId64 " ms of another process's commit (max of 5)\n", max_lat);
+
+	/* Writes to unrelated files in the directory are not changes. */
+	path_in(other, "watch", "unrelated.txt", false);
+	spit(other, "x", 1);
+	usleep(20000);
+	spit(other, "y", 1);
+	CHECK(pgl_watch_wait(w, 200) == 0);
+
+	if (pid > 0) {
+		close(go_w);
+		close(ready_r);
+		CHECK(wait_child(pid) == 0);
+	}
+
+	/* The store replaced by rename(): the watch follows the name. */
+	path_in(newp, "watch", "lease.db.new", false);
+	st = open_store(newp, PGL_STORE_CREATE);
+	pgl_store_close(st);
+	usleep(20000);
+	pgl_watch_drain(w);
+	CHECK(rename(newp, path) == 0);
+	rc = pgl_watch_wait(w, 1000);
+	CHECKF(rc == 1, "rename not seen: rc %d", rc);
+	pid = start_writer(path, &go_w, &ready_r, sh);
+	CHECK(pid > 0);
+	if (pid > 0) {
+		lat = commit_and_wait(w, go_w, sh);
+		CHECKF(lat >= 0 && lat < 500, "after rename: latency %" PRId64 " ms", lat);
+		printf("watch after rename(): woke within %" PRId64 " ms\n", lat);
+		close(go_w);
+		close(ready_r);
+		CHECK(wait_child(pid) == 0);
+	}
+	pgl_watch_close(w);
+	pgl_watch_close(NULL);
+	munmap(sh, sizeof(*sh));
+
+	/* A store in a directory that does not exist cannot be watched. */
+	path_in(other, "watch", "no/such/dir/lease.db", false);
+	w = NULL;
+	CHECK(pgl_watch_open(other, &w) < 0 && w == NULL);
+}
+
+int
+main(void)
+{
+	alarm(900);		/* a hung child or barrier ends the run as a crash */
+	TEST(test_create_and_open);
+	TEST(test_concurrent_create);
+	TEST(test_claim_renew_release);
+	TEST(test_term_never_lowered);
+	TEST(test_observer);
+	TEST(test_random_interleavings);
+	TEST(test_real_race);
+	TEST(test_reader_does_not_block_renew);
+	TEST(test_writer_lock_bounds_renew);
+	TEST(test_bad_input);
+	TEST(test_second_handle_keeps_locks);
+	TEST(test_nodes_and_events);
+	TEST(test_watch);
+	return TEST_REPORT();
+}
