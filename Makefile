@@ -30,7 +30,7 @@ deps-check:
 	@scripts/check-deps.sh
 
 pglease: $(BUILD)/pglease
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/pglease: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
