@@ -3,9 +3,9 @@
  * of the local PostgreSQL (DESIGN.md sections 2, 3 and 6).
  *
  * One thread runs everything through a poll(2) loop woken by inotify on the
- * store, by signals (signalfd) and by a timer.  A second, tiny watchdog
- * thread only enforces the fence deadline if the main thread is ever stuck
- * in a call that does not return (a frozen server, a hung disk).
+ * store, by signals (signalfd) and by a timer.  A second process, the
+ * fence watchdog, enforces the fence deadline even when the
+ * agent itself is stalled (SIGSTOP, a frozen server, a hung disk).
  *
  * Safety rests on CLOCK_MONOTONIC alone: the holder fences at
  * t0 + lease_ttl_ms - fence_margin_ms where t0 is taken before the renewing
@@ -20,12 +20,13 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,36 +40,72 @@ static void holder_duties(struct pgl_daemon *d, int64_t now);
 
 /* ---- the fence watchdog ---- */
 
-static int64_t wd_deadline;		/* 0 when not holding; read by the watchdog */
-static pid_t wd_pm_pid;
+/*
+ * The fence watchdog is a separate process, not a thread: a SIGSTOP of the
+ * agent (or any stall of its process) must not stop the fence.  The agent
+ * publishes its fence deadline and the postmaster's pid in a shared page;
+ * the watchdog kills the postmaster and every child of it the moment the
+ * deadline passes.  It holds no lock and no store connection.
+ */
+struct wd_page {
+	int64_t deadline_ms;		/* 0 when not holding */
+	int32_t pm_pid;
+	int32_t agent_pid;
+};
 
-static void *
-watchdog_main(void *arg)
+static struct wd_page *wd;
+
+static void
+watchdog_main(void)
 {
-	(void) arg;
 	for (;;) {
-		int64_t dl = __atomic_load_n(&wd_deadline, __ATOMIC_SEQ_CST);
-		pid_t pm = __atomic_load_n(&wd_pm_pid, __ATOMIC_SEQ_CST);
+		int64_t dl = __atomic_load_n(&wd->deadline_ms, __ATOMIC_SEQ_CST);
+		pid_t pm = __atomic_load_n(&wd->pm_pid, __ATOMIC_SEQ_CST);
 
+		if (getppid() != wd->agent_pid)
+			_exit(0);
 		/*
-		 * 200 ms of slack lets the main thread fence cleanly first; if it is
-		 * stuck, the postmaster is killed here without waiting for it.
+		 * 100 ms of slack lets a running agent fence cleanly first (SIGQUIT,
+		 * an event in the store); a stalled one is fenced here.
 		 */
-		if (dl > 0 && pm > 0 && pgl_mono_ms() >= dl + 200) {
-			kill(pm, SIGKILL);
-			pgl_log_error("fenced by watchdog: deadline passed while the agent was busy");
-			__atomic_store_n(&wd_deadline, 0, __ATOMIC_SEQ_CST);
+		if (dl > 0 && pm > 0 && pgl_mono_ms() >= dl + 100) {
+			pgl_proc_kill_tree(pm);
+			pgl_log_error("fenced by the watchdog: deadline passed while the agent was stalled; "
+						  "postgres (pid %d) and its children killed", (int) pm);
+			__atomic_store_n(&wd->deadline_ms, 0, __ATOMIC_SEQ_CST);
 		}
-		usleep(20000);
+		usleep(10000);
 	}
-	return NULL;
+}
+
+static int
+watchdog_start(void)
+{
+	pid_t pid;
+
+	wd = mmap(NULL, sizeof(*wd), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (wd == MAP_FAILED)
+		return -PGL_ESYS;
+	wd->agent_pid = getpid();
+	pid = fork();
+	if (pid < 0)
+		return -PGL_ESYS;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close_range(3, ~0U, 0);		/* never holds the alive lock or the store */
+		prctl(PR_SET_NAME, "pglease-fence");
+		watchdog_main();
+	}
+	return 0;
 }
 
 static void
 wd_update(struct pgl_daemon *d)
 {
-	__atomic_store_n(&wd_deadline, d->term ? d->deadline_ms : 0, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&wd_pm_pid, d->pm_pid, __ATOMIC_SEQ_CST);
+	if (wd == NULL)
+		return;
+	__atomic_store_n(&wd->pm_pid, d->pm_pid, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&wd->deadline_ms, d->term ? d->deadline_ms : 0, __ATOMIC_SEQ_CST);
 }
 
 /* ---- holder ---- */
@@ -761,7 +798,6 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 {
 	char err[4096];
 	sigset_t mask, orig;
-	pthread_t wd;
 	int rc;
 
 	if ((rc = pgl_config_load(&d->cfg, conf, NULL, err, sizeof(err))) < 0) {
@@ -799,11 +835,11 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	sigprocmask(SIG_BLOCK, &mask, &orig);
 	pgl_proc_set_child_sigmask(&orig);
 	d->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (d->sig_fd < 0 || pthread_create(&wd, NULL, watchdog_main, NULL) != 0) {
-		fprintf(stderr, "pglease: cannot set up signals: %s\n", strerror(errno));
+	if (d->sig_fd < 0 || watchdog_start() < 0) {
+		fprintf(stderr, "pglease: cannot set up signals or the fence watchdog: %s\n",
+				strerror(errno));
 		return PGL_EXIT_FAIL;
 	}
-	pthread_detach(wd);
 	pgl_log_info("agent started: store %s, data %s, port %d, ttl %d ms, renew %d ms",
 				 d->cfg.lease_db, d->cfg.pgdata, d->cfg.pg_port, d->cfg.lease_ttl_ms,
 				 d->cfg.renew_interval_ms);

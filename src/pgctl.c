@@ -178,6 +178,26 @@ pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 	_exit(127);
 }
 
+void
+pgl_proc_kill_tree(pid_t pid)
+{
+	char path[64], buf[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) pid, (int) pid);
+	f = fopen(path, "r");
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		char *save = NULL;
+
+		fclose(f);
+		buf[n] = '\0';
+		for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+			kill((pid_t) atoi(tok), SIGKILL);
+	}
+	kill(pid, SIGKILL);
+}
+
 static bool
 parse_line(const char *text, const char *key, char *val, size_t len)
 {

@@ -269,7 +269,7 @@ pgl_node_kill(struct pgl_daemon *d)
 	pgl_node_disconnect(d);
 	kill(d->pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
 	if (!wait_pm_exit(d, 2000, false)) {
-		kill(d->pm_pid, SIGKILL);
+		pgl_proc_kill_tree(d->pm_pid);
 		wait_pm_exit(d, 5000, false);
 	}
 	d->pg_mode = PGL_PG_NONE;

@@ -259,32 +259,35 @@ create_atomically(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
-/* Checks the first bytes without SQLite: refuses empty and non-SQLite files. */
+/*
+ * Checks the first bytes of the file: refuses empty and non-SQLite files
+ * before any SQL runs.  The bytes are read through SQLite's own descriptor.
+ * Opening and closing a descriptor of our own would drop every POSIX lock
+ * this process holds on the file, including the WAL-mode SHARED lock of
+ * another handle still open in this process; another process closing its
+ * connection would then checkpoint and delete the -wal and -shm files under
+ * that handle, and its later commits would be lost.
+ */
 static int
-check_header(const char *path, char *err, size_t errlen)
+check_header(struct pgl_store *s, char *err, size_t errlen)
 {
+	sqlite3_file *f = NULL;
+	sqlite3_int64 size = 0;
 	unsigned char hdr[100];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
 
-	if (fd < 0) {
-		seterr(err, errlen, "%s: cannot open lease store: %s", path, strerror(errno));
-		return errno == ENOENT ? -PGL_ENOENT : -PGL_ESYS;
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
+		f == NULL || f->pMethods == NULL || f->pMethods->xFileSize(f, &size) != SQLITE_OK) {
+		seterr(err, errlen, "%s: cannot open lease store: %s", s->path, sqlite3_errmsg(s->db));
+		return -PGL_ESTORE;
 	}
-	/*
-	 * This descriptor is on the store file itself: closing it would drop any
-	 * POSIX lock this process holds on the file, so it is only ever used
-	 * before SQLite opens the file.
-	 */
-	n = read(fd, hdr, sizeof(hdr));
-	close(fd);
-	if (n < (ssize_t) sizeof(hdr)) {
-		seterr(err, errlen, "%s: not a pglease lease store (file is %s)", path,
-			   n <= 0 ? "empty" : "truncated");
+	if (size < (sqlite3_int64) sizeof(hdr) ||
+		f->pMethods->xRead(f, hdr, sizeof(hdr), 0) != SQLITE_OK) {
+		seterr(err, errlen, "%s: not a pglease lease store (file is %s)", s->path,
+			   size == 0 ? "empty" : "truncated");
 		return -PGL_EFOREIGN;
 	}
 	if (memcmp(hdr, "SQLite format 3", 16) != 0) {
-		seterr(err, errlen, "%s: not a pglease lease store (not an SQLite database)", path);
+		seterr(err, errlen, "%s: not a pglease lease store (not an SQLite database)", s->path);
 		return -PGL_EFOREIGN;
 	}
 	return 0;
@@ -359,6 +362,7 @@ int
 pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, size_t errlen)
 {
 	struct pgl_store *s;
+	struct stat sb;
 	int rc, oflags;
 
 	*out = NULL;
@@ -369,9 +373,13 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		if (rc < 0)
 			return rc;
 	}
-	rc = check_header(path, err, errlen);
-	if (rc < 0)
-		return rc;
+	/* stat(), not open(): see check_header(). */
+	if (stat(path, &sb) != 0) {
+		int e = errno;
+
+		seterr(err, errlen, "%s: cannot open lease store: %s", path, strerror(e));
+		return e == ENOENT ? -PGL_ENOENT : -PGL_ESYS;
+	}
 	s = calloc(1, sizeof(*s));
 	pgl_strlcpy(s->path, path, sizeof(s->path));
 	s->rdonly = (flags == PGL_STORE_RDONLY);
@@ -383,6 +391,9 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		rc = -PGL_ESTORE;
 		goto fail;
 	}
+	rc = check_header(s, err, errlen);
+	if (rc < 0)
+		goto fail;
 	sqlite3_busy_timeout(s->db, 1000);
 	rc = verify(s, flags, err, errlen);
 	if (rc < 0)

@@ -47,6 +47,9 @@ int pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size
  */
 pid_t pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd);
 
+/* SIGKILLs every child of pid (as the kernel lists them), then pid. */
+void pgl_proc_kill_tree(pid_t pid);
+
 /* What pg_controldata says about a data directory. */
 struct pgl_controldata {
 	char sysid[32];

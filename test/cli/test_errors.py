@@ -39,7 +39,8 @@ READ_CMDS = [["status"], ["status", "--json"], ["lease"], ["lease", "--json"], [
     (["status", "-c"], "'-c'"),
 ])
 def test_bad_arguments(store, args, names):
-    r = pgl(*args, "--lease-db", store) if "--lease-db" not in " ".join(args) else pgl(*args)
+    r = pgl(args[0], "--lease-db", store, *args[1:]) if "--lease-db" not in " ".join(args) \
+        else pgl(*args)
     assert r.returncode == 2, r
     assert r.stdout == ""
     lines = r.stderr.splitlines()
@@ -53,7 +54,7 @@ def test_help_wins_over_bad_arguments():
     assert r.returncode == 0 and r.stdout.startswith("usage: pglease events")
 
 
-@pytest.mark.parametrize("name", ["N1", "a b", "x" * 64, "n1;drop", "-"])
+@pytest.mark.parametrize("name", ["N1", "a b", "x" * 64, "n1;drop", "", "n\u00e9"])
 def test_remove_invalid_name(store, name):
     before = sha256(store)
     r = pgl("remove", name, "--lease-db", store)
