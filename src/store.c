@@ -274,6 +274,7 @@ check_header(struct pgl_store *s, char *err, size_t errlen)
 	sqlite3_file *f = NULL;
 	sqlite3_int64 size = 0;
 	unsigned char hdr[100];
+	uint32_t appid;
 
 	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK ||
 		f == NULL || f->pMethods == NULL || f->pMethods->xFileSize(f, &size) != SQLITE_OK) {
@@ -288,6 +289,18 @@ check_header(struct pgl_store *s, char *err, size_t errlen)
 	}
 	if (memcmp(hdr, "SQLite format 3", 16) != 0) {
 		seterr(err, errlen, "%s: not a pglease lease store (not an SQLite database)", s->path);
+		return -PGL_EFOREIGN;
+	}
+	/*
+	 * The application id (offset 68) is written before the store switches to
+	 * WAL, so it is always in the file itself.  Refusing a foreign database
+	 * here, before any SQL, keeps SQLite from creating -wal and -shm files
+	 * beside it (a read-only connection could not remove them).
+	 */
+	appid = (uint32_t) hdr[68] << 24 | (uint32_t) hdr[69] << 16 | (uint32_t) hdr[70] << 8 | hdr[71];
+	if (appid != PGL_APPLICATION_ID) {
+		seterr(err, errlen, "%s: not a pglease lease store (SQLite application_id is %lld)",
+			   s->path, (long long) (int32_t) appid);
 		return -PGL_EFOREIGN;
 	}
 	return 0;
