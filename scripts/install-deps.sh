@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev sqlite3 postgresql-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
-      iproute2 procps)
+      iproute2 procps bc)
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: must run as root (it calls apt-get)" >&2
 	exit 2

@@ -50,7 +50,7 @@ static const struct conf_key keys[] = {
 	{ "replication_user", KEY_NAME, OFF(replication_user), "pglease", 1, 0,
 	  "role used for replication, pg_rewind and pg_basebackup" },
 	{ "password_file", KEY_STR, OFF(password_file), "", 0, 0,
-	  "file holding the replication role's password (first line)" },
+	  "required: file whose first line is the replication role's password" },
 	{ "priority", KEY_INT, OFF(priority), "100", 0, 1000000,
 	  "election priority; 0 = never becomes primary" },
 	{ "lease_ttl_ms", KEY_INT, OFF(lease_ttl_ms), "5000", 500, 600000,
@@ -425,7 +425,7 @@ pgl_config_print_keys(FILE *f)
 {
 	for (size_t i = 0; i < PGL_ARRAY_LEN(keys); i++)
 		fprintf(f, "  %-20s %-28s %s\n", keys[i].name,
-				keys[i].def[0] ? keys[i].def : "(see text)", keys[i].help);
+				keys[i].def[0] ? keys[i].def : "-", keys[i].help);
 	fprintf(f, "  %-20s %-28s %s\n", "pg.<setting>", "", "passed to postgresql.conf");
 }
 
