@@ -501,9 +501,14 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 	}
 	if (d->not_streaming_since_ms == 0)
 		d->not_streaming_since_ms = now;
+	/*
+	 * Rewind only when the primary answers: a standby cut off from the
+	 * network is not a forked timeline, and must keep its data.
+	 */
 	if (strcmp(h->role, "primary") == 0 &&
 		now - d->follow_since_ms > d->cfg.follow_timeout_ms &&
-		now - d->not_streaming_since_ms > d->cfg.follow_timeout_ms / 2) {
+		now - d->not_streaming_since_ms > d->cfg.follow_timeout_ms / 2 &&
+		pgl_pg_ping_remote(host, port)) {
 		pgl_log_warn("not streaming from %s after %d ms: timeline forked? rewinding",
 					 h->name, d->cfg.follow_timeout_ms);
 		if (pgl_node_rewind(d, h) == 0 && pgl_node_start(d, PGL_PG_STANDBY, h->name) == 0) {

@@ -96,7 +96,8 @@ static const struct command commands[] = {
 	  "lag, heartbeat age and a '*' in the Lease column for the node holding the lease.\n"
 	  "Lag is the holder's current WAL position minus the node's replay position; '-'\n"
 	  "when unknown (no holder, or a position not reported yet).\n\n"
-	  "  --json             one JSON document: {\"cluster\": {...}, \"lease\": {...}, \"nodes\": [...]}\n" },
+	  "  --json             one JSON document:\n"
+	  "                     {\"cluster\": {...}, \"lease\": {...}, \"nodes\": [...]}\n" },
 	{ "lease", cmd_lease, OPT_JSON, "[--json]",
 	  "the lease row: holder, term, renewals, times, released LSN",
 	  "Shows the lease row: holder, term, renewals in this term, TTL, when it was acquired\n"
@@ -1321,6 +1322,13 @@ run_command(const struct command *cmd, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * The entry point of every pglease command line (argv[0] is the program).
+ * `run` goes to the agent untouched; --help, -h, help [COMMAND] and
+ * --version print to stdout and return 0; no or an unknown command prints
+ * the usage on stderr and returns PGL_EXIT_USAGE.  Otherwise runs the
+ * command and returns its PGL_EXIT_* code.  Never calls exit().
+ */
 int
 pgl_cli_main(int argc, char **argv)
 {
@@ -1337,15 +1345,19 @@ pgl_cli_main(int argc, char **argv)
 		printf("pglease %s\n", PGL_VERSION);
 		return PGL_EXIT_OK;
 	}
-	if (strcmp(name, "help") == 0 && argc > 2 && (cmd = find_command(argv[2])) != NULL) {
+	if (strcmp(name, "help") == 0 && argc > 2) {
+		char *run_help[] = { "run", "--help", NULL };
+
+		if (strcmp(argv[2], "run") == 0)
+			return pgl_agent_main(2, run_help);
+		if ((cmd = find_command(argv[2])) == NULL) {
+			fprintf(stderr, "pglease: unknown command '%s'\n", argv[2]);
+			return PGL_EXIT_USAGE;
+		}
 		print_command_help(cmd);
 		return PGL_EXIT_OK;
 	}
 	if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
-		if (argc > 2 && strcmp(name, "help") == 0 && strcmp(argv[2], "run") != 0) {
-			fprintf(stderr, "pglease: unknown command '%s'\n", argv[2]);
-			return PGL_EXIT_USAGE;
-		}
 		print_usage(stdout);
 		return PGL_EXIT_OK;
 	}

@@ -313,6 +313,15 @@ pgl_pg_ping(const struct pgl_config *cfg)
 	return PQping(ci) == PQPING_OK;
 }
 
+bool
+pgl_pg_ping_remote(const char *host, int port)
+{
+	char ci[1024];
+
+	pgl_pg_conninfo(ci, sizeof(ci), host, port, NULL, "postgres", "connect_timeout=2");
+	return PQping(ci) == PQPING_OK;
+}
+
 int
 pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
 {

@@ -477,6 +477,11 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
 		rc = run_pg_tool(d, argv, 1800 * 1000, out, sizeof(out));
 	}
+	if (rc < 0 && !pgl_pg_ping_remote(host, port)) {
+		pgl_log_warn("pg_rewind against %s failed and %s:%d does not answer; will retry",
+					 from->name, host, port);
+		return rc;
+	}
 	if (rc < 0) {
 		char *nl;
 

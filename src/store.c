@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ struct pgl_store {
 	sqlite3 *db;
 	char path[1024];
 	bool rdonly;
+	int busy_ms;			/* lock wait of writes other than renew */
 };
 
 static const char schema_v1[] =
@@ -407,7 +409,8 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 	rc = check_header(s, err, errlen);
 	if (rc < 0)
 		goto fail;
-	sqlite3_busy_timeout(s->db, 1000);
+	s->busy_ms = 1000;
+	sqlite3_busy_timeout(s->db, s->busy_ms);
 	rc = verify(s, flags, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -452,7 +455,8 @@ pgl_store_path(struct pgl_store *st)
 void
 pgl_store_set_busy_ms(struct pgl_store *st, int ms)
 {
-	sqlite3_busy_timeout(st->db, ms > 0 ? ms : 0);
+	st->busy_ms = ms > 0 ? ms : 0;
+	sqlite3_busy_timeout(st->db, st->busy_ms);
 }
 
 static void
@@ -669,9 +673,9 @@ pgl_store_renew(struct pgl_store *s, const char *me, int64_t term, int64_t t0_ms
 	if (wait <= 0)
 		return -PGL_ETIMEOUT;
 	/* Never wait for the lock past the fence deadline. */
-	sqlite3_busy_timeout(s->db, (int) wait);
+	sqlite3_busy_timeout(s->db, wait < INT_MAX ? (int) wait : INT_MAX);
 	rc = begin_immediate(s);
-	sqlite3_busy_timeout(s->db, 1000);
+	sqlite3_busy_timeout(s->db, s->busy_ms);
 	if (rc < 0)
 		return rc;
 	now_iso(ts);
@@ -1017,7 +1021,8 @@ pgl_store_set_sysid(struct pgl_store *s, const char *sysid)
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, sysid, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : map_rc(rc);
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : map_rc(rc);
 	sqlite3_finalize(st);
 out:
 	return commit_or_rollback(s, rc);

@@ -65,6 +65,8 @@ int pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *out
 PGconn *pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s);
 /* True if a connection would be accepted now. */
 bool pgl_pg_ping(const struct pgl_config *cfg);
+/* True if the server at host:port answers (any authentication outcome). */
+bool pgl_pg_ping_remote(const char *host, int port);
 
 /* Runs a statement with text parameters; 0 or -PGL_EPG (logged at warn). */
 int pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params);

@@ -1201,6 +1201,90 @@ test_writer_lock_bounds_renew(void)
 	pgl_store_close(st);
 }
 
+/* A renewal must not undo the busy timeout set with pgl_store_set_busy_ms(). */
+static void
+test_busy_ms_survives_renew(void)
+{
+	char path[PATHLEN], c = 0;
+	int64_t term = store_with_holder("busyms", path), dl, ren, t0, took;
+	struct pgl_store *st;
+	struct pgl_lease l;
+	int ready[2], rc;
+	pid_t pid;
+
+	if (term < 0 || pipe(ready) != 0)
+		return;
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		sqlite3 *db;
+		char x;
+
+		/* Wait for the parent's renewal, then hold the write lock for 1.5 s. */
+		if (read(ready[0], &x, 1) != 1)
+			_exit(2);
+		db = raw_open(path, SQLITE_OPEN_READWRITE);
+		if (db == NULL || sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		if (write(ready[1], "w", 1) != 1)
+			_exit(4);
+		sleep_ms(1500);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_close(db);
+		_exit(0);
+	}
+	st = open_store(path, PGL_STORE_RDWR);
+	if (st == NULL) {
+		close(ready[1]);
+		wait_child(pid);
+		return;
+	}
+	pgl_store_set_busy_ms(st, 5000);
+	CHECK(pgl_store_renew(st, "n1", term, 0, 2000, 500, far_ms(), &dl, &ren) == 0);
+	CHECK(pgl_store_read_lease(st, &l) == 0);
+	if (write(ready[1], "g", 1) != 1)
+		c = 0;
+	usleep(100000);
+	if (read(ready[0], &c, 1) != 1)
+		c = 0;
+	CHECK(c == 'w');
+	/* The lease is held by n1; n2 takes it over (the lock frees after 1.5 s). */
+	t0 = pgl_mono_ms();
+	rc = pgl_store_claim(st, &l, "n2", 2000, NULL, &term);
+	took = pgl_mono_ms() - t0;
+	CHECKF(rc == 0, "claim behind a 1.5 s write lock with busy 5000 ms: %s after %" PRId64
+		   " ms", pgl_strerror(rc), took);
+	CHECK(wait_child(pid) == 0);
+	close(ready[0]);
+	close(ready[1]);
+	pgl_store_close(st);
+}
+
+/* A failed write is reported, not swallowed. */
+static void
+test_write_errors_reported(void)
+{
+	char path[PATHLEN];
+	struct pgl_store *st = fresh_store("writeerr", path);
+	struct pgl_cluster cl;
+
+	if (st == NULL)
+		return;
+	pgl_store_close(st);
+	CHECK(raw_exec(path, "CREATE TRIGGER no_updates BEFORE UPDATE ON cluster "
+				   "BEGIN SELECT RAISE(ABORT, 'refused'); END;", NULL, 0) == SQLITE_OK);
+	st = open_store(path, PGL_STORE_RDWR);
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_set_sysid(st, "7301234567890123456") == -PGL_ESTORE);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 && cl.system_identifier[0] == '\0');
+	CHECK(pgl_store_set_paused(st, true, "n1") == -PGL_ESTORE);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 && !cl.paused);
+	CHECK(event_count(st) == 0);		/* the failed transactions left no event */
+	pgl_store_close(st);
+}
+
 /* ---- bad input: refused with a clear error, and never modified ---- */
 
 static void
@@ -1696,6 +1780,8 @@ main(void)
 	TEST(test_real_race);
 	TEST(test_reader_does_not_block_renew);
 	TEST(test_writer_lock_bounds_renew);
+	TEST(test_busy_ms_survives_renew);
+	TEST(test_write_errors_reported);
 	TEST(test_bad_input);
 	TEST(test_second_handle_keeps_locks);
 	TEST(test_nodes_and_events);
