@@ -14,7 +14,7 @@
 # root-owned -wal/-shm files that postgres cannot open).
 set -eu
 
-PGLEASE_BIN=/usr/local/bin/pglease
+PGLEASE_BIN=/usr/local/libexec/pglease
 [ $# -gt 0 ] || set -- run
 
 if [ "$(id -u)" != 0 ]; then
@@ -38,6 +38,18 @@ if [ "$1" = run ]; then
     mkdir -p /run/postgresql
     chown postgres:postgres /run/postgresql
     chmod 2775 /run/postgresql
+
+    # No password given: the first node generates one in the shared lease
+    # directory (created with link(2), so concurrent nodes agree on one).
+    pw=${PGLEASE_PASSWORD_FILE:-$lease_dir/password}
+    if [ ! -s "$pw" ] && [ "$(dirname "$pw")" = "$lease_dir" ]; then
+        tmp="$pw.$$"
+        (umask 077; head -c 24 /dev/urandom | base64 > "$tmp")
+        chown postgres:postgres "$tmp"
+        ln "$tmp" "$pw" 2>/dev/null || true
+        rm -f "$tmp"
+    fi
+    export PGLEASE_PASSWORD_FILE="$pw"
 
     if command -v mountpoint >/dev/null 2>&1 && ! mountpoint -q "$lease_dir"; then
         echo "pglease-entrypoint: WARNING: $lease_dir is not a mounted volume;" \

@@ -416,6 +416,15 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		goto fail;
 	if (!s->rdonly) {
 		/* Both are per connection; WAL is already persistent in the file. */
+		int persist = 1;
+
+		/*
+		 * Keep lease.db-wal and -shm when the last connection closes: if they
+		 * vanished, the next process to open the store would create them
+		 * with its own owner (root, from a careless shell), locking the
+		 * agents out.
+		 */
+		sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 		if (exec_sql(s->db, "PRAGMA journal_mode = WAL") != SQLITE_OK ||
 			exec_sql(s->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
 			seterr(err, errlen, "%s: cannot configure lease store: %s", path,
@@ -868,12 +877,20 @@ int
 pgl_store_remove_node(struct pgl_store *s, const char *name, int64_t term)
 {
 	sqlite3_stmt *st = NULL;
+	struct pgl_lease l;
 	int rc;
 
 	if (s->rdonly)
 		return -PGL_EINVAL;
 	if ((rc = begin_immediate(s)) < 0)
 		return rc;
+	/* Checked inside the transaction: the holder is never forgotten. */
+	if ((rc = read_lease_stmt(s, &l)) < 0)
+		goto out;
+	if (strcmp(l.holder, name) == 0) {
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
 	rc = prepare(s, "DELETE FROM nodes WHERE name = ?1", &st);
 	if (rc != SQLITE_OK) {
 		rc = map_rc(rc);

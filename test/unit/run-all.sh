@@ -30,7 +30,7 @@ for bin in "$@"; do
 	total_pass=$((total_pass + p))
 	total_fail=$((total_fail + f))
 	if [ "$f" -gt 0 ] || [ "$rc" -ne 0 ]; then
-		grep -A1 '^FAIL ' "$dir/stderr" | sed 's/^/  /'
+		grep -A1 --no-group-separator '^FAIL ' "$dir/stderr" | sed 's/^/  /'
 		[ "$f" -eq 0 ] && { echo "  $name: exit status $rc"; total_fail=$((total_fail + 1)); }
 		echo "$name: $summary (scratch kept in $dir)"
 	else
