@@ -387,7 +387,27 @@ ranks_before(const struct cand *a, const struct cand *b)
 	return strcmp(a->name, b->name) < 0;
 }
 
-/* Decides whether this node claims the claimable lease now. */
+/* Monotonic time this node last saw name's heartbeat change, 0 if never. */
+static int64_t
+hb_changed_at(const struct pgl_daemon *d, const char *name)
+{
+	for (int j = 0; j < d->n_hb; j++)
+		if (strcmp(d->hb[j].name, name) == 0)
+			return d->hb[j].changed_ms;
+	return 0;
+}
+
+/*
+ * Decides whether this node claims the claimable lease now.
+ *
+ * Candidates rank by received LSN, priority, name.  The LSNs in the nodes
+ * table are up to one heartbeat old, so every candidate publishes a fresh
+ * heartbeat the moment it finds the lease claimable, and the best claims at
+ * once only when every live candidate has published since then: with
+ * synchronous replication, the standby holding an acknowledged commit is
+ * never outranked by a stale reading.  Others wait election_grace_ms, and
+ * even then defer to a fresher, better candidate until three graces pass.
+ */
 static void
 maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t now, int64_t ttl)
 {
@@ -395,9 +415,10 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 	bool bootstrap = (l->term == 0 && l->holder[0] == '\0');
 	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
 	struct cand me = { d->cfg.node_name, 0, d->cfg.priority };
+	int64_t waited = now - d->expired_since_ms;
+	bool best = true, all_fresh = true, fresher_better = false;
 	struct pgl_cluster c;
 	struct pgl_pg_status s;
-	bool best = true;
 
 	if (d->cfg.priority == 0 || d->stop)
 		return;
@@ -422,6 +443,7 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 	}
 	for (int i = 0; i < n; i++) {
 		struct cand o = { nodes[i].name, nodes[i].receive_lsn_int, nodes[i].priority };
+		bool fresh;
 
 		if (strcmp(o.name, me.name) == 0 || o.priority <= 0 || !node_live(d, o.name, now, ttl))
 			continue;
@@ -430,10 +452,18 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 			continue;
 		if (released && o.lsn <= l->released_lsn_int)
 			continue;
-		if (ranks_before(&o, &me))
+		fresh = hb_changed_at(d, o.name) >= d->expired_since_ms;
+		if (!fresh)
+			all_fresh = false;
+		if (ranks_before(&o, &me)) {
 			best = false;
+			if (fresh)
+				fresher_better = true;
+		}
 	}
-	if (best || now - d->expired_since_ms >= d->cfg.election_grace_ms)
+	if ((best && all_fresh) ||
+		(waited >= d->cfg.election_grace_ms && !fresher_better) ||
+		waited >= 3 * (int64_t) d->cfg.election_grace_ms)
 		claim(d, d->expiry_rule);
 }
 
@@ -611,6 +641,9 @@ tick(struct pgl_daemon *d)
 		if (claimable(d, now, ttl)) {
 			if (d->expired_since_ms == 0) {
 				d->expired_since_ms = now;
+				/* Publish a fresh LSN for the election right away. */
+				d->next_heartbeat_ms = 0;
+				heartbeat(d, now);
 				if (d->lease.holder[0])
 					pgl_log_info("lease term %lld of %s claimable as seen here: %s",
 								 (long long) d->lease.term, d->lease.holder, d->expiry_rule);

@@ -422,10 +422,14 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		 * Keep lease.db-wal and -shm when the last connection closes: if they
 		 * vanished, the next process to open the store would create them
 		 * with its own owner (root, from a careless shell), locking the
-		 * agents out.
+		 * agents out.  journal_size_limit = 0 makes the last close truncate
+		 * the kept -wal to zero bytes once checkpointed: a -wal left full of
+		 * frames would be replayed into whatever file is next at this path
+		 * (a store restored by rename), mixing the old store into it.
 		 */
 		sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 		if (exec_sql(s->db, "PRAGMA journal_mode = WAL") != SQLITE_OK ||
+			exec_sql(s->db, "PRAGMA journal_size_limit = 0") != SQLITE_OK ||
 			exec_sql(s->db, "PRAGMA synchronous = FULL") != SQLITE_OK) {
 			seterr(err, errlen, "%s: cannot configure lease store: %s", path,
 				   sqlite3_errmsg(s->db));

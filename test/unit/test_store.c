@@ -505,6 +505,15 @@ test_claim_renew_release(void)
 	}
 	free(ev);
 	pgl_store_close(st);
+	/* After the last close every commit is in the file; no -wal keeps frames. */
+	{
+		char wal[PATHLEN + 8];
+		struct stat sb;
+
+		snprintf(wal, sizeof(wal), "%s-wal", path);
+		CHECK(stat(wal, &sb) != 0 || sb.st_size == 0);
+		CHECK(raw_int(path, "SELECT term FROM lease") == 3);
+	}
 }
 
 /* The trigger refuses any update that lowers the term, even from raw SQL. */
