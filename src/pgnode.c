@@ -690,6 +690,19 @@ pgl_node_bootstrap(struct pgl_daemon *d)
 	return 0;
 }
 
+static bool
+node_listed(const struct pgl_node *nodes, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(nodes[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * On the primary: one physical slot per known node, created before any
+ * standby needs it; slots of nodes forgotten with `pglease remove` dropped.
+ */
 int
 pgl_node_sync_slots(struct pgl_daemon *d)
 {
@@ -713,15 +726,15 @@ pgl_node_sync_slots(struct pgl_daemon *d)
 					"WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
 					1, params);
 	}
-	free(nodes);
 	if (pgl_store_events_after(d->st, d->last_removed_event, &ev, &ne) == 0) {
 		for (int i = 0; i < ne; i++) {
 			char slot[PGL_NAME_MAX];
 			const char *params[1] = { slot };
 
 			d->last_removed_event = ev[i].id;
-			if (strcmp(ev[i].kind, "removed") != 0 || ev[i].node[0] == '\0')
-				continue;
+			if (strcmp(ev[i].kind, "removed") != 0 || ev[i].node[0] == '\0' ||
+				node_listed(nodes, n, ev[i].node))
+				continue;			/* a node that came back keeps its slot */
 			pgl_config_slot_name(ev[i].node, slot, sizeof(slot));
 			if (pgl_pg_exec(c, "SELECT pg_drop_replication_slot(slot_name) "
 							"FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
@@ -730,5 +743,6 @@ pgl_node_sync_slots(struct pgl_daemon *d)
 		}
 		free(ev);
 	}
+	free(nodes);
 	return 0;
 }
