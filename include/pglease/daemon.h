@@ -77,19 +77,36 @@ void pgl_agent_keepalive(void *daemon);
 /* agent.c: stops the server immediately and gives up the term. */
 void pgl_agent_fence(struct pgl_daemon *d, const char *why);
 
-/* pgnode.c */
+/*
+ * pgnode.c — the local server.  Functions return 0 or a negative PGL_E*
+ * code, log their own failures, and call pgl_agent_keepalive() while they
+ * wait, so a holder keeps renewing through long operations.
+ */
+/* True if pgdata holds a data directory (PG_VERSION exists). */
 bool pgl_node_has_data(const struct pgl_daemon *d);
+/* Refuses (-PGL_EFOREIGN, message in err) a data directory of another cluster. */
 int pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen);
+/* Term-1 winner: initdb --data-checksums, start as primary, create the role. */
 int pgl_node_bootstrap(struct pgl_daemon *d);
+/* Starts the postmaster as our child and waits until it accepts connections. */
 int pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream);
+/* Fast (SIGINT) or immediate shutdown; immediate after timeout_ms. */
 int pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms);
+/* Immediate shutdown (SIGQUIT), then SIGKILL of the whole tree after 2 s. */
 void pgl_node_kill(struct pgl_daemon *d);
+/* Reaps exited children; true if the postmaster was among them. */
 bool pgl_node_reap(struct pgl_daemon *d);
+/* pg_promote() and waits until the server is out of recovery. */
 int pgl_node_promote(struct pgl_daemon *d);
+/* Empties pgdata and runs pg_basebackup from `from` (through our slot if it exists). */
 int pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from);
+/* Stops the server and runs pg_rewind against `from`; re-clones if rewind fails. */
 int pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from);
+/* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */
 int pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from);
+/* Primary: creates missing slots of known nodes, drops those of removed ones. */
 int pgl_node_sync_slots(struct pgl_daemon *d);
+/* The cached local connection, reconnecting if needed; NULL when down.  Borrowed. */
 PGconn *pgl_node_conn(struct pgl_daemon *d);
 void pgl_node_disconnect(struct pgl_daemon *d);
 /* Parses "host=.. port=.." of a node row into host and port. */
