@@ -11,8 +11,8 @@ PKGS    := libpq sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -lpthread
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
+override LDLIBS += $(PKG_LIBS) -lpthread
 BUILD   ?= build
 
 SRCS    := $(wildcard src/*.c)
@@ -45,8 +45,8 @@ $(BUILD)/unit/%: test/unit/%.c test/unit/harness.h $(LIBOBJS) | $(BUILD)
 $(BUILD):
 	mkdir -p $(BUILD)
 
-unit: deps-check pglease $(UNIT_BINS)
-	@PGLEASE_BIN=$(CURDIR)/pglease test/unit/run-all.sh $(UNIT_BINS)
+unit: deps-check $(BUILD)/pglease $(UNIT_BINS)
+	@PGLEASE_BIN=$(CURDIR)/$(BUILD)/pglease test/unit/run-all.sh $(UNIT_BINS)
 
 cli-test: pglease
 	@test/cli/run.sh $(CURDIR)/pglease
