@@ -17,7 +17,9 @@ MARGIN = FAST["fence_margin_ms"] / 1000.0
 
 def wait_fenced_event(c, node, term, timeout=30):
     return poll_until(lambda: [e for e in c.events("fenced", node=node.name) if e["term"] == term],
-                      timeout, "a 'fenced' event of %s for term %d" % (node.name, term))
+                      timeout, "a 'fenced' event of %s for term %d (agent log: %s)" % (
+                          node.name, term, [l for l in node.log_text().splitlines()
+                                            if "fenced" in l][:3]))
 
 
 def finish(c, old, term):
@@ -54,8 +56,9 @@ def test_fence_store_locked(make_cluster):
     # Nobody can claim while the store is locked.
     assert c.lease()["term"] == term
     assert locker.wait(timeout=hold + 30) == 0, locker.stderr.read()
-    wait_fenced_event(c, p, term)
     finish(c, p, term)
+    # The fence happened while the store was locked: its event must still be recorded.
+    wait_fenced_event(c, p, term)
 
 
 def test_fence_agent_stalled(make_cluster):
@@ -131,5 +134,6 @@ def test_fence_store_full(make_cluster):
         assert not [n for n in c.nodes if n.is_primary()], "a primary on a full store"
     finally:
         os.unlink(fill)
-    wait_fenced_event(c, p, term)
     finish(c, p, term)
+    # The fence happened while the store was full: its event must still be recorded.
+    wait_fenced_event(c, p, term)
