@@ -20,6 +20,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,57 @@ wd_update(struct pgl_daemon *d)
 	__atomic_store_n(&wd->deadline_ms, d->term ? d->deadline_ms : 0, __ATOMIC_SEQ_CST);
 }
 
+/* ---- events that must not be lost ---- */
+
+/*
+ * Writes an event, or keeps it for later when the store cannot be written
+ * now (locked, full): a fence caused by a locked store must still be
+ * recorded once the store is back.  Kept events are written by
+ * flush_events() with their original time in the detail.
+ */
+static void __attribute__((format(printf, 4, 5)))
+agent_event(struct pgl_daemon *d, int64_t term, const char *kind, const char *fmt, ...)
+{
+	struct pgl_pending_event *e;
+	char detail[512], ts[PGL_TS_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	if (d->n_pending == 0 &&
+		pgl_store_event(d->st, term, d->cfg.node_name, kind, "%s", detail) == 0)
+		return;
+	if (d->n_pending == PGL_MAX_PENDING) {
+		pgl_log_error("event %s not recorded (store unavailable, queue full): %s", kind, detail);
+		return;
+	}
+	pgl_wall_iso(ts, sizeof(ts));
+	e = &d->pending[d->n_pending++];
+	e->term = term;
+	pgl_strlcpy(e->kind, kind, sizeof(e->kind));
+	snprintf(e->detail, sizeof(e->detail), "%s (happened at %s; recorded late, the store "
+			 "was unavailable)", detail, ts);
+	pgl_log_warn("event %s kept until the store can be written", kind);
+}
+
+static void
+flush_events(struct pgl_daemon *d)
+{
+	int i;
+
+	for (i = 0; i < d->n_pending; i++) {
+		struct pgl_pending_event *e = &d->pending[i];
+
+		if (pgl_store_event(d->st, e->term, d->cfg.node_name, e->kind, "%s", e->detail) < 0)
+			break;
+	}
+	if (i > 0) {
+		memmove(d->pending, d->pending + i, (d->n_pending - i) * sizeof(d->pending[0]));
+		d->n_pending -= i;
+	}
+}
+
 /* ---- holder ---- */
 
 void
@@ -122,7 +174,7 @@ pgl_agent_fence(struct pgl_daemon *d, const char *why)
 	pgl_log_error("fenced: %s (gave up term %lld; postgres stopped immediately)", why,
 				  (long long) term);
 	pgl_store_set_busy_ms(d->st, 200);
-	pgl_store_event(d->st, term, d->cfg.node_name, "fenced", "%s", why);
+	agent_event(d, term, "fenced", "%s", why);
 	pgl_store_set_busy_ms(d->st, 500);
 	pgl_log_set_term(-1);
 }
@@ -140,8 +192,7 @@ renew(struct pgl_daemon *d)
 		if (late > d->cfg.renew_interval_ms / 2) {
 			pgl_log_warn("renewal late by %lld ms", (long long) late);
 			if (late >= d->cfg.renew_interval_ms)
-				pgl_store_event(d->st, d->term, d->cfg.node_name, "renewed-late",
-								"late by %lld ms", (long long) late);
+				agent_event(d, d->term, "renewed-late", "late by %lld ms", (long long) late);
 		}
 		d->deadline_ms = dl;
 		d->last_renew_ms = t0;
@@ -318,7 +369,7 @@ become_primary(struct pgl_daemon *d)
 
 			local_status(d, &s);
 			pgl_log_info("promoted: now primary on timeline %lld", (long long) s.timeline);
-			pgl_store_event(d->st, d->term, d->cfg.node_name, "promoted",
+			agent_event(d, d->term, "promoted",
 							"pg_promote() done; timeline %lld", (long long) s.timeline);
 		}
 	}
@@ -326,7 +377,7 @@ become_primary(struct pgl_daemon *d)
 		return;					/* fenced meanwhile */
 	if (rc < 0) {
 		pgl_log_error("could not become primary (%s); releasing the lease", pgl_strerror(rc));
-		pgl_store_event(d->st, d->term, d->cfg.node_name, "promotion-failed", "%s",
+		agent_event(d, d->term, "promotion-failed", "%s",
 						pgl_strerror(rc));
 		pgl_node_kill(d);
 		release(d, NULL, "promotion failed");
@@ -492,7 +543,7 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 			d->next_heartbeat_ms = 0;
 			return;
 		}
-		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "cloned",
+		agent_event(d, d->lease.term, "cloned",
 						"pg_basebackup from %s", h->name);
 	}
 	if (d->pm_pid == 0) {
@@ -513,7 +564,7 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 		if (pgl_node_follow(d, h) < 0)
 			return;
 		pgl_log_info("following %s (term %lld)", h->name, (long long) d->lease.term);
-		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "followed",
+		agent_event(d, d->lease.term, "followed",
 						"primary_conninfo now points at %s", h->name);
 		pgl_strlcpy(d->following, h->name, sizeof(d->following));
 		d->follow_term = d->lease.term;
@@ -604,7 +655,7 @@ supervise(struct pgl_daemon *d)
 	d->pm_crashes++;
 	pgl_log_warn("postgres exited while primary; restarting it under term %lld (crash recovery)",
 				 (long long) d->term);
-	pgl_store_event(d->st, d->term, d->cfg.node_name, "restarted",
+	agent_event(d, d->term, "restarted",
 					"postgres exited; crash recovery under the same term");
 	if (pgl_node_start(d, PGL_PG_PRIMARY, NULL) < 0 && d->term) {
 		pgl_node_kill(d);
@@ -625,6 +676,8 @@ tick(struct pgl_daemon *d)
 	supervise(d);
 	if (pgl_store_read_lease(d->st, &d->lease) < 0)
 		return;					/* the deadline fences a holder that cannot reach the store */
+	if (d->n_pending)
+		flush_events(d);
 	if (pgl_observer_see(&d->obs, &d->lease, now) && d->lease.term > d->seen_term) {
 		if (d->seen_term && d->lease.term > d->seen_term && d->term == 0)
 			pgl_log_info("lease term %lld now held by %s", (long long) d->lease.term,

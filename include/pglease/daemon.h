@@ -24,6 +24,15 @@ struct pgl_hb_seen {
 	int64_t changed_ms;			/* monotonic time the counter was last seen to change */
 };
 
+/* An event that could not be written yet (the store was locked or full). */
+struct pgl_pending_event {
+	int64_t term;
+	char kind[32];
+	char detail[600];
+};
+
+#define PGL_MAX_PENDING 32
+
 struct pgl_daemon {
 	struct pgl_config cfg;
 	struct pgl_store *st;
@@ -67,6 +76,9 @@ struct pgl_daemon {
 	struct pgl_hb_seen *hb;
 	int n_hb;
 	int64_t next_heartbeat_ms;
+
+	struct pgl_pending_event pending[PGL_MAX_PENDING];
+	int n_pending;
 
 	volatile sig_atomic_t stop;	/* SIGTERM/SIGINT seen */
 	bool in_tick_renew;

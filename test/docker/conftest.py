@@ -163,6 +163,18 @@ class Cluster:
         p = sh(["docker", "inspect", "-f", "{{.State.Running}}", self.container(svc)], timeout=30)
         return p.stdout.strip() == "true"
 
+    def exited(self, services=SERVICES):
+        """{service: 'exit code N'} of containers that exited by themselves
+        (restart: "no": they stay down)."""
+        out = {}
+        for s in services:
+            p = sh(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                    self.container(s)], timeout=30)
+            st = p.stdout.split()
+            if st and st[0] in ("exited", "dead"):
+                out[s] = "exit code %s" % (st[1] if len(st) > 1 else "?")
+        return out
+
     def docker(self, *args, timeout=120, check=True):
         return sh(["docker"] + list(args), timeout=timeout, check=check)
 
@@ -253,6 +265,9 @@ class Cluster:
             p = self.healthy(services, primary)
             if p:
                 return p, time.monotonic() - t0
+            gone = self.exited(services)
+            if gone:
+                raise AssertionError("%s: containers exited: %s" % (what or self.project, gone))
             if time.monotonic() - t0 > timeout:
                 last = self.roles(services)
                 lease = self.lease() if os.path.exists(self.db + "-shm") else None

@@ -65,7 +65,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 PGLEASE_IMAGE_TAG=$tag PGLEASE_DOCKER_RUN_ID=$run_id PYTHONDONTWRITEBYTECODE=1 \
-	"$py" -m pytest -v -p no:cacheprovider -o faulthandler_timeout=600 "$here" "$@"
+	"$py" -m pytest -v -p no:cacheprovider --durations=0 -o faulthandler_timeout=600 "$here" "$@"
 rc=$?
 echo "docker tests: $([ "$rc" -eq 0 ] && echo PASSED || echo "FAILED (pytest exit $rc)") in $(( $(date +%s) - start )) s"
 exit "$rc"

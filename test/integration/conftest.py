@@ -419,9 +419,8 @@ class Node:
         d.update(extra)
         return d
 
-    def connect(self, autocommit=True, timeout=5, **extra):
-        c = psycopg2.connect(**self.dsn(connect_timeout=timeout,
-                                        options="-c statement_timeout=60000", **extra))
+    def connect(self, autocommit=True, timeout=5, options="-c statement_timeout=60000", **extra):
+        c = psycopg2.connect(**self.dsn(connect_timeout=timeout, options=options, **extra))
         c.autocommit = autocommit
         return c
 
