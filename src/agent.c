@@ -407,9 +407,14 @@ claim(struct pgl_daemon *d, const char *rule)
 		return;
 	}
 	if (rc < 0) {
-		pgl_log_warn("claim failed: %s", pgl_strerror(rc));
+		/* Back off: a full or locked store must not turn every wake into a retry. */
+		if (d->claim_failures++ % 20 == 0)
+			pgl_log_warn("claim failed: %s (%s); retrying every 250 ms", pgl_strerror(rc),
+						 pgl_store_errmsg(d->st));
+		d->claim_retry_ms = t0 + 250;
 		return;
 	}
+	d->claim_failures = 0;
 	d->term = term;
 	d->deadline_ms = t0 + d->cfg.lease_ttl_ms - d->cfg.fence_margin_ms;
 	d->last_renew_ms = t0;
@@ -471,7 +476,7 @@ maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t n
 	struct pgl_cluster c;
 	struct pgl_pg_status s;
 
-	if (d->cfg.priority == 0 || d->stop)
+	if (d->cfg.priority == 0 || d->stop || now < d->claim_retry_ms)
 		return;
 	if (pgl_store_read_cluster(d->st, &c) == 0 && c.paused)
 		return;

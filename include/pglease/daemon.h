@@ -65,6 +65,8 @@ struct pgl_daemon {
 	int64_t expired_since_ms;	/* when this node first judged the lease claimable, 0 if not */
 	char expiry_rule[64];		/* why it is claimable, for the event log */
 	int64_t seen_term;			/* highest term seen, for logs */
+	int64_t claim_retry_ms;		/* no claim before this after a store error */
+	int claim_failures;			/* consecutive store errors on claims */
 
 	/* Following. */
 	char following[PGL_NAME_MAX];
