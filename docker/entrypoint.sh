@@ -43,8 +43,8 @@ if [ "$1" = run ]; then
     # directory (created with link(2), so concurrent nodes agree on one).
     pw=${PGLEASE_PASSWORD_FILE:-$lease_dir/password}
     if [ ! -s "$pw" ] && [ "$(dirname "$pw")" = "$lease_dir" ]; then
-        tmp="$pw.$$"
-        (umask 077; head -c 24 /dev/urandom | base64 > "$tmp")
+        tmp=$(mktemp "$pw.XXXXXX")     # unique even when every container's pid is 7
+        head -c 24 /dev/urandom | base64 > "$tmp"
         chown postgres:postgres "$tmp"
         ln "$tmp" "$pw" 2>/dev/null || true
         rm -f "$tmp"

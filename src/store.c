@@ -227,7 +227,7 @@ create_atomically(const char *path, char *err, size_t errlen)
 {
 	char tmp[1100], side[1120], *copy, *dir;
 	struct stat sb;
-	int rc;
+	int rc, fd;
 
 	copy = strdup(path);
 	dir = dirname(copy);
@@ -239,8 +239,19 @@ create_atomically(const char *path, char *err, size_t errlen)
 		return -PGL_ESYS;
 	}
 	free(copy);
-	snprintf(tmp, sizeof(tmp), "%s.init-%ld", path, (long) getpid());
-	unlink(tmp);
+	/*
+	 * A name no other creator can share: containers on one volume often
+	 * run their agents under the same pid.  mkstemp reserves it (O_EXCL);
+	 * SQLite then builds the store in that empty file, and only a complete
+	 * store is ever linked into place.
+	 */
+	snprintf(tmp, sizeof(tmp), "%s.init-XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		seterr(err, errlen, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+		return -PGL_ESYS;
+	}
+	close(fd);				/* a private file: no lock of ours lives on it */
 	rc = build_fresh(tmp, err, errlen);
 	if (rc == 0) {
 		chmod(tmp, 0660);

@@ -14,6 +14,7 @@
 # Environment: PGLEASE_IMAGE_TAG (image tag, default dev), PGLEASE_DOCKER_SKIP_BUILD=1
 # (use the existing images as they are), PGLEASE_DOCKER_TTL_MS /
 # PGLEASE_DOCKER_RENEW_MS (lease timings of the test clusters, default 5000/1000).
+# PGLEASE_DOCKER_BOOTSTRAPS (fresh clusters brought up at once by test_bootstrap, default 4).
 # Exits non-zero on any failure.  Needs root (build-base-image.sh), docker,
 # docker-compose, python3-pytest.
 set -u

@@ -109,10 +109,81 @@ def clean_env(**extra):
     return env
 
 
+# ---- a prompt reaper for orphans, like init or docker-init
+#
+# When a test kills an agent, its postmaster's (and backends') parent is gone
+# and they are re-parented.  On a real host init reaps them at once; in a
+# container they die with it.  Here pytest makes itself the child subreaper
+# and reaps such orphans (and only them: never a child it started itself,
+# whose exit status a test reads), so that a killed node leaves no zombie that
+# postgres would take for a live postmaster (kill(pid, 0) succeeds on a zombie).
+
+_REAP_LOCK = threading.Lock()
+_OWN_CHILDREN = set()
+_REAP_COMMS = {"postgres", "pglease", "pglease-fence", "pg_rewind", "pg_basebackup", "initdb"}
+_reaper_started = False
+
+
+def spawn(argv, **kw):
+    """subprocess.Popen, registered so the orphan reaper never takes its status."""
+    with _REAP_LOCK:
+        p = subprocess.Popen(argv, **kw)
+        _OWN_CHILDREN.add(p.pid)
+    return p
+
+
+def _reap_orphans():
+    me = os.getpid()
+    while True:
+        time.sleep(0.05)
+        with _REAP_LOCK:
+            for pid in children(me):
+                if pid in _OWN_CHILDREN:
+                    continue
+                try:
+                    with open("/proc/%d/stat" % pid) as f:
+                        st = f.read()
+                except OSError:
+                    continue
+                comm = st[st.index("(") + 1:st.rindex(")")]
+                if st[st.rindex(")") + 2] == "Z" and comm in _REAP_COMMS:
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+
+
+def start_reaper():
+    global _reaper_started
+    if _reaper_started:
+        return
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            return
+    except OSError:
+        return
+    threading.Thread(target=_reap_orphans, daemon=True, name="orphan-reaper").start()
+    _reaper_started = True
+
+
+def pytest_configure(config):
+    start_reaper()
+
+
 def run_pg(argv, timeout=60, **kw):
-    """Runs argv (as postgres when root); returns the CompletedProcess."""
-    return subprocess.run(as_pg(argv), capture_output=True, text=True, timeout=timeout,
-                          env=kw.pop("env", clean_env()), stdin=subprocess.DEVNULL, **kw)
+    """Runs argv (as postgres when root); returns a CompletedProcess."""
+    p = spawn(as_pg(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+              env=kw.pop("env", clean_env()), stdin=subprocess.DEVNULL, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def proc_state(pid):
@@ -129,6 +200,32 @@ def pid_alive(pid):
     """True if pid exists and is not a zombie (a zombie holds no files)."""
     st = proc_state(pid) if pid else None
     return st is not None and st not in "ZX"
+
+
+def pid_can_run(pid):
+    """True if pid is alive and still has its address space: a process in the
+    middle of exit(2) loses its memory before its files (and so its flocks),
+    and may still show as running for a moment after its files are closed."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return "\nVmSize:" in f.read()
+    except OSError:
+        return False
+
+
+def open_files(pid):
+    out = []
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
 
 
 def proc_cmdline(pid):
@@ -305,7 +402,7 @@ class Node:
         logf.write(("\n==== test: starting agent %s at %s ====\n"
                     % (self.name, time.strftime("%H:%M:%S"))).encode())
         logf.flush()
-        self.proc = subprocess.Popen(as_pg(self.agent_argv()), stdout=logf,
+        self.proc = spawn(as_pg(self.agent_argv()), stdout=logf,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=clean_env())
         logf.close()
@@ -767,7 +864,7 @@ class Cluster:
                   "time.sleep(float(sys.argv[4]))\n"
                   "c.execute('COMMIT')\n"
                   "print('done', flush=True)\n")
-        p = subprocess.Popen(as_pg([sys.executable, "-c", script, self.lease_db, sql, begin,
+        p = spawn(as_pg([sys.executable, "-c", script, self.lease_db, sql, begin,
                                     str(hold_s)]),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=clean_env())
@@ -901,8 +998,8 @@ class Cluster:
                     n.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
-        if failed:
-            self.report()
+        if failed or os.environ.get("PGLEASE_IT_KEEP"):
+            self.report(verbose=failed)
         if self.tmpfs:
             for _ in range(50):
                 r = subprocess.run(["umount", str(self.tmpfs)], capture_output=True, text=True)
@@ -913,7 +1010,7 @@ class Cluster:
                 print("teardown: umount %s failed: %s" % (self.tmpfs, r.stderr))
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def report(self):
+    def report(self, verbose=True):
         dest = Path(ARTIFACTS) / (self.test_name + time.strftime("-%H%M%S"))
         try:
             dest.mkdir(parents=True, exist_ok=True)
@@ -927,6 +1024,8 @@ class Cluster:
         except OSError as e:
             print("cannot keep artifacts: %s" % e)
         print("\n======== artifacts kept in %s" % dest)
+        if not verbose:
+            return
         for n in self.nodes:
             print("\n======== %s (port %d) agent.log, last 60 lines" % (n.name, n.port))
             print(n.log_tail(60))

@@ -8,11 +8,27 @@ import time
 
 import pytest
 
-from conftest import (FAST, assert_never_primary_on_old_term, measure, poll_until, require_root,
-                      started_cluster, wait_fenced)
+from conftest import (FAST, assert_never_primary_on_old_term, iso_to_epoch, measure, poll_until,
+                      require_root, started_cluster, wait_fenced)
 
 TTL = FAST["lease_ttl_ms"] / 1000.0
 MARGIN = FAST["fence_margin_ms"] / 1000.0
+
+
+def log_rate(node, needle, since_wall):
+    """Lines of node's agent log containing needle, per second, since since_wall."""
+    stamps = []
+    for line in node.log_text().splitlines():
+        if needle in line and line[:4].isdigit() and "Z " in line[:30]:
+            try:
+                t = iso_to_epoch(line.split()[0])
+            except ValueError:
+                continue
+            if t >= since_wall:
+                stamps.append(t)
+    if len(stamps) < 2:
+        return len(stamps), 0.0
+    return len(stamps), len(stamps) / max(stamps[-1] - stamps[0], 1.0)
 
 
 def wait_fenced_event(c, node, term, timeout=30):
@@ -119,6 +135,7 @@ def test_fence_store_full(make_cluster):
     term = c.lease()["term"]
     fill = c.lease_dir / "fill"
     t0 = time.monotonic()
+    w0 = time.time()
     r = subprocess.run(["dd", "if=/dev/zero", "of=%s" % fill, "bs=64k"], capture_output=True,
                        text=True, timeout=120)
     assert "No space left" in r.stderr, r.stderr
@@ -135,5 +152,16 @@ def test_fence_store_full(make_cluster):
     finally:
         os.unlink(fill)
     finish(c, p, term)
+    problems = []
     # The fence happened while the store was full: its event must still be recorded.
-    wait_fenced_event(c, p, term)
+    try:
+        wait_fenced_event(c, p, term)
+    except pytest.fail.Exception as e:
+        problems.append(str(e).splitlines()[0])
+    # A store that cannot be written is retried calmly, not in a tight loop.
+    for n in c.nodes:
+        count, rate = log_rate(n, "claim failed", w0)
+        if rate > 20:
+            problems.append("%s logged 'claim failed' %d times, %.0f per second, while the "
+                            "store was full" % (n.name, count, rate))
+    assert not problems, "\n".join(problems)
