@@ -344,23 +344,28 @@ run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out,
 	return pgl_run(argv, &o, out, len, NULL);
 }
 
-/* Tells whether the server answers connections with the replication role's password. */
+/* Connects to another node as the replication role.  Caller PQfinish()es. */
+static PGconn *
+connect_remote(struct pgl_daemon *d, const char *host, int port)
+{
+	char ci[2048];
+	const char *kw[] = { "dbname", "password", NULL };
+	const char *vals[] = { ci, d->password, NULL };
+
+	pgl_pg_conninfo(ci, sizeof(ci), host, port, d->cfg.replication_user, "postgres",
+					"connect_timeout=3");
+	return PQconnectdbParams(kw, vals, 1);
+}
+
+/* Tells whether the server has a replication slot of that name. */
 static bool
 slot_exists_on(struct pgl_daemon *d, const char *host, int port, const char *slot)
 {
-	char ci[2048], extra[512], v[8];
 	const char *params[1] = { slot };
-	PGconn *c;
+	PGconn *c = connect_remote(d, host, port);
 	bool found = false;
+	char v[8];
 
-	snprintf(extra, sizeof(extra), "connect_timeout=3");
-	pgl_pg_conninfo(ci, sizeof(ci), host, port, d->cfg.replication_user, "postgres", extra);
-	{
-		const char *kw[] = { "dbname", "password", NULL };
-		const char *vals[] = { ci, d->password, NULL };
-
-		c = PQconnectdbParams(kw, vals, 1);
-	}
 	if (PQstatus(c) == CONNECTION_OK &&
 		pgl_pg_scalar(c, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", 1,
 					  params, v, sizeof(v)) == 0)
@@ -464,6 +469,20 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 		return -PGL_EINVAL;
 	if (d->pm_pid > 0)
 		pgl_node_stop(d, true, 30000);
+	/*
+	 * A just-promoted source still has the old timeline in its control file
+	 * until its first checkpoint, and pg_rewind would then wrongly find
+	 * "no rewind required".  The replication role is a member of
+	 * pg_checkpoint, so it can force that checkpoint.
+	 */
+	{
+		PGconn *c = connect_remote(d, host, port);
+
+		if (PQstatus(c) != CONNECTION_OK || pgl_pg_exec(c, "CHECKPOINT", 0, NULL) < 0)
+			pgl_log_warn("CHECKPOINT on %s before pg_rewind failed: %s", from->name,
+						 PQerrorMessage(c));
+		PQfinish(c);
+	}
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
 	snprintf(exe, sizeof(exe), "%s/pg_rewind", d->cfg.pg_bindir);
@@ -639,6 +658,10 @@ create_replication_role(struct pgl_daemon *d)
 	if (ident == NULL || lit == NULL)
 		goto out;
 	snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s", ident, lit);
+	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+		goto out;
+	/* CHECKPOINT on a just-promoted source before pg_rewind (see pgl_node_rewind). */
+	snprintf(sql, sizeof(sql), "GRANT pg_checkpoint TO %s", ident);
 	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
 		goto out;
 	/* What pg_rewind needs from its source, without superuser. */

@@ -542,7 +542,8 @@ class Node:
             return None
 
     def wal_receiver(self):
-        rows = self.query("SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver")
+        rows = self.query("SELECT status, sender_host, sender_port, received_tli "
+                          "FROM pg_stat_wal_receiver")
         return rows[0] if rows else None
 
     def log_text(self):
@@ -686,6 +687,12 @@ class Sampler:
                 if pred(h[2], h[3]):
                     return h
         return None
+
+    def wait_first_seen(self, pred, timeout=5):
+        """first_seen(pred), waiting for the lease thread to catch up."""
+        return poll_until(lambda: self.first_seen(pred), timeout,
+                          "the sampler to record a lease version matching the condition",
+                          interval=0.02)
 
     def primary_observations(self, name):
         with self.lock:
@@ -916,12 +923,20 @@ class Cluster:
             " with term >= %d" % min_term if min_term else ""))
 
     def wait_for_streaming(self, node, upstream=None, timeout=120):
+        """node's WAL receiver streams (from upstream's port, on upstream's
+        current timeline: a standby whose history forked off may stream the
+        old timeline for an instant before giving up)."""
         def ok():
             r = node.wal_receiver()
             if not r or r[0] != "streaming":
                 return None
-            if upstream is not None and r[2] != upstream.port:
-                return None
+            if upstream is not None:
+                if r[2] != upstream.port:
+                    return None
+                tli = int(upstream.scalar("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), "
+                                          "1, 8)"), 16)
+                if r[3] != tli:
+                    return None
             return r
         return poll_until(ok, timeout, "%s streaming%s" % (
             node.name, " from %s (port %d)" % (upstream.name, upstream.port) if upstream else ""),

@@ -18,7 +18,7 @@ def test_concurrent_bootstrap(make_cluster):
     assert p.is_primary() is True
     for s in standbys:
         assert s.is_primary() is False, "%s should be in recovery" % s.name
-        st, host, port = s.wal_receiver()
+        st, host, port, _tli = s.wal_receiver()
         assert st == "streaming" and port == p.port, (s.name, st, host, port)
 
     # The lease: term 1, held by the primary.

@@ -115,8 +115,8 @@ def test_fence_higher_term(make_cluster):
     acq = c.events("acquired", term=term + 2)
     assert len(acq) == 1 and acq[0]["node"] == newp.name, acq
     assert "ghost" in acq[0]["detail"] and "lease unchanged for" in acq[0]["detail"], acq
-    claimed = c.sampler.first_seen(lambda t, h: t == term + 2)
-    ghost = c.sampler.first_seen(lambda t, h: t == term + 1)
+    claimed = c.sampler.wait_first_seen(lambda t, h: t == term + 2)
+    ghost = c.sampler.wait_first_seen(lambda t, h: t == term + 1)
     assert claimed and ghost and claimed[0] - ghost[0] >= TTL - 0.3, (
         "ghost's term was taken over %.2f s after it appeared, before the TTL"
         % (claimed[0] - ghost[0]))

@@ -123,7 +123,7 @@ def test_whole_node_frozen(make_cluster):
     p.sigstop(whole=True)
     try:
         newp = c.wait_for_primary(timeout=60, exclude=[p], min_term=term + 1)
-        claim = c.sampler.first_seen(lambda t, h: t == term + 1)
+        claim = c.sampler.wait_first_seen(lambda t, h: t == term + 1)
         assert claim is not None
         measure("009c whole primary node frozen -> claim seen", claim[0] - t_stop)
         assert claim[0] - t_stop >= ttl - margin, (
