@@ -552,15 +552,28 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 						"pg_basebackup from %s", h->name);
 	}
 	if (d->pm_pid == 0) {
-		if (!has_standby_signal(d)) {
+		if (now < d->start_retry_ms)
+			return;
+		/*
+		 * A data directory that was a primary, or one that failed to start
+		 * as a standby (e.g. "requested timeline N is not a child of this
+		 * server's history"), is rewound before following.
+		 */
+		if (!has_standby_signal(d) || d->start_failures >= 2) {
 			if (strcmp(h->role, "primary") != 0)
 				return;
-			/* This data directory was a primary: rewind before following. */
-			if (pgl_node_rewind(d, h) < 0)
+			if (pgl_node_rewind(d, h) < 0) {
+				d->start_retry_ms = pgl_mono_ms() + 1000;
 				return;
+			}
+			d->start_failures = 0;
 		}
-		if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0)
+		if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0) {
+			d->start_failures++;
+			d->start_retry_ms = pgl_mono_ms() + 1000;
 			return;
+		}
+		d->start_failures = 0;
 		d->following[0] = '\0';
 	}
 	if (d->pg_mode != PGL_PG_STANDBY)

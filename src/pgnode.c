@@ -458,6 +458,28 @@ rewind_summary(const char *out, char *buf, size_t len)
 		snprintf(buf, len, "divergence point not reported");
 }
 
+/* The first error line of pg_rewind's output (or its last line). */
+static void
+rewind_error(const char *out, char *buf, size_t len)
+{
+	const char *p = strstr(out, "error:");
+	const char *end;
+
+	if (p == NULL)
+		p = strstr(out, "FATAL:");
+	if (p == NULL) {
+		end = out + strlen(out);
+		while (end > out && (end[-1] == '\n' || end[-1] == ' '))
+			end--;
+		p = end;
+		while (p > out && p[-1] != '\n')
+			p--;
+		snprintf(buf, len, "%.*s", (int) (end - p), p);
+		return;
+	}
+	snprintf(buf, len, "%.*s", (int) strcspn(p, "\n"), p);
+}
+
 int
 pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 {
@@ -502,19 +524,22 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 		return rc;
 	}
 	if (rc < 0) {
-		char *nl;
+		char why[400];
 
-		while ((nl = strrchr(out, '\n')) && nl[1] == '\0')
-			*nl = '\0';
-		nl = strrchr(out, '\n');
-		pgl_log_warn("pg_rewind against %s failed: %s; re-cloning", from->name,
-					 nl ? nl + 1 : out);
+		rewind_error(out, why, sizeof(why));
+		/* One failure may be transient (the source restarting): retry once. */
+		if (++d->rewind_failures < 2) {
+			pgl_log_warn("pg_rewind against %s failed: %s; will retry", from->name, why);
+			return rc;
+		}
+		pgl_log_warn("pg_rewind against %s failed again: %s; re-cloning", from->name, why);
 		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "recloned",
-						"pg_rewind against %s failed (%s); data directory re-cloned",
-						from->name, nl ? nl + 1 : out);
-		rc = pgl_node_clone(d, from);
-		return rc;
+						"pg_rewind against %s failed twice (%s); data directory re-cloned",
+						from->name, why);
+		d->rewind_failures = 0;
+		return pgl_node_clone(d, from);
 	}
+	d->rewind_failures = 0;
 	rewind_summary(out, sum, sizeof(sum));
 	{
 		char a[PGL_LSN_TEXT_MAX];

@@ -73,6 +73,9 @@ struct pgl_daemon {
 	int64_t follow_term;
 	int64_t follow_since_ms;
 	int64_t not_streaming_since_ms;
+	int rewind_failures;		/* consecutive pg_rewind failures */
+	int start_failures;			/* consecutive failed starts as a standby */
+	int64_t start_retry_ms;		/* no standby start before this */
 
 	/* Liveness of the other nodes. */
 	struct pgl_hb_seen *hb;

@@ -18,7 +18,6 @@ the current user.  Every process is ended by its pid; nothing is killed by
 name.
 """
 import hashlib
-import json
 import os
 import pwd
 import random
@@ -33,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -315,8 +313,28 @@ def poll_until(fn, timeout, what, interval=0.1):
         except Exception as e:  # noqa: BLE001 - reported on timeout
             last = "%s: %s" % (type(e).__name__, e)
         if time.monotonic() >= end:
+            if callable(what):
+                what = what()
             pytest.fail("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
         time.sleep(interval)
+
+
+def proc_info(pid):
+    """(pid, state, ppid, comm) for messages."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return (pid, None)
+    rest = st[st.rindex(")") + 2:].split()
+    return (pid, rest[0], int(rest[1]), st[st.index("(") + 1:st.rindex(")")])
+
+
+def wait_reaped(pids, timeout=30):
+    """Waits until the killed pids are gone (not even zombies)."""
+    poll_until(lambda: all(proc_state(x) is None for x in pids), timeout,
+               lambda: "the killed processes to be reaped: %s (pytest is %d)" % (
+                   [proc_info(x) for x in pids], os.getpid()))
 
 
 def iso_to_epoch(ts):

@@ -3,7 +3,7 @@ one cluster: exactly one primary (term 1, one 'bootstrap' event), two
 streaming standbys cloned from it, and `pglease status --json` agrees."""
 import json
 
-from conftest import FAST, poll_until, started_cluster
+from conftest import FAST, poll_until
 
 
 def test_concurrent_bootstrap(make_cluster):

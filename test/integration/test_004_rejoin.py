@@ -8,7 +8,9 @@ progress.  One rewind must be enough; a rewind that changes nothing ("no
 rewind required") leaves a standby that cannot follow the new timeline."""
 import time
 
-from conftest import FAST, poll_until, proc_state, started_cluster
+import pytest
+
+from conftest import FAST, poll_until, started_cluster, wait_reaped
 from test_002_crash_failover import first_write_after_kill
 
 FOLLOW_TIMEOUT_MS = 15000
@@ -27,13 +29,22 @@ def test_rejoin_after_crash(make_cluster):
     new, _ = first_write_after_kill(c, c.others(p), 100001, 60)
     c.insert(new, range(100002, 100301))
     # The killed processes are gone (reaped), as on a real host.
-    poll_until(lambda: all(proc_state(x) is None for x in pids), 30,
-               "the killed processes %s to be reaped" % pids)
+    wait_reaped(pids)
 
     t_restart = time.time()
     t0 = time.monotonic()
     p.start()
-    c.wait_for_streaming(p, new, timeout=180)
+    try:
+        c.wait_for_streaming(p, new, timeout=120)
+    except pytest.fail.Exception as e:
+        ev = [(x["at"], x["kind"], x["detail"]) for x in c.events(node=p.name)
+              if x["kind"] in ("rewound", "recloned")]
+        log = p.log_text()
+        pytest.fail("%s did not rejoin as a standby of %s within 120 s of its restart.\n"
+                    "its rewind/re-clone events: %s\npostgres start failures 'requested timeline "
+                    "... is not a child of this server's history': %d\n(%s)" % (
+                        p.name, new.name, ev, log.count("is not a child of this server's history"),
+                        str(e).splitlines()[0]))
     rejoin_s = time.monotonic() - t0
     c.insert(new, range(100301, 100401))
     c.wait_for_catchup(p, new)
