@@ -198,6 +198,7 @@ renew(struct pgl_daemon *d)
 		d->last_renew_ms = t0;
 		d->next_renew_ms = t0 + d->cfg.renew_interval_ms;
 		wd_update(d);
+		pgl_node_fence_arm(d);
 		return;
 	}
 	if (rc == -PGL_ENOTHOLDER) {
@@ -383,6 +384,8 @@ become_primary(struct pgl_daemon *d)
 		release(d, NULL, "promotion failed");
 		return;
 	}
+	if (pgl_node_fence_setup(d) < 0)
+		pgl_log_warn("in-server fence not armed; relying on the agent and its watchdog");
 	d->pm_crashes = 0;
 	d->following[0] = '\0';
 	pgl_strlcpy(d->state, "running", sizeof(d->state));
@@ -678,7 +681,8 @@ supervise(struct pgl_daemon *d)
 	if (pgl_node_start(d, PGL_PG_PRIMARY, NULL) < 0 && d->term) {
 		pgl_node_kill(d);
 		release(d, NULL, "postgres could not be restarted");
-	}
+	} else if (d->term && pgl_node_fence_setup(d) < 0)
+		pgl_log_warn("in-server fence not armed after the restart");
 	wd_update(d);
 }
 
@@ -928,6 +932,20 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
 	}
 	pgl_store_set_busy_ms(d->st, 500);
+	{
+		char lib[PGL_PATH_MAX + 32];
+
+		pgl_node_fence_lib(&d->cfg, lib, sizeof(lib));
+		d->fence_on = strcmp(d->cfg.in_server_fence, "off") != 0 && access(lib, R_OK) == 0;
+		if (strcmp(d->cfg.in_server_fence, "on") == 0 && !d->fence_on) {
+			fprintf(stderr, "pglease: in_server_fence = on, but %s is not installed "
+					"(make -C src/fence install)\n", lib);
+			return PGL_EXIT_USAGE;
+		}
+		if (!d->fence_on && strcmp(d->cfg.in_server_fence, "auto") == 0)
+			pgl_log_warn("in-server fence not installed (%s): a primary frozen as a whole "
+						 "may still commit briefly when it thaws", lib);
+	}
 	if ((rc = take_alive_lock(d, err, sizeof(err))) < 0 ||
 		(rc = pgl_node_check_identity(d, err, sizeof(err))) < 0 ||
 		(rc = check_no_foreign_postmaster(d, err, sizeof(err))) < 0) {

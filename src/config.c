@@ -21,7 +21,7 @@
 
 extern char **environ;
 
-enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL };
+enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE };
 
 struct conf_key {
 	const char *name;
@@ -68,6 +68,8 @@ static const struct conf_key keys[] = {
 	  "pg_hba address (CIDR, samenet or samehost) allowed to connect with a password" },
 	{ "pg_socket_dir", KEY_STR, OFF(pg_socket_dir), "/tmp", 1, 0,
 	  "directory of PostgreSQL's Unix socket (local trust only there)" },
+	{ "in_server_fence", KEY_TRISTATE, OFF(in_server_fence), "auto", 0, 0,
+	  "pglease_fence extension refusing commits past the deadline: auto, on or off" },
 };
 
 struct errbuf {
@@ -137,6 +139,12 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 	case KEY_LEVEL:
 		if (pgl_log_parse_level(val) < 0) {
 			snprintf(why, whylen, "'%s' is not one of error, warn, info, debug", val);
+			return false;
+		}
+		break;
+	case KEY_TRISTATE:
+		if (strcmp(val, "auto") != 0 && strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+			snprintf(why, whylen, "'%s' is not one of auto, on, off", val);
 			return false;
 		}
 		break;

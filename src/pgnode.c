@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +125,8 @@ conf_quote(char *out, size_t len, const char *v)
 static int
 write_node_conf(struct pgl_daemon *d)
 {
-	char path[PGL_PATH_MAX + 32], text[32768], q[600];
+	char path[PGL_PATH_MAX + 32], text[32768], q[1300];
+	bool preload_done = false;
 	size_t n = 0;
 
 	snprintf(path, sizeof(path), "%s/" NODE_CONF, d->cfg.pgdata);
@@ -136,9 +138,18 @@ write_node_conf(struct pgl_daemon *d)
 	conf_quote(q, sizeof(q), d->cfg.node_name);
 	n += snprintf(text + n, sizeof(text) - n, "cluster_name = %s\n", q);
 	for (int i = 0; i < d->cfg.n_pg; i++) {
-		conf_quote(q, sizeof(q), d->cfg.pg[i].value);
+		char v[600];
+
+		if (d->fence_on && strcmp(d->cfg.pg[i].name, "shared_preload_libraries") == 0) {
+			snprintf(v, sizeof(v), "pglease_fence, %s", d->cfg.pg[i].value);
+			preload_done = true;
+		} else
+			pgl_strlcpy(v, d->cfg.pg[i].value, sizeof(v));
+		conf_quote(q, sizeof(q), v);
 		n += snprintf(text + n, sizeof(text) - n, "%s = %s\n", d->cfg.pg[i].name, q);
 	}
+	if (d->fence_on && !preload_done)
+		n += snprintf(text + n, sizeof(text) - n, "shared_preload_libraries = 'pglease_fence'\n");
 	return write_file(path, text, 0600);
 }
 
@@ -219,6 +230,80 @@ pgl_node_disconnect(struct pgl_daemon *d)
 {
 	PQfinish(d->conn);
 	d->conn = NULL;
+	pgl_node_fence_close(d);
+}
+
+/* ---- the in-server fence (src/fence) ---- */
+
+void
+pgl_node_fence_lib(const struct pgl_config *cfg, char *out, size_t len)
+{
+	char *copy = strdup(cfg->pg_bindir);
+
+	snprintf(out, len, "%s/lib/pglease_fence.so", dirname(copy));
+	free(copy);
+}
+
+void
+pgl_node_fence_close(struct pgl_daemon *d)
+{
+	PQfinish(d->fence_conn);
+	d->fence_conn = NULL;
+}
+
+int
+pgl_node_fence_setup(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_node_conn(d);
+	char dl[32];
+	const char *params[1] = { dl };
+
+	if (!d->fence_on || c == NULL || d->term == 0)
+		return 0;
+	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
+		return -PGL_EPG;
+	pgl_node_fence_close(d);
+	d->fence_conn = pgl_pg_connect_local(&d->cfg, 2);
+	if (d->fence_conn == NULL)
+		return -PGL_EPG;
+	snprintf(dl, sizeof(dl), "%lld", (long long) d->deadline_ms);
+	if (pgl_pg_exec(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, params) < 0) {
+		pgl_node_fence_close(d);
+		return -PGL_EPG;
+	}
+	/* From now on the deadline is sent without waiting for the answer. */
+	PQsetnonblocking(d->fence_conn, 1);
+	pgl_log_info("in-server fence armed: commits are refused past the fence deadline");
+	return 0;
+}
+
+void
+pgl_node_fence_arm(struct pgl_daemon *d)
+{
+	char dl[32];
+	const char *params[1] = { dl };
+	PGresult *res;
+
+	if (d->fence_conn == NULL)
+		return;
+	if (!PQconsumeInput(d->fence_conn)) {
+		pgl_log_warn("in-server fence connection lost: %s", PQerrorMessage(d->fence_conn));
+		pgl_node_fence_close(d);
+		return;
+	}
+	while (!PQisBusy(d->fence_conn) && (res = PQgetResult(d->fence_conn)) != NULL) {
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			pgl_log_warn("arming the in-server fence failed: %s",
+						 PQresultErrorMessage(res));
+		PQclear(res);
+	}
+	if (PQisBusy(d->fence_conn))
+		return;					/* the server has not answered the last one yet */
+	snprintf(dl, sizeof(dl), "%lld", (long long) d->deadline_ms);
+	if (!PQsendQueryParams(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, NULL, params,
+						   NULL, NULL, 0))
+		pgl_log_warn("arming the in-server fence failed: %s", PQerrorMessage(d->fence_conn));
+	PQflush(d->fence_conn);
 }
 
 bool

@@ -40,6 +40,7 @@ struct pgl_config {
 	char log_level[16];
 	char allowed_network[128];
 	char pg_socket_dir[PGL_PATH_MAX];
+	char in_server_fence[8];		/* auto, on, off */
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };

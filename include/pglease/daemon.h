@@ -46,6 +46,8 @@ struct pgl_daemon {
 	pid_t pm_pid;				/* postmaster child, 0 when none */
 	enum pgl_pg_mode pg_mode;	/* how it was started */
 	PGconn *conn;				/* local connection, NULL when none */
+	PGconn *fence_conn;			/* non-blocking connection that arms pglease_fence */
+	bool fence_on;				/* the in-server fence extension is in use */
 	int64_t pm_started_ms;
 	int pm_crashes;				/* restarts under the current term */
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
@@ -126,6 +128,13 @@ int pgl_node_sync_slots(struct pgl_daemon *d);
 /* The cached local connection, reconnecting if needed; NULL when down.  Borrowed. */
 PGconn *pgl_node_conn(struct pgl_daemon *d);
 void pgl_node_disconnect(struct pgl_daemon *d);
+/* Path of pglease_fence.so beside the server's libraries. */
+void pgl_node_fence_lib(const struct pgl_config *cfg, char *out, size_t len);
+/* Primary: CREATE EXTENSION pglease_fence, connect, arm with the deadline. */
+int pgl_node_fence_setup(struct pgl_daemon *d);
+/* Sends the new deadline without waiting (skipped while the last is pending). */
+void pgl_node_fence_arm(struct pgl_daemon *d);
+void pgl_node_fence_close(struct pgl_daemon *d);
 /* Parses "host=.. port=.." of a node row into host and port. */
 bool pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port);
 

@@ -50,7 +50,9 @@ def test_crash_failover(make_cluster):
     assert ("holder's processes gone" in acq[0]["detail"]
             or "lease unchanged for" in acq[0]["detail"]), acq[0]["detail"]
     print("acquired:", acq[0]["detail"])
-    assert c.events("promoted", node=new.name, term=term + 1), c.events()
+    # The server accepts writes a moment before the agent records the event.
+    poll_until(lambda: c.events("promoted", node=new.name, term=term + 1), 10,
+               "the 'promoted' event of %s" % new.name)
 
     # Every row committed (and replicated) before the kill is on the new primary.
     got = c.ids(new)
