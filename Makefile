@@ -1,7 +1,7 @@
 # pglease — build, test and sanitize.
 #
 #   make            build ./pglease
-#   make check      unit tests, then integration tests (real PostgreSQL 15)
+#   make check      unit, CLI, in-server fence and integration tests (real PostgreSQL 15)
 #   make unit       unit tests only (no PostgreSQL needed)
 #   make sanitize   rebuild everything with ASan + UBSan and run the unit tests
 #   make docker-check  end-to-end tests in real containers
@@ -22,7 +22,7 @@ LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all check unit cli-test integration sanitize clean deps-check docker-check bench
+.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench
 
 all: deps-check pglease
 
@@ -51,10 +51,23 @@ unit: deps-check $(BUILD)/pglease $(UNIT_BINS)
 cli-test: pglease
 	@test/cli/run.sh $(CURDIR)/pglease
 
+# The in-server fence: a PGXS extension (needs postgresql-server-dev-15).
+fence:
+	$(MAKE) -C src/fence
+
+install-fence: fence
+	$(MAKE) -C src/fence install
+
+fence-test:
+	@test/fence/run.sh
+
+# As root the fence is installed first, so the agents under test use it.
 integration: pglease
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install-fence >/dev/null; \
+	else echo "integration: not root, pglease_fence not installed (agents run without it)"; fi
 	@test/integration/run.sh
 
-check: unit cli-test integration
+check: unit cli-test fence-test integration
 
 sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined" unit
@@ -67,3 +80,4 @@ bench: pglease
 
 clean:
 	rm -rf build build-san pglease
+	$(MAKE) -C src/fence clean

@@ -3,6 +3,7 @@
 # Idempotent; run as root on a fresh Debian 12 machine.
 set -euo pipefail
 pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev sqlite3 postgresql-15
+      postgresql-server-dev-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
       iproute2 procps bc)
 if [ "$(id -u)" -ne 0 ]; then

@@ -25,6 +25,7 @@ PORT=
 DATA=
 BG_PIDS=()		# background processes we started (psql clients)
 ORPHAN_PIDS=()	# server processes left behind after we killed a postmaster
+FROZEN_PIDS=()	# server processes we SIGSTOPped (resumed on exit)
 
 ok()   { PASS=$((PASS + 1)); echo "ok   - $*"; }
 nok()  { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
@@ -70,6 +71,7 @@ poll() {
 
 cleanup() {
 	local p pm
+	for p in "${FROZEN_PIDS[@]}"; do alive "$p" && kill -CONT "$p" 2>/dev/null; done
 	for p in "${BG_PIDS[@]}"; do alive "$p" && kill "$p" 2>/dev/null; done
 	if [ -n "$DATA" ]; then
 		pm=$(postmaster_pid)
@@ -118,7 +120,7 @@ fsync = off
 max_wal_size = 4GB
 EOF
 
-start_server() { pg_ctl -l "$TMP/server.log" -w -t 60 start >/dev/null; }
+start_server() { pg_ctl -l "$TMP/server.log" -w -t 60 start >"$TMP/pg_ctl.out" 2>&1; }
 if ! start_server; then
 	nok "start the cluster"; cat "$TMP/server.log"
 	echo "$PASS passed, $FAIL failed"; exit 1
@@ -176,6 +178,24 @@ out=$(pg -c "BEGIN" -c "INSERT INTO t VALUES (5)" -c "SELECT pg_sleep(2)" -c "CO
 check "deadline passes before COMMIT: COMMIT refused" contains "$out" "$MSG_DEADLINE"
 check "deadline passes before COMMIT: the row is absent" test "$(count "v = 5")" = 0
 check "deadline passes before COMMIT: the session is usable afterwards" contains "$out" "session usable: true"
+pg -c "SELECT pglease_fence_disarm()" >/dev/null
+
+# The whole server freezes (SIGSTOP postmaster and backend) past the
+# deadline with a write on its way; on thaw the write must not commit.
+arm_in 1500
+pg -c "SELECT pg_sleep(1)" -c "INSERT INTO t VALUES (8)" >"$TMP/frozen.out" 2>&1 &
+BG_PIDS+=($!)
+if poll 10 "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1)'" 1; then
+	bpid=$(pg -c "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(1)'")
+	FROZEN_PIDS=("$(postmaster_pid)" "$bpid")
+	kill -STOP "${FROZEN_PIDS[@]}"
+	sleep 2.5
+	kill -CONT "${FROZEN_PIDS[@]}"
+	FROZEN_PIDS=()
+fi
+wait "${BG_PIDS[-1]}" 2>/dev/null
+check "frozen past the deadline: the write is refused on thaw" contains "$(cat "$TMP/frozen.out")" "$MSG_DEADLINE"
+check "frozen past the deadline: the row is absent" test "$(count "v = 8")" = 0
 pg -c "SELECT pglease_fence_disarm()" >/dev/null
 
 out=$(pg_out "SELECT pglease_fence_arm(0)")
@@ -250,6 +270,14 @@ if [ "${FENCE_CONTROL:-0}" = 1 ]; then
 	check "control (fence off): the orphan's INSERT commits" test "$(count "v >= 1000000")" = 20000000
 	pg -c "ALTER SYSTEM RESET pglease_fence.enabled" -c "SELECT pg_reload_conf()" >/dev/null
 fi
+
+# Without shared_preload_libraries the functions must fail loudly, never
+# pretend to arm a fence that does not exist.
+pg_ctl -m fast -w stop >/dev/null 2>&1
+sed -i "/^shared_preload_libraries/d" "$DATA/postgresql.conf"
+start_server
+out=$(pg_out "SELECT pglease_fence_arm(1)")
+check "not preloaded: pglease_fence_arm raises an error" contains "$out" "must be loaded via shared_preload_libraries"
 
 pg_ctl -m fast -w stop >/dev/null 2>&1
 check "cluster stopped" test -z "$(postmaster_pid)"
