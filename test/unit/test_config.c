@@ -69,6 +69,7 @@ test_defaults(void)
 	CHECK(cfg.fence_margin_ms == 1000);
 	CHECK(cfg.election_grace_ms == 1000);
 	CHECK(strcmp(cfg.log_level, "info") == 0);
+	CHECK(strcmp(cfg.in_server_fence, "auto") == 0);
 	CHECK(cfg.n_pg == 0);
 	CHECK(cfg.advertise_host[0] != '\0');	/* the host name */
 	CHECK(err[0] == '\0');
@@ -195,6 +196,7 @@ test_bad_values(void)
 		"a123456789012345678901234567890123456789012345678901234567890123\n", "node_name");
 	expect_line_error("log_level = verbose\n", "log_level");	/* bad level */
 	expect_line_error("log_level = INFO\n", "log_level");
+	expect_line_error("in_server_fence = yes\n", "in_server_fence");	/* auto, on, off only */
 	expect_line_error("just some words\n", "key = value");
 	expect_line_error("lease_db = 'unterminated\n", "lease_db");
 	expect_line_error("lease_db = 'a' b\n", "lease_db");
