@@ -5,7 +5,11 @@ set -euo pipefail
 pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev sqlite3 postgresql-15
       postgresql-server-dev-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
-      iproute2 procps bc)
+      iproute2 procps bc debootstrap debian-archive-keyring)
+# The Docker tests need Compose; install Debian's when a Docker engine is present.
+if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+	pkgs+=(docker-compose)
+fi
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-deps.sh: must run as root (it calls apt-get)" >&2
 	exit 2
