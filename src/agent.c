@@ -859,6 +859,13 @@ check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 				 "this agent; stop it first", d->cfg.pgdata, pid);
 		return -PGL_EINVAL;
 	}
+	/*
+	 * The pid is gone, a zombie nobody reaped yet, or recycled by another
+	 * program: postgres (and pg_rewind's single-user recovery) would take a
+	 * zombie for a live postmaster and refuse to start, so the stale file goes.
+	 */
+	if (pid > 0 && unlink(p) == 0)
+		pgl_log_info("removed stale %s (pid %ld is not a running postmaster)", p, pid);
 	return 0;
 }
 
