@@ -370,23 +370,21 @@ become_primary(struct pgl_daemon *d)
 
 			local_status(d, &s);
 			pgl_log_info("promoted: now primary on timeline %lld", (long long) s.timeline);
-			agent_event(d, d->term, "promoted",
-							"pg_promote() done; timeline %lld", (long long) s.timeline);
+			agent_event(d, d->term, "promoted", "pg_promote() done; timeline %lld",
+						(long long) s.timeline);
 		}
 	}
 	if (d->term == 0)
 		return;					/* fenced meanwhile */
 	if (rc < 0) {
 		pgl_log_error("could not become primary (%s); releasing the lease", pgl_strerror(rc));
-		agent_event(d, d->term, "promotion-failed", "%s",
-						pgl_strerror(rc));
+		agent_event(d, d->term, "promotion-failed", "%s", pgl_strerror(rc));
 		pgl_node_kill(d);
 		release(d, NULL, "promotion failed");
 		return;
 	}
 	if (pgl_node_fence_setup(d) < 0)
 		pgl_log_warn("in-server fence not armed; relying on the agent and its watchdog");
-	d->pm_crashes = 0;
 	d->following[0] = '\0';
 	pgl_strlcpy(d->state, "running", sizeof(d->state));
 	pgl_node_sync_slots(d);
@@ -551,8 +549,7 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 			d->next_heartbeat_ms = 0;
 			return;
 		}
-		agent_event(d, d->lease.term, "cloned",
-						"pg_basebackup from %s", h->name);
+		agent_event(d, d->lease.term, "cloned", "pg_basebackup from %s", h->name);
 	}
 	if (d->pm_pid == 0) {
 		if (now < d->start_retry_ms)
@@ -585,8 +582,8 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 		if (pgl_node_follow(d, h) < 0)
 			return;
 		pgl_log_info("following %s (term %lld)", h->name, (long long) d->lease.term);
-		agent_event(d, d->lease.term, "followed",
-						"primary_conninfo now points at %s", h->name);
+		agent_event(d, d->lease.term, "followed", "primary_conninfo now points at %s",
+					h->name);
 		pgl_strlcpy(d->following, h->name, sizeof(d->following));
 		d->follow_term = d->lease.term;
 		d->follow_since_ms = now;
@@ -673,11 +670,9 @@ supervise(struct pgl_daemon *d)
 		d->pg_mode = PGL_PG_NONE;
 		return;					/* a standby is restarted by the follow logic */
 	}
-	d->pm_crashes++;
 	pgl_log_warn("postgres exited while primary; restarting it under term %lld (crash recovery)",
 				 (long long) d->term);
-	agent_event(d, d->term, "restarted",
-					"postgres exited; crash recovery under the same term");
+	agent_event(d, d->term, "restarted", "postgres exited; crash recovery under the same term");
 	if (pgl_node_start(d, PGL_PG_PRIMARY, NULL) < 0 && d->term) {
 		pgl_node_kill(d);
 		release(d, NULL, "postgres could not be restarted");

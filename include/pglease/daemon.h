@@ -49,7 +49,6 @@ struct pgl_daemon {
 	PGconn *fence_conn;			/* non-blocking connection that arms pglease_fence */
 	bool fence_on;				/* the in-server fence extension is in use */
 	int64_t pm_started_ms;
-	int pm_crashes;				/* restarts under the current term */
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
 
 	/* The lease as holder. */
