@@ -681,6 +681,30 @@ supervise(struct pgl_daemon *d)
 	wd_update(d);
 }
 
+/*
+ * True while the store's path still names the file this agent opened.  A
+ * store deleted or replaced under running agents would split the cluster in
+ * two (the old inode and the new file), so the agent fences and stops.
+ */
+static bool
+store_still_there(struct pgl_daemon *d, int64_t now)
+{
+	struct stat sb;
+
+	if (now - d->store_checked_ms < d->cfg.renew_interval_ms)
+		return true;
+	d->store_checked_ms = now;
+	if (stat(d->cfg.lease_db, &sb) == 0 && sb.st_dev == d->store_dev && sb.st_ino == d->store_ino)
+		return true;
+	if (d->term)
+		pgl_agent_fence(d, "the lease store file was deleted or replaced");
+	pgl_log_error("%s was deleted or replaced while running; stopping (restart the agents "
+				  "once the store is in place)", d->cfg.lease_db);
+	d->stop = 1;
+	d->fatal = true;
+	return false;
+}
+
 static void
 tick(struct pgl_daemon *d)
 {
@@ -689,6 +713,8 @@ tick(struct pgl_daemon *d)
 	const struct pgl_node *h;
 	int n = 0;
 
+	if (!store_still_there(d, now))
+		return;
 	holder_duties(d, now);
 	supervise(d);
 	if (pgl_store_read_lease(d->st, &d->lease) < 0)
@@ -935,6 +961,14 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	}
 	pgl_store_set_busy_ms(d->st, 500);
 	{
+		struct stat sb;
+
+		if (stat(d->cfg.lease_db, &sb) == 0) {
+			d->store_dev = sb.st_dev;
+			d->store_ino = sb.st_ino;
+		}
+	}
+	{
 		char lib[PGL_PATH_MAX + 32];
 
 		pgl_node_fence_lib(&d->cfg, lib, sizeof(lib));
@@ -1058,6 +1092,8 @@ pgl_agent_main(int argc, char **argv)
 	}
 	if (rc == PGL_EXIT_OK)
 		shutdown_node(d);
+	if (rc == PGL_EXIT_OK && d->fatal)
+		rc = PGL_EXIT_FAIL;
 	pgl_node_disconnect(d);
 	pgl_watch_close(d->watch);
 	pgl_store_close(d->st);

@@ -36,6 +36,9 @@ struct pgl_pending_event {
 struct pgl_daemon {
 	struct pgl_config cfg;
 	struct pgl_store *st;
+	dev_t store_dev;			/* identity of the store file opened at startup */
+	ino_t store_ino;
+	int64_t store_checked_ms;
 	struct pgl_watch *watch;
 	int sig_fd;
 	int lock_fd;				/* alive/<node>.lock, inherited by the postmaster */
@@ -87,6 +90,7 @@ struct pgl_daemon {
 	int n_pending;
 
 	volatile sig_atomic_t stop;	/* SIGTERM/SIGINT seen */
+	bool fatal;					/* stopping because of an error */
 	bool in_tick_renew;
 };
 
