@@ -101,7 +101,11 @@ start)
 	[ -x "$bin" ] || die "$bin not found: run make first"
 	for i in $(seq 1 "$n"); do start_node "pg$i"; done ;;
 stop)
-	for n in $(nodes); do stop_node "$n"; done ;;
+	# Standbys first, the primary last: stopping the primary first would hand
+	# the lease to a standby that is about to stop too.
+	h=$(sqlite3 "file:$dir/lease/lease.db?mode=ro" 'select holder from lease' 2>/dev/null || true)
+	for n in $(nodes); do [ "$n" = "$h" ] || stop_node "$n"; done
+	[ -z "$h" ] || [ ! -d "$(node_dir "$h")" ] || stop_node "$h" ;;
 status)
 	"$bin" status --lease-db "$dir/lease/lease.db" ;;
 kill)
