@@ -298,8 +298,13 @@ pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 		PQfinish(c);
 		return NULL;
 	}
-	/* A hung server must not hang the agent for long. */
+	/*
+	 * A hung server must not hang the agent for long, and the agent's own
+	 * commits (the replication role at bootstrap, CREATE EXTENSION) must not
+	 * wait for a synchronous standby that may not exist yet.
+	 */
 	PQclear(PQexec(c, "SET statement_timeout = '5s'"));
+	PQclear(PQexec(c, "SET synchronous_commit = local"));
 	return c;
 }
 
