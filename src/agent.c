@@ -270,13 +270,23 @@ track_heartbeats(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int6
 	}
 }
 
-static bool
-node_live(const struct pgl_daemon *d, const char *name, int64_t now, int64_t ttl)
+/* Monotonic time this node last saw name's heartbeat change, 0 if never. */
+static int64_t
+hb_changed_at(const struct pgl_daemon *d, const char *name)
 {
 	for (int j = 0; j < d->n_hb; j++)
 		if (strcmp(d->hb[j].name, name) == 0)
-			return d->hb[j].heartbeat >= 0 && now - d->hb[j].changed_ms < ttl;
-	return false;
+			return d->hb[j].changed_ms;
+	return 0;
+}
+
+/* Live: its heartbeat was seen changing within ttl on this node's clock. */
+static bool
+node_live(const struct pgl_daemon *d, const char *name, int64_t now, int64_t ttl)
+{
+	int64_t at = hb_changed_at(d, name);
+
+	return at > 0 && now - at < ttl;
 }
 
 /*
@@ -442,16 +452,6 @@ ranks_before(const struct cand *a, const struct cand *b)
 	if (a->priority != b->priority)
 		return a->priority > b->priority;
 	return strcmp(a->name, b->name) < 0;
-}
-
-/* Monotonic time this node last saw name's heartbeat change, 0 if never. */
-static int64_t
-hb_changed_at(const struct pgl_daemon *d, const char *name)
-{
-	for (int j = 0; j < d->n_hb; j++)
-		if (strcmp(d->hb[j].name, name) == 0)
-			return d->hb[j].changed_ms;
-	return 0;
 }
 
 /*
@@ -722,7 +722,7 @@ tick(struct pgl_daemon *d)
 	if (d->n_pending)
 		flush_events(d);
 	if (pgl_observer_see(&d->obs, &d->lease, now) && d->lease.term > d->seen_term) {
-		if (d->seen_term && d->lease.term > d->seen_term && d->term == 0)
+		if (d->seen_term && d->term == 0)
 			pgl_log_info("lease term %lld now held by %s", (long long) d->lease.term,
 						 d->lease.holder[0] ? d->lease.holder : "nobody");
 		d->seen_term = d->lease.term;

@@ -72,7 +72,6 @@ struct cli {
 struct snapshot {
 	struct pgl_cluster cluster;
 	struct pgl_lease lease;
-	double lease_age_s;			/* < 0: never renewed */
 	struct pgl_node *nodes;
 	int n_nodes;
 };
@@ -503,7 +502,6 @@ read_snapshot(struct pgl_store *st, struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 	if ((rc = pgl_store_read_cluster(st, &s->cluster)) < 0 ||
 		(rc = pgl_store_read_lease(st, &s->lease)) < 0 ||
-		(rc = pgl_store_lease_age_s(st, &s->lease_age_s)) < 0 ||
 		(rc = pgl_store_list_nodes(st, &s->nodes, &s->n_nodes)) < 0)
 		return store_failed(st, "read the lease store", rc);
 	return 0;
@@ -541,7 +539,7 @@ node_lag(const struct snapshot *s, const struct pgl_node *n)
 /* ---- status ---- */
 
 static void
-print_lease_json(FILE *f, const struct pgl_lease *l, double age_s)
+print_lease_json(FILE *f, const struct pgl_lease *l)
 {
 	fputs("{\"holder\":", f);
 	json_text(f, l->holder);
@@ -551,7 +549,7 @@ print_lease_json(FILE *f, const struct pgl_lease *l, double age_s)
 	fputs(",\"renewed_at\":", f);
 	json_text(f, l->renewed_at);
 	fputs(",\"renewed_age_s\":", f);
-	json_age(f, age_s);
+	json_age(f, l->renewed_age_s);
 	fputs(",\"released_lsn\":", f);
 	json_text(f, l->has_released_lsn ? l->released_lsn : "");
 	fputc('}', f);
@@ -597,7 +595,7 @@ print_status_json(const struct snapshot *s)
 	fputs(",\"system_identifier\":", stdout);
 	json_text(stdout, s->cluster.system_identifier);
 	printf(",\"paused\":%s},\"lease\":", s->cluster.paused ? "true" : "false");
-	print_lease_json(stdout, &s->lease, s->lease_age_s);
+	print_lease_json(stdout, &s->lease);
 	fputs(",\"nodes\":[", stdout);
 	for (int i = 0; i < s->n_nodes; i++) {
 		if (i)
@@ -609,7 +607,7 @@ print_status_json(const struct snapshot *s)
 
 /* "lease: n1 term 3 (renewed 0.4s ago)" or "lease: none (term 3)". */
 static void
-format_lease(const struct pgl_lease *l, double age_s, char *buf, size_t len)
+format_lease(const struct pgl_lease *l, char *buf, size_t len)
 {
 	char lsn[PGL_LSN_TEXT_MAX + 32] = "";
 
@@ -617,11 +615,11 @@ format_lease(const struct pgl_lease *l, double age_s, char *buf, size_t len)
 		snprintf(lsn, sizeof(lsn), ", released at %s", l->released_lsn);
 	if (!l->holder[0])
 		snprintf(buf, len, "lease: none (term %lld%s)", (long long) l->term, lsn);
-	else if (age_s < 0)
+	else if (l->renewed_age_s < 0)
 		snprintf(buf, len, "lease: %s term %lld (never renewed)", l->holder, (long long) l->term);
 	else
 		snprintf(buf, len, "lease: %s term %lld (renewed %.1fs ago)", l->holder,
-				 (long long) l->term, age_s);
+				 (long long) l->term, l->renewed_age_s);
 }
 
 #define NCOLS 8
@@ -677,7 +675,7 @@ print_status_table(const struct snapshot *s)
 	char lease[256];
 	struct row *rows = calloc(s->n_nodes + 1, sizeof(*rows));
 
-	format_lease(&s->lease, s->lease_age_s, lease, sizeof(lease));
+	format_lease(&s->lease, lease, sizeof(lease));
 	printf("Cluster %s  %s%s\n\n", s->cluster.name, lease, s->cluster.paused ? "  PAUSED" : "");
 	rows[0] = header;
 	for (int i = 0; i < s->n_nodes; i++)
@@ -717,29 +715,29 @@ cmd_lease(struct cli *c)
 {
 	struct pgl_store *st = NULL;
 	struct pgl_lease l;
-	double age_s = -1;
 	char renewed[64];
 	int rc;
 
 	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
 		goto out;
-	if ((rc = pgl_store_read_lease(st, &l)) < 0 || (rc = pgl_store_lease_age_s(st, &age_s)) < 0) {
+	if ((rc = pgl_store_read_lease(st, &l)) < 0) {
 		rc = store_failed(st, "read the lease", rc);
 		goto out;
 	}
 	if (c->json) {
-		print_lease_json(stdout, &l, age_s);
+		print_lease_json(stdout, &l);
 		fputc('\n', stdout);
 		goto out;
 	}
-	fmt_age(age_s, renewed, sizeof(renewed));
+	fmt_age(l.renewed_age_s, renewed, sizeof(renewed));
 	printf("holder        %s\n", l.holder[0] ? l.holder : "none");
 	printf("term          %lld\n", (long long) l.term);
 	printf("renewals      %lld\n", (long long) l.renewals);
 	printf("ttl_ms        %lld\n", (long long) l.ttl_ms);
 	printf("acquired_at   %s\n", l.acquired_at[0] ? l.acquired_at : "-");
 	printf("renewed_at    %s%s%s%s\n", l.renewed_at[0] ? l.renewed_at : "-",
-		   age_s >= 0 ? " (" : "", age_s >= 0 ? renewed : "", age_s >= 0 ? ")" : "");
+		   l.renewed_age_s >= 0 ? " (" : "", l.renewed_age_s >= 0 ? renewed : "",
+		   l.renewed_age_s >= 0 ? ")" : "");
 	printf("released_lsn  %s\n", l.has_released_lsn ? l.released_lsn : "-");
 out:
 	pgl_store_close(st);
@@ -827,7 +825,7 @@ out:
  * scripts: the agents never use this.
  */
 static bool
-primary_live(const struct pgl_lease *l, double lease_age_s, const struct pgl_node *h,
+primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 			 char *why, size_t len)
 {
 	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : DEFAULT_TTL_MS) / 1000.0;
@@ -839,7 +837,7 @@ primary_live(const struct pgl_lease *l, double lease_age_s, const struct pgl_nod
 	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
 		snprintf(why, len, "holder %s's last heartbeat is %s", l->holder,
 				 h->age_s < 0 ? "unknown" : "stale");
-	else if (lease_age_s < 0 || lease_age_s > ttl_s)
+	else if (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s)
 		snprintf(why, len, "holder %s has not renewed the lease within its TTL", l->holder);
 	else
 		return true;
@@ -862,14 +860,13 @@ cmd_primary(struct cli *c)
 	struct pgl_store *st = NULL;
 	struct pgl_lease l;
 	struct pgl_node h = { 0 };
-	double age_s = -1;
 	char why[256];
 	bool live, have_row = false;
 	int rc;
 
 	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
 		goto out;
-	if ((rc = pgl_store_read_lease(st, &l)) < 0 || (rc = pgl_store_lease_age_s(st, &age_s)) < 0) {
+	if ((rc = pgl_store_read_lease(st, &l)) < 0) {
 		rc = store_failed(st, "read the lease", rc);
 		goto out;
 	}
@@ -881,7 +878,7 @@ cmd_primary(struct cli *c)
 		}
 		have_row = rc == 0;
 	}
-	live = primary_live(&l, age_s, have_row ? &h : NULL, why, sizeof(why));
+	live = primary_live(&l, have_row ? &h : NULL, why, sizeof(why));
 	if (live && c->conninfo && !c->json && !h.conninfo[0]) {
 		fprintf(stderr, "pglease: primary %s has no conninfo recorded\n", l.holder);
 		rc = PGL_EXIT_FAIL;
@@ -941,7 +938,7 @@ counted(struct watcher *w)
 }
 
 static void
-emit_lease(struct watcher *w, double age_s)
+emit_lease(struct watcher *w)
 {
 	char now[PGL_TS_MAX], text[256];
 
@@ -950,11 +947,11 @@ emit_lease(struct watcher *w, double age_s)
 		fputs("{\"type\":\"lease\",\"at\":", stdout);
 		json_str(stdout, now);
 		fputs(",\"lease\":", stdout);
-		print_lease_json(stdout, &w->lease, age_s);
+		print_lease_json(stdout, &w->lease);
 		fputs("}\n", stdout);
 		return;
 	}
-	format_lease(&w->lease, age_s, text, sizeof(text));
+	format_lease(&w->lease, text, sizeof(text));
 	printf("%s  %s\n", now, text);
 }
 
@@ -1050,7 +1047,6 @@ watch_check(struct watcher *w, bool *changed, bool *done)
 	struct pgl_lease l;
 	struct pgl_event *ev = NULL;
 	int64_t dv;
-	double age_s;
 	int n = 0, rc;
 
 	if ((rc = pgl_store_data_version(w->st, &dv)) < 0)
@@ -1060,12 +1056,11 @@ watch_check(struct watcher *w, bool *changed, bool *done)
 		return 0;
 	w->data_version = dv;
 	if ((rc = pgl_store_read_lease(w->st, &l)) < 0 ||
-		(rc = pgl_store_lease_age_s(w->st, &age_s)) < 0 ||
 		(rc = pgl_store_events_after(w->st, w->last_event, &ev, &n)) < 0)
 		return store_failed(w->st, "read the lease store", rc);
 	if (lease_moved(&w->lease, &l)) {
 		w->lease = l;
-		emit_lease(w, age_s);
+		emit_lease(w);
 		*done = counted(w);
 	}
 	w->lease = l;
@@ -1082,12 +1077,10 @@ static int
 watch_start(struct watcher *w)
 {
 	struct pgl_event *ev = NULL;
-	double age_s;
 	int n = 0, rc;
 
 	if ((rc = pgl_store_data_version(w->st, &w->data_version)) < 0 ||
 		(rc = pgl_store_read_lease(w->st, &w->lease)) < 0 ||
-		(rc = pgl_store_lease_age_s(w->st, &age_s)) < 0 ||
 		(rc = pgl_store_list_events(w->st, 1, &ev, &n)) < 0 ||
 		(rc = pgl_store_list_nodes(w->st, &w->nodes, &w->n_nodes)) < 0) {
 		free(ev);
@@ -1095,7 +1088,7 @@ watch_start(struct watcher *w)
 	}
 	w->last_event = n > 0 ? ev[0].id : 0;
 	free(ev);
-	emit_lease(w, age_s);
+	emit_lease(w);
 	fflush(stdout);
 	return 0;
 }

@@ -508,7 +508,9 @@ read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
 	int rc;
 
 	rc = prepare(s, "SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at, "
-				 "released_lsn, released_lsn_int FROM lease WHERE id = 1", &st);
+				 "released_lsn, released_lsn_int, "
+				 "coalesce((julianday('now') - julianday(renewed_at)) * 86400, -1) "
+				 "FROM lease WHERE id = 1", &st);
 	if (rc != SQLITE_OK)
 		return map_rc(rc);
 	rc = sqlite3_step(st);
@@ -523,6 +525,7 @@ read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
 		col_text(st, 6, l->released_lsn, sizeof(l->released_lsn));
 		l->has_released_lsn = sqlite3_column_type(st, 7) != SQLITE_NULL;
 		l->released_lsn_int = (uint64_t) sqlite3_column_int64(st, 7);
+		l->renewed_age_s = sqlite3_column_double(st, 8);
 		rc = 0;
 	} else
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
@@ -552,25 +555,6 @@ pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
 		col_text(st, 1, c->system_identifier, sizeof(c->system_identifier));
 		col_text(st, 2, c->created_at, sizeof(c->created_at));
 		c->paused = sqlite3_column_int(st, 3) != 0;
-		rc = 0;
-	} else
-		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
-	sqlite3_finalize(st);
-	return rc;
-}
-
-int
-pgl_store_lease_age_s(struct pgl_store *s, double *age_s)
-{
-	sqlite3_stmt *st = NULL;
-	int rc = prepare(s, "SELECT coalesce((julianday('now') - julianday(renewed_at)) * 86400, -1) "
-					 "FROM lease WHERE id = 1", &st);
-
-	if (rc != SQLITE_OK)
-		return map_rc(rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*age_s = sqlite3_column_double(st, 0);
 		rc = 0;
 	} else
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);

@@ -40,6 +40,8 @@ struct pgl_lease {
 	char released_lsn[PGL_LSN_TEXT_MAX];	/* "" when none */
 	uint64_t released_lsn_int;
 	bool has_released_lsn;
+	double renewed_age_s;		/* seconds since renewed_at by the wall clock, for
+								 * humans (read only); -1 when never renewed */
 };
 
 struct pgl_cluster {
@@ -99,14 +101,6 @@ void pgl_store_set_busy_ms(struct pgl_store *st, int ms);
 /* Reads the lease row. */
 int pgl_store_read_lease(struct pgl_store *st, struct pgl_lease *out);
 int pgl_store_read_cluster(struct pgl_store *st, struct pgl_cluster *out);
-/*
- * Seconds since the lease's renewed_at, computed by SQLite (julianday) as the
- * lease_status view does; -1 when renewed_at is NULL.  Wall clock, for humans
- * and the CLI's `primary` heuristic only: never a safety decision.
- */
-int pgl_store_lease_age_s(struct pgl_store *st, double *age_s);
-
-/* PRAGMA data_version: changes whenever another connection committed. */
 int pgl_store_data_version(struct pgl_store *st, int64_t *out);
 
 /*
