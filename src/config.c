@@ -21,7 +21,7 @@
 
 extern char **environ;
 
-enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE };
+enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE };
 
 struct conf_key {
 	const char *name;
@@ -31,45 +31,59 @@ struct conf_key {
 	const char *def;
 	long min, max;			/* ints: range; strings: min length */
 	const char *help;
+	const char *const *choices;	/* KEY_CHOICE: the allowed values, NULL-terminated */
 };
+
+static const char *const sslmodes[] = {
+	"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL
+};
+static const char *const channel_bindings[] = { "disable", "prefer", "require", NULL };
 
 #define OFF(f) offsetof(struct pgl_config, f), sizeof(((struct pgl_config *) 0)->f)
 
 static const struct conf_key keys[] = {
 	{ "node_name", KEY_NAME, OFF(node_name), "", 0, 0,
-	  "this node's name, [a-z0-9_-]{1,63}; default: the host name" },
+	  "this node's name, [a-z0-9_-]{1,63}; default: the host name", NULL },
 	{ "lease_db", KEY_STR, OFF(lease_db), "/var/lib/pglease/lease.db", 1, 0,
-	  "path of the shared SQLite lease store" },
+	  "path of the shared SQLite lease store", NULL },
 	{ "pgdata", KEY_STR, OFF(pgdata), "/var/lib/postgresql/data/pgdata", 1, 0,
-	  "PostgreSQL data directory owned by this agent" },
+	  "PostgreSQL data directory owned by this agent", NULL },
 	{ "pg_bindir", KEY_STR, OFF(pg_bindir), "", 0, 0,
-	  "directory of postgres, initdb, pg_rewind...; default: PATH, then /usr/lib/postgresql/*/bin" },
-	{ "pg_port", KEY_INT, OFF(pg_port), "5432", 1, 65535, "PostgreSQL port" },
+	  "directory of postgres, initdb, pg_rewind...; default: PATH, then /usr/lib/postgresql/*/bin", NULL },
+	{ "pg_port", KEY_INT, OFF(pg_port), "5432", 1, 65535, "PostgreSQL port", NULL },
 	{ "advertise_host", KEY_STR, OFF(advertise_host), "", 0, 0,
-	  "host name or address other nodes use to reach this one; default: the host name" },
+	  "host name or address other nodes use to reach this one; default: the host name", NULL },
 	{ "replication_user", KEY_NAME, OFF(replication_user), "pglease", 1, 0,
-	  "role used for replication, pg_rewind and pg_basebackup" },
+	  "role used for replication, pg_rewind and pg_basebackup", NULL },
 	{ "password_file", KEY_STR, OFF(password_file), "", 0, 0,
-	  "required: file whose first line is the replication role's password" },
+	  "required: file whose first line is the replication role's password", NULL },
 	{ "priority", KEY_INT, OFF(priority), "100", 0, 1000000,
-	  "election priority; 0 = never becomes primary" },
+	  "election priority; 0 = never becomes primary", NULL },
 	{ "lease_ttl_ms", KEY_INT, OFF(lease_ttl_ms), "5000", 500, 600000,
-	  "lease time to live" },
+	  "lease time to live", NULL },
 	{ "renew_interval_ms", KEY_INT, OFF(renew_interval_ms), "1000", 50, 300000,
-	  "how often the holder renews" },
+	  "how often the holder renews", NULL },
 	{ "fence_margin_ms", KEY_INT, OFF(fence_margin_ms), "1000", 0, 300000,
-	  "the holder fences this long before any observer may take over" },
+	  "the holder fences this long before any observer may take over", NULL },
 	{ "election_grace_ms", KEY_INT, OFF(election_grace_ms), "1000", 0, 300000,
-	  "extra wait for a candidate that is not the best ranked" },
+	  "extra wait for a candidate that is not the best ranked", NULL },
 	{ "follow_timeout_ms", KEY_INT, OFF(follow_timeout_ms), "15000", 1000, 3600000,
-	  "a standby not streaming from the new primary after this long rewinds" },
-	{ "log_level", KEY_LEVEL, OFF(log_level), "info", 0, 0, "error, warn, info or debug" },
+	  "a standby not streaming from the new primary after this long rewinds", NULL },
+	{ "log_level", KEY_LEVEL, OFF(log_level), "info", 0, 0, "error, warn, info or debug", NULL },
 	{ "allowed_network", KEY_STR, OFF(allowed_network), "samenet", 1, 0,
-	  "pg_hba address (CIDR, samenet or samehost) allowed to connect with a password" },
-	{ "pg_socket_dir", KEY_STR, OFF(pg_socket_dir), "/tmp", 1, 0,
-	  "directory of PostgreSQL's Unix socket (local trust only there)" },
+	  "pg_hba address (CIDR, samenet or samehost) allowed to connect with a password", NULL },
+	{ "pg_socket_dir", KEY_STR, OFF(pg_socket_dir), "/var/run/postgresql", 1, 0,
+	  "directory of PostgreSQL's Unix socket (socket mode 0700, peer authentication)", NULL },
 	{ "in_server_fence", KEY_TRISTATE, OFF(in_server_fence), "auto", 0, 0,
-	  "pglease_fence extension refusing commits past the deadline: auto, on or off" },
+	  "pglease_fence extension refusing commits past the deadline: auto, on or off", NULL },
+	{ "replication_sslmode", KEY_CHOICE, OFF(replication_sslmode), "prefer", 0, 0,
+	  "sslmode of replication, pg_basebackup and pg_rewind connections (verify-full to "
+	  "check the primary's certificate)", sslmodes },
+	{ "replication_sslrootcert", KEY_STR, OFF(replication_sslrootcert), "", 0, 0,
+	  "CA certificate file for replication_sslmode verify-ca or verify-full", NULL },
+	{ "replication_channel_binding", KEY_CHOICE, OFF(replication_channel_binding), "prefer",
+	  0, 0, "channel_binding of replication connections: disable, prefer or require",
+	  channel_bindings },
 };
 
 struct errbuf {
@@ -148,6 +162,21 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 			return false;
 		}
 		break;
+	case KEY_CHOICE: {
+		const char *const *c;
+
+		for (c = k->choices; *c && strcmp(*c, val) != 0; c++)
+			;
+		if (*c == NULL) {
+			size_t n = 0;
+
+			n += snprintf(why + n, whylen - n, "'%s' is not one of", val);
+			for (c = k->choices; *c && n < whylen; c++)
+				n += snprintf(why + n, whylen - n, "%s %s", c == k->choices ? "" : ",", *c);
+			return false;
+		}
+		break;
+	}
 	case KEY_STR:
 		break;
 	}
@@ -432,9 +461,9 @@ void
 pgl_config_print_keys(FILE *f)
 {
 	for (size_t i = 0; i < PGL_ARRAY_LEN(keys); i++)
-		fprintf(f, "  %-20s %-28s %s\n", keys[i].name,
+		fprintf(f, "  %-28s %-20s %s\n", keys[i].name,
 				keys[i].def[0] ? keys[i].def : "-", keys[i].help);
-	fprintf(f, "  %-20s %-28s %s\n", "pg.<setting>", "", "passed to postgresql.conf");
+	fprintf(f, "  %-28s %-20s %s\n", "pg.<setting>", "", "passed to postgresql.conf");
 }
 
 void

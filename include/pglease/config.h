@@ -41,6 +41,9 @@ struct pgl_config {
 	char allowed_network[128];
 	char pg_socket_dir[PGL_PATH_MAX];
 	char in_server_fence[8];		/* auto, on, off */
+	char replication_sslmode[16];	/* libpq sslmode for connections to other nodes */
+	char replication_sslrootcert[PGL_PATH_MAX];
+	char replication_channel_binding[16];
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };
