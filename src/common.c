@@ -2,8 +2,11 @@
  * common.c — error names, clocks, LSN text and name validation.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <libpq-fe.h>
 
 #include "pglease/common.h"
 
@@ -89,6 +92,63 @@ pgl_name_valid(const char *name)
 			return false;
 	}
 	return true;
+}
+
+/* True for a host name or an IPv4/IPv6 address: [A-Za-z0-9.:_-], 1 to 253 bytes. */
+bool
+pgl_host_valid(const char *host)
+{
+	size_t n = host ? strlen(host) : 0;
+
+	if (n < 1 || n > 253 || host[0] == '-' || host[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = host[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '.' || c == '-' || c == ':' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+int
+pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *port)
+{
+	PQconninfoOption *opts;
+	const char *h = NULL, *p = NULL;
+	int rc = 0;
+
+	if (hostlen)
+		host[0] = '\0';
+	*port = 0;
+	if (conninfo == NULL || (opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return -PGL_EINVAL;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			h = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			p = o->val;
+		else
+			rc = -PGL_EINVAL;		/* only host and port are carried over */
+	}
+	if (rc == 0 && (h == NULL || p == NULL || !pgl_host_valid(h) || strlen(h) >= hostlen))
+		rc = -PGL_EINVAL;
+	if (rc == 0) {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p || *end != '\0' || v < 1 || v > 65535)
+			rc = -PGL_EINVAL;
+		else {
+			*port = (int) v;
+			strcpy(host, h);
+		}
+	}
+	PQconninfoFree(opts);
+	return rc;
 }
 
 bool

@@ -61,6 +61,17 @@ void pgl_lsn_format(uint64_t lsn, char *buf, size_t len);
 /* True if name matches [a-z0-9_-]{1,63}. */
 bool pgl_name_valid(const char *name);
 
+/* True if host is a plain host name or IP address (no socket path, quotes, spaces). */
+bool pgl_host_valid(const char *host);
+
+/*
+ * Parses a node's conninfo as read from the store with PQconninfoParse.  It
+ * must name exactly host and port (nothing else is carried over), the host
+ * must pass pgl_host_valid() and fit hostlen, the port be 1..65535.
+ * Returns 0, or -PGL_EINVAL for anything else (host "" and port 0 then).
+ */
+int pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *port);
+
 /* Copies src into a fixed buffer; returns false (and truncates) if too long. */
 bool pgl_strlcpy(char *dst, const char *src, size_t len);
 
