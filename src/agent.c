@@ -290,6 +290,56 @@ node_live(const struct pgl_daemon *d, const char *name, int64_t now, int64_t ttl
 }
 
 /*
+ * Opens <store dir>/alive/<node>.lock.  The shared directory is input, not
+ * truth: the name must be a valid node name (it comes from the store), the
+ * alive directory and the file must not be symlinks (a link planted there
+ * would make us create or lock a file in another node's data directory),
+ * nothing may block (a FIFO), and the file must be a regular file.
+ * Returns the descriptor or -1 (errno set; a reason in err when given).
+ */
+static int
+open_alive_lock(struct pgl_daemon *d, const char *node, int flags, char *err, size_t len)
+{
+	char file[PGL_NAME_MAX + 8];
+	struct stat sb;
+	int dfd, fd = -1, e = 0;
+
+	if (!pgl_name_valid(node)) {
+		if (err)
+			snprintf(err, len, "%s: refusing a lock file for an invalid node name", d->lock_dir);
+		errno = EINVAL;
+		return -1;
+	}
+	snprintf(file, sizeof(file), "%s.lock", node);
+	dfd = open(d->lock_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		e = errno;
+		if (err)
+			snprintf(err, len, "%s: %s%s", d->lock_dir, strerror(e),
+					 e == ELOOP || e == ENOTDIR ? " (must be a directory, not a symlink)" : "");
+		errno = e;
+		return -1;
+	}
+	fd = openat(dfd, file, flags | O_NOFOLLOW | O_NONBLOCK, 0660);
+	if (fd < 0)
+		e = errno;
+	else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		e = EINVAL;
+		close(fd);
+		fd = -1;
+	}
+	close(dfd);
+	if (fd < 0) {
+		if (err)
+			snprintf(err, len, "%s/%s: %s", d->lock_dir, file, e == ELOOP ?
+					 "is a symlink; refusing to follow it" : e == EINVAL ?
+					 "not a regular file" : strerror(e));
+		errno = e;
+	}
+	return fd;
+}
+
+/*
  * Proof of death: true when the holder's alive lock can be taken, i.e. the
  * holder's agent, postmaster and every backend have exited.  The lock is
  * dropped again at once.
@@ -297,12 +347,9 @@ node_live(const struct pgl_daemon *d, const char *name, int64_t now, int64_t ttl
 static bool
 holder_processes_gone(struct pgl_daemon *d, const char *holder)
 {
-	char path[PGL_PATH_MAX + 80];
 	bool gone = false;
-	int fd;
+	int fd = open_alive_lock(d, holder, O_RDONLY | O_CLOEXEC, NULL, 0);
 
-	snprintf(path, sizeof(path), "%s/%s.lock", d->lock_dir, holder);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;			/* no lock file: no proof, the TTL decides */
 	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -809,11 +856,10 @@ take_alive_lock(struct pgl_daemon *d, char *err, size_t len)
 		return -PGL_ESYS;
 	}
 	snprintf(path, sizeof(path), "%s/%s.lock", d->lock_dir, d->cfg.node_name);
-	d->lock_fd = open(path, O_RDWR | O_CREAT, 0660);
-	if (d->lock_fd < 0) {
-		snprintf(err, len, "%s: %s", path, strerror(errno));
+	/* Inherited by the postmaster on purpose: no O_CLOEXEC. */
+	d->lock_fd = open_alive_lock(d, d->cfg.node_name, O_RDWR | O_CREAT, err, len);
+	if (d->lock_fd < 0)
 		return -PGL_ESYS;
-	}
 	/* Observers probe this lock for an instant; retry past their probes. */
 	for (int i = 0; i < 100; i++) {
 		if (flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0)

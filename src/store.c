@@ -32,6 +32,9 @@ struct pgl_store {
 	char path[1024];
 	bool rdonly;
 	int busy_ms;			/* lock wait of writes other than renew */
+	int64_t schema_ok;		/* PRAGMA schema_version last verified; -1: none */
+	int bad_nodes;			/* invalid node rows last reported */
+	char errmsg[512];		/* why the last call failed, kept past ROLLBACK */
 };
 
 static const char schema_v1[] =
@@ -319,6 +322,89 @@ check_header(struct pgl_store *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* Appends the schema objects of db as text: one "type|name|tbl_name|sql" line each. */
+static int
+schema_text(sqlite3 *db, char **out)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_str *acc = sqlite3_str_new(db);
+	int rc = sqlite3_prepare_v2(db, "SELECT type, name, tbl_name, coalesce(sql, '') "
+								"FROM sqlite_master ORDER BY type, name", -1, &st, NULL);
+
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rc = SQLITE_OK, sqlite3_str_appendf(acc, "%s|%s|%s|%s\n", sqlite3_column_text(st, 0),
+											sqlite3_column_text(st, 1),
+											sqlite3_column_text(st, 2),
+											sqlite3_column_text(st, 3));
+	sqlite3_finalize(st);
+	*out = sqlite3_str_finish(acc);
+	/* SQLite's own sqlite_sequence comes and goes with AUTOINCREMENT: not ours to check. */
+	if (*out) {
+		static const char seq[] = "table|sqlite_sequence|sqlite_sequence|"
+			"CREATE TABLE sqlite_sequence(name,seq)\n";
+		char *p = strstr(*out, seq);
+
+		if (p)
+			memmove(p, p + strlen(seq), strlen(p + strlen(seq)) + 1);
+	}
+	if (rc != SQLITE_DONE) {
+		sqlite3_free(*out);
+		*out = NULL;
+		return rc;
+	}
+	return *out ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/*
+ * The store's schema must be exactly the one this binary creates: a trigger,
+ * view, index or table added by hand could rewrite the lease behind a claim
+ * or a remove, so anything extra (or missing, or altered) is refused.  The
+ * expected text comes from building the schema in a private in-memory
+ * database.  Cheap when PRAGMA schema_version has not moved since the last
+ * check.  Returns 0, -PGL_EFOREIGN (with s->errmsg set) or an SQLite error.
+ */
+static int
+check_schema(struct pgl_store *s)
+{
+	static char *expected;			/* built once; the schema is a constant */
+	sqlite3 *mem = NULL;
+	char *have = NULL;
+	int64_t cookie = -1;
+	int rc;
+
+	if ((rc = pragma_int(s->db, "PRAGMA schema_version", &cookie)) != SQLITE_OK)
+		return map_rc(rc);
+	if (cookie == s->schema_ok)
+		return 0;
+	if (expected == NULL) {
+		char *text = NULL;
+
+		if (sqlite3_open(":memory:", &mem) != SQLITE_OK ||
+			exec_sql(mem, schema_v1) != SQLITE_OK || schema_text(mem, &text) != SQLITE_OK) {
+			sqlite3_close(mem);
+			return -PGL_ESTORE;
+		}
+		sqlite3_close(mem);
+		expected = strdup(text);
+		sqlite3_free(text);
+		if (expected == NULL)
+			return -PGL_ESTORE;
+	}
+	if ((rc = schema_text(s->db, &have)) != SQLITE_OK)
+		return map_rc(rc);
+	rc = strcmp(have, expected) == 0 ? 0 : -PGL_EFOREIGN;
+	if (rc == 0)
+		s->schema_ok = cookie;
+	else {
+		s->schema_ok = -1;
+		snprintf(s->errmsg, sizeof(s->errmsg), "the store's schema differs from pglease's "
+				 "(a table, index, trigger or view was added, removed or changed by hand)");
+		pgl_log_error("%s: %s; refusing to use it", s->path, s->errmsg);
+	}
+	sqlite3_free(have);
+	return rc;
+}
+
 /* Verifies identity, version and integrity of an open store. */
 static int
 verify(struct pgl_store *s, int flags, char *err, size_t errlen)
@@ -376,6 +462,11 @@ verify(struct pgl_store *s, int flags, char *err, size_t errlen)
 		seterr(err, errlen, "%s: not a pglease lease store (tables missing)", s->path);
 		return -PGL_EFOREIGN;
 	}
+	if ((rc = check_schema(s)) < 0) {
+		seterr(err, errlen, "%s: %s", s->path, rc == -PGL_EFOREIGN ? s->errmsg :
+			   sqlite3_errmsg(s->db));
+		return rc;
+	}
 	rc = pragma_int(s->db, "SELECT count(*) FROM lease WHERE id = 1", &ok_tables);
 	if (rc != SQLITE_OK || ok_tables != 1) {
 		seterr(err, errlen, "%s: lease store has no lease row", s->path);
@@ -406,7 +497,19 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		seterr(err, errlen, "%s: cannot open lease store: %s", path, strerror(e));
 		return e == ENOENT ? -PGL_ENOENT : -PGL_ESYS;
 	}
+	/* A FIFO would hang SQLite's open forever, a directory fail obscurely. */
+	if (!S_ISREG(sb.st_mode)) {
+		seterr(err, errlen, "%s: not a regular file (%s); the lease store must be a file",
+			   path, S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO" :
+			   S_ISSOCK(sb.st_mode) ? "a socket" : "a device or special file");
+		return -PGL_EFOREIGN;
+	}
 	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		seterr(err, errlen, "%s: out of memory", path);
+		return -PGL_ESYS;
+	}
+	s->schema_ok = -1;
 	pgl_strlcpy(s->path, path, sizeof(s->path));
 	s->rdonly = (flags == PGL_STORE_RDONLY);
 	oflags = s->rdonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
@@ -417,6 +520,12 @@ pgl_store_open(const char *path, int flags, struct pgl_store **out, char *err, s
 		rc = -PGL_ESTORE;
 		goto fail;
 	}
+	/*
+	 * The file is input, not truth: no writes to sqlite_master through SQL,
+	 * and no functions with side effects from views or triggers.
+	 */
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	rc = check_header(s, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -467,7 +576,7 @@ pgl_store_close(struct pgl_store *st)
 const char *
 pgl_store_errmsg(struct pgl_store *st)
 {
-	return sqlite3_errmsg(st->db);
+	return st->errmsg[0] ? st->errmsg : sqlite3_errmsg(st->db);
 }
 
 const char *
@@ -501,21 +610,83 @@ prepare(struct pgl_store *s, const char *sql, sqlite3_stmt **st)
 	return rc;
 }
 
+/* The raw text of a column, "" for NULL (borrowed until the next step). */
+static const char *
+col_raw(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	return t ? (const char *) t : "";
+}
+
+/* True if the column holds an integer >= 0 (NULL allowed when nullable). */
+static bool
+col_count(sqlite3_stmt *st, int col, bool nullable)
+{
+	int t = sqlite3_column_type(st, col);
+
+	if (t == SQLITE_NULL)
+		return nullable;
+	return t == SQLITE_INTEGER && sqlite3_column_int64(st, col) >= 0;
+}
+
+/* True if text is "" or a valid LSN whose value equals the integer column. */
+static bool
+lsn_pair_valid(sqlite3_stmt *st, int text_col, int int_col)
+{
+	const char *t = col_raw(st, text_col);
+	uint64_t v;
+
+	if (*t == '\0')
+		return sqlite3_column_type(st, int_col) == SQLITE_NULL;
+	return strlen(t) < PGL_LSN_TEXT_MAX && pgl_lsn_parse(t, &v) == 0 &&
+		sqlite3_column_type(st, int_col) == SQLITE_INTEGER &&
+		(uint64_t) sqlite3_column_int64(st, int_col) == v;
+}
+
+/*
+ * The lease row is input, not truth: a holder that is not a valid node name
+ * (it names a lock file: "../x" would be a path), a negative or non-integer
+ * term, or a released_lsn that does not parse makes the row unusable.
+ * Returns 0 or -PGL_EFOREIGN with s->errmsg set and logged.
+ */
+static int
+check_lease_row(struct pgl_store *s, sqlite3_stmt *st)
+{
+	const char *holder = col_raw(st, 0), *why = NULL;
+
+	if (*holder && !pgl_name_valid(holder))
+		why = "its holder is not a valid node name";
+	else if (!col_count(st, 1, false) || !col_count(st, 2, false) || !col_count(st, 3, false))
+		why = "term, renewals or ttl_ms is not a non-negative integer";
+	else if (!lsn_pair_valid(st, 6, 7))
+		why = "released_lsn is not a valid LSN matching released_lsn_int";
+	if (why == NULL)
+		return 0;
+	snprintf(s->errmsg, sizeof(s->errmsg), "the lease row is invalid: %s", why);
+	pgl_log_error("%s: %s", s->path, s->errmsg);
+	return -PGL_EFOREIGN;
+}
+
 static int
 read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	if ((rc = check_schema(s)) < 0)
+		return rc;
 	rc = prepare(s, "SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at, "
 				 "released_lsn, released_lsn_int, "
 				 "coalesce((julianday('now') - julianday(renewed_at)) * 86400, -1) "
 				 "FROM lease WHERE id = 1", &st);
 	if (rc != SQLITE_OK)
 		return map_rc(rc);
+	memset(l, 0, sizeof(*l));
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		memset(l, 0, sizeof(*l));
+	if (rc == SQLITE_ROW && check_lease_row(s, st) < 0)
+		rc = -PGL_EFOREIGN;
+	else if (rc == SQLITE_ROW) {
 		col_text(st, 0, l->holder, sizeof(l->holder));
 		l->term = sqlite3_column_int64(st, 1);
 		l->renewals = sqlite3_column_int64(st, 2);
@@ -527,7 +698,7 @@ read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
 		l->released_lsn_int = (uint64_t) sqlite3_column_int64(st, 7);
 		l->renewed_age_s = sqlite3_column_double(st, 8);
 		rc = 0;
-	} else
+	} else if (rc != -PGL_EFOREIGN)
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
 	sqlite3_finalize(st);
 	return rc;
@@ -556,6 +727,13 @@ pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
 		col_text(st, 2, c->created_at, sizeof(c->created_at));
 		c->paused = sqlite3_column_int(st, 3) != 0;
 		rc = 0;
+		if (strlen(col_raw(st, 1)) >= sizeof(c->system_identifier) ||
+			strspn(c->system_identifier, "0123456789") != strlen(c->system_identifier)) {
+			snprintf(s->errmsg, sizeof(s->errmsg), "the cluster row is invalid: "
+					 "system_identifier is not a decimal number");
+			pgl_log_error("%s: %s", s->path, s->errmsg);
+			rc = -PGL_EFOREIGN;
+		}
 	} else
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
 	sqlite3_finalize(st);
@@ -568,12 +746,25 @@ pgl_store_data_version(struct pgl_store *s, int64_t *out)
 	return map_rc(pragma_int(s->db, "PRAGMA data_version", out));
 }
 
+/*
+ * Starts a write transaction and, holding the write lock, re-checks the
+ * schema: nobody can add a trigger between that check and our writes.
+ */
 static int
 begin_immediate(struct pgl_store *s)
 {
-	int rc = exec_sql(s->db, "BEGIN IMMEDIATE");
+	int rc;
 
-	return map_rc(rc);
+	s->errmsg[0] = '\0';
+	if ((rc = exec_sql(s->db, "BEGIN IMMEDIATE")) != SQLITE_OK) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+		return map_rc(rc);
+	}
+	if ((rc = check_schema(s)) < 0) {
+		exec_sql(s->db, "ROLLBACK");
+		return rc;
+	}
+	return 0;
 }
 
 static int
@@ -586,6 +777,9 @@ commit_or_rollback(struct pgl_store *s, int rc)
 			return 0;
 		rc = map_rc(c);
 	}
+	/* Keep SQLite's reason: after ROLLBACK it would say "not an error". */
+	if (s->errmsg[0] == '\0' && sqlite3_errcode(s->db) != SQLITE_OK)
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
 	if (!sqlite3_get_autocommit(s->db))
 		exec_sql(s->db, "ROLLBACK");
 	return rc;
@@ -761,6 +955,8 @@ pgl_store_node_upsert(struct pgl_store *s, const struct pgl_node *n)
 
 	if (s->rdonly || !pgl_name_valid(n->name))
 		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
 	now_iso(ts);
 	rc = prepare(s,
 				 "INSERT INTO nodes (name, conninfo, role, state, upstream, timeline, "
@@ -774,7 +970,7 @@ pgl_store_node_upsert(struct pgl_store *s, const struct pgl_node *n)
 				 "  replay_lsn_int = excluded.replay_lsn_int, priority = excluded.priority, "
 				 "  heartbeat = nodes.heartbeat + 1, updated_at = excluded.updated_at", &st);
 	if (rc != SQLITE_OK)
-		return map_rc(rc);
+		return commit_or_rollback(s, map_rc(rc));
 	sqlite3_bind_text(st, 1, n->name, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, n->conninfo, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 3, n->role[0] ? n->role : "unknown", -1, SQLITE_TRANSIENT);
@@ -796,15 +992,33 @@ pgl_store_node_upsert(struct pgl_store *s, const struct pgl_node *n)
 	sqlite3_bind_text(st, 12, ts, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : map_rc(rc);
+	return commit_or_rollback(s, rc == SQLITE_DONE ? 0 : map_rc(rc));
 }
 
-static void
+/*
+ * Reads one node row and validates it: the name (the same rule as the
+ * config, checked before any truncation), role, upstream, counters and
+ * LSNs.  The conninfo is reduced to "host=H port=P" through
+ * pgl_conninfo_host_port(); one that carries anything else is dropped ("").
+ * Returns false for a row that must not be used.
+ */
+static bool
 read_node_row(sqlite3_stmt *st, struct pgl_node *n)
 {
+	const char *role = col_raw(st, 2), *up = col_raw(st, 4);
+	char host[256];
+	int port;
+
 	memset(n, 0, sizeof(*n));
+	if (!pgl_name_valid(col_raw(st, 0)) ||
+		(strcmp(role, "primary") != 0 && strcmp(role, "standby") != 0 &&
+		 strcmp(role, "unknown") != 0) ||
+		(*up && !pgl_name_valid(up)) || !col_count(st, 5, true) || !col_count(st, 10, false) ||
+		!col_count(st, 11, false) || !lsn_pair_valid(st, 6, 7) || !lsn_pair_valid(st, 8, 9))
+		return false;
 	col_text(st, 0, n->name, sizeof(n->name));
-	col_text(st, 1, n->conninfo, sizeof(n->conninfo));
+	if (pgl_conninfo_host_port(col_raw(st, 1), host, sizeof(host), &port) == 0)
+		snprintf(n->conninfo, sizeof(n->conninfo), "host=%s port=%d", host, port);
 	col_text(st, 2, n->role, sizeof(n->role));
 	col_text(st, 3, n->state, sizeof(n->state));
 	col_text(st, 4, n->upstream, sizeof(n->upstream));
@@ -817,6 +1031,7 @@ read_node_row(sqlite3_stmt *st, struct pgl_node *n)
 	n->heartbeat = sqlite3_column_int64(st, 11);
 	col_text(st, 12, n->updated_at, sizeof(n->updated_at));
 	n->age_s = sqlite3_column_double(st, 13);
+	return true;
 }
 
 #define NODE_COLS \
@@ -829,7 +1044,7 @@ pgl_store_list_nodes(struct pgl_store *s, struct pgl_node **out, int *count)
 {
 	sqlite3_stmt *st = NULL;
 	struct pgl_node *arr = NULL;
-	int n = 0, cap = 0, rc;
+	int n = 0, cap = 0, bad = 0, rc;
 
 	*out = NULL;
 	*count = 0;
@@ -838,16 +1053,30 @@ pgl_store_list_nodes(struct pgl_store *s, struct pgl_node **out, int *count)
 		return map_rc(rc);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
+			struct pgl_node *grown = realloc(arr, (cap ? cap * 2 : 8) * sizeof(*arr));
+
+			if (grown == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			arr = grown;
 			cap = cap ? cap * 2 : 8;
-			arr = realloc(arr, cap * sizeof(*arr));
 		}
-		read_node_row(st, &arr[n++]);
+		if (read_node_row(st, &arr[n]))
+			n++;
+		else
+			bad++;
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		free(arr);
 		return map_rc(rc);
 	}
+	/* Reported when the number changes, not on every read. */
+	if (bad != s->bad_nodes && bad > 0)
+		pgl_log_warn("%s: ignoring %d node row%s with an invalid name, role, counter or "
+					 "LSN (written by hand?)", s->path, bad, bad == 1 ? "" : "s");
+	s->bad_nodes = bad;
 	*out = arr;
 	*count = n;
 	return 0;
@@ -863,10 +1092,9 @@ pgl_store_get_node(struct pgl_store *s, const char *name, struct pgl_node *out)
 		return map_rc(rc);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		read_node_row(st, out);
-		rc = 0;
-	} else
+	if (rc == SQLITE_ROW)
+		rc = read_node_row(st, out) ? 0 : -PGL_EFOREIGN;
+	else
 		rc = rc == SQLITE_DONE ? -PGL_ENOENT : map_rc(rc);
 	sqlite3_finalize(st);
 	return rc;
@@ -914,13 +1142,26 @@ pgl_store_event(struct pgl_store *s, int64_t term, const char *node, const char 
 {
 	char detail[1024];
 	va_list ap;
+	int rc;
 
 	if (s->rdonly)
 		return -PGL_EINVAL;
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	return insert_event(s, term, node, kind, detail);
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	rc = insert_event(s, term, node, kind, detail);
+	return commit_or_rollback(s, rc);
+}
+
+/* Event kinds are [a-z_-]{1,31}. */
+static bool
+kind_valid(const char *k)
+{
+	size_t n = strlen(k);
+
+	return n >= 1 && n < 32 && strspn(k, "abcdefghijklmnopqrstuvwxyz_-") == n;
 }
 
 static int
@@ -933,16 +1174,27 @@ collect_events(struct pgl_store *s, sqlite3_stmt *st, struct pgl_event **out, in
 		struct pgl_event *e;
 
 		if (n == cap) {
+			struct pgl_event *grown = realloc(arr, (cap ? cap * 2 : 16) * sizeof(*arr));
+
+			if (grown == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			arr = grown;
 			cap = cap ? cap * 2 : 16;
-			arr = realloc(arr, cap * sizeof(*arr));
 		}
 		e = &arr[n++];
 		memset(e, 0, sizeof(*e));
 		e->id = sqlite3_column_int64(st, 0);
 		col_text(st, 1, e->at, sizeof(e->at));
 		e->term = sqlite3_column_int64(st, 2);
-		col_text(st, 3, e->node, sizeof(e->node));
-		col_text(st, 4, e->kind, sizeof(e->kind));
+		/* History is shown, rarely acted on: an invalid node or kind is blanked. */
+		if (pgl_name_valid(col_raw(st, 3)))
+			col_text(st, 3, e->node, sizeof(e->node));
+		if (kind_valid(col_raw(st, 4)))
+			col_text(st, 4, e->kind, sizeof(e->kind));
+		else
+			strcpy(e->kind, "invalid");
 		col_text(st, 5, e->detail, sizeof(e->detail));
 	}
 	sqlite3_finalize(st);

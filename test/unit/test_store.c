@@ -1279,17 +1279,194 @@ test_write_errors_reported(void)
 
 	if (st == NULL)
 		return;
-	pgl_store_close(st);
-	CHECK(raw_exec(path, "CREATE TRIGGER no_updates BEFORE UPDATE ON cluster "
-				   "BEGIN SELECT RAISE(ABORT, 'refused'); END;", NULL, 0) == SQLITE_OK);
-	st = open_store(path, PGL_STORE_RDWR);
-	if (st == NULL)
-		return;
+	/* A write that SQLite refuses: the error and SQLite's reason survive ROLLBACK. */
+	CHECK(sqlite3_exec(last_db, "PRAGMA query_only = 1", NULL, NULL, NULL) == SQLITE_OK);
 	CHECK(pgl_store_set_sysid(st, "7301234567890123456") == -PGL_ESTORE);
-	CHECK(pgl_store_read_cluster(st, &cl) == 0 && cl.system_identifier[0] == '\0');
+	CHECKF(strstr(pgl_store_errmsg(st), "readonly") != NULL, "errmsg '%s'",
+		   pgl_store_errmsg(st));
 	CHECK(pgl_store_set_paused(st, true, "n1") == -PGL_ESTORE);
+	CHECKF(strstr(pgl_store_errmsg(st), "not an error") == NULL, "errmsg '%s'",
+		   pgl_store_errmsg(st));
+	CHECK(sqlite3_exec(last_db, "PRAGMA query_only = 0", NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(pgl_store_read_cluster(st, &cl) == 0 && cl.system_identifier[0] == '\0');
 	CHECK(pgl_store_read_cluster(st, &cl) == 0 && !cl.paused);
 	CHECK(event_count(st) == 0);		/* the failed transactions left no event */
+	pgl_store_close(st);
+}
+
+/*
+ * The schema is input too: a trigger added by hand (here one that would
+ * hand the lease to another node whenever a node row is touched) is refused
+ * at open, and one added under an open handle stops every later write
+ * before it can fire.
+ */
+static void
+test_schema_tampering(void)
+{
+	static const char *const extras[] = {
+		"CREATE TRIGGER steal AFTER DELETE ON nodes BEGIN "
+		"UPDATE lease SET holder = 'evil', term = term + 1; END;",
+		"CREATE VIEW extra AS SELECT 1;",
+		"CREATE INDEX nodes_role ON nodes (role);",
+		"CREATE TABLE more (x);",
+		"DROP TRIGGER lease_term_grows;",
+	};
+	char path[PATHLEN], sub[32];
+	struct pgl_store *st, *ro;
+	struct pgl_node n;
+	struct pgl_lease l;
+	int rc;
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(extras); i++) {
+		snprintf(sub, sizeof(sub), "schema%zu", i);
+		st = fresh_store(sub, path);
+		if (st == NULL)
+			return;
+		memset(&n, 0, sizeof(n));
+		strcpy(n.name, "n2");
+		strcpy(n.conninfo, "host=127.0.0.1 port=5433");
+		CHECK(pgl_store_node_upsert(st, &n) == 0);
+		/* Changed under an open handle: the next write is refused, nothing fires. */
+		CHECK(raw_exec(path, extras[i], NULL, 0) == SQLITE_OK);
+		rc = pgl_store_remove_node(st, "n2", 0);
+		CHECKF(rc == -PGL_EFOREIGN, "%s: remove gave %s", extras[i], pgl_strerror(rc));
+		CHECKF(strstr(pgl_store_errmsg(st), "schema") != NULL, "errmsg '%s'",
+			   pgl_store_errmsg(st));
+		CHECK(pgl_store_node_upsert(st, &n) == -PGL_EFOREIGN);
+		CHECK(pgl_store_event(st, 0, "n1", "note", "x") == -PGL_EFOREIGN);
+		CHECK(pgl_store_read_lease(st, &l) == -PGL_EFOREIGN);
+		CHECK(raw_int(path, "SELECT count(*) FROM nodes WHERE name = 'n2'") == 1);
+		CHECK(raw_int(path, "SELECT count(*) FROM lease WHERE holder IS NULL AND term = 0") == 1);
+		pgl_store_close(st);
+		/* And at open, read-only or not. */
+		rc = pgl_store_open(path, PGL_STORE_RDWR, &st, err, sizeof(err));
+		CHECKF(rc == -PGL_EFOREIGN && strstr(err, "schema") && strstr(err, path), "%s: %s",
+			   extras[i], err);
+		pgl_store_close(st);
+		rc = pgl_store_open(path, PGL_STORE_RDONLY, &ro, err, sizeof(err));
+		CHECK(rc == -PGL_EFOREIGN);
+		pgl_store_close(ro);
+	}
+}
+
+/* A FIFO or a directory at the store's path is refused at once, by name. */
+static void
+test_not_regular_file(void)
+{
+	char path[PATHLEN];
+	struct pgl_store *st = NULL;
+	int64_t t0;
+	int rc;
+
+	path_in(path, "fifo", "lease.db", true);
+	CHECK(mkfifo(path, 0600) == 0);
+	t0 = pgl_mono_ms();
+	rc = pgl_store_open(path, PGL_STORE_CREATE, &st, err, sizeof(err));
+	CHECKF(rc < 0 && strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+	CHECK(pgl_mono_ms() - t0 < 1000);
+	rc = pgl_store_open(path, PGL_STORE_RDONLY, &st, err, sizeof(err));
+	CHECK(rc < 0 && strstr(err, "FIFO"));
+	path_in(path, "fifo", "", false);
+	rc = pgl_store_open(path, PGL_STORE_RDONLY, &st, err, sizeof(err));
+	CHECKF(rc < 0 && strstr(err, "not a regular file") && strstr(err, "directory"), "%s", err);
+	CHECK(st == NULL);
+}
+
+/*
+ * Rows are input, not truth: names are checked before any truncation (two
+ * names that share 63 bytes must not look alike), holders and upstreams
+ * must be node names (a holder names a lock file), conninfo carries host
+ * and port only, LSNs and counters must parse.
+ */
+static void
+test_row_validation(void)
+{
+	char path[PATHLEN], long1[80], long2[80], sql[512];
+	struct pgl_store *st = fresh_store("rows", path);
+	struct pgl_node *nodes = NULL, one;
+	struct pgl_event *ev = NULL;
+	struct pgl_lease l;
+	struct pgl_cluster cl;
+	int n = 0;
+	static const struct {
+		const char *ci, *want;
+	} cis[] = {
+		{ "host=10.0.0.5 port=5432", "host=10.0.0.5 port=5432" },
+		{ "host='pg1' port='5433'", "host=pg1 port=5433" },
+		{ "port=1 host=::1", "host=::1 port=1" },
+		{ "host=pg1 port=5432 sslmode=disable", "" },
+		{ "host=pg1 port=5432 password=x", "" },
+		{ "host=/tmp port=5432", "" },
+		{ "host=pg1 port=0", "" },
+		{ "host=pg1 port=65536", "" },
+		{ "host=pg1", "" },
+		{ "host='pg1 x' port=5432", "" },
+		{ "host=pg1 port=5432 host=pg2", "host=pg2 port=5432" },
+		{ "garbage '", "" },
+	};
+
+	if (st == NULL)
+		return;
+	memset(long1, 'a', 70);
+	long1[70] = '\0';
+	memcpy(long2, long1, sizeof(long1));
+	long2[69] = 'b';
+	snprintf(sql, sizeof(sql), "INSERT INTO nodes (name, conninfo) VALUES ('%s', 'host=a port=1'),"
+			 "('%s', 'host=b port=2'), ('UPPER', 'host=c port=3'), ('../x', 'host=d port=4'),"
+			 "('ok', 'host=e port=5')", long1, long2);
+	CHECK(raw_exec(path, sql, NULL, 0) == SQLITE_OK);
+	CHECK(raw_exec(path, "INSERT INTO nodes (name, receive_lsn, receive_lsn_int) VALUES "
+				   "('badlsn', 'zz/1', 5), ('mismatch', '0/10', 17), ('goodlsn', '0/10', 16);"
+				   "INSERT INTO nodes (name, priority) VALUES ('negprio', -1);"
+				   "INSERT INTO nodes (name, heartbeat) VALUES ('texthb', 'x');"
+				   "INSERT INTO nodes (name, upstream) VALUES ('badup', '../x');",
+				   NULL, 0) == SQLITE_OK);
+	CHECK(pgl_store_list_nodes(st, &nodes, &n) == 0);
+	CHECKF(n == 2 && strcmp(nodes[0].name, "goodlsn") == 0 && strcmp(nodes[1].name, "ok") == 0,
+		   "%d rows kept", n);
+	if (n == 2)
+		CHECK(nodes[0].receive_lsn_int == 16 && strcmp(nodes[1].conninfo, "host=e port=5") == 0);
+	free(nodes);
+	CHECK(pgl_store_get_node(st, "negprio", &one) == -PGL_EFOREIGN);
+	CHECK(pgl_store_get_node(st, "ok", &one) == 0);
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cis); i++) {
+		char *q = sqlite3_mprintf("UPDATE nodes SET conninfo = %Q WHERE name = 'ok'", cis[i].ci);
+
+		CHECK(raw_exec(path, q, NULL, 0) == SQLITE_OK);
+		sqlite3_free(q);
+		CHECK(pgl_store_get_node(st, "ok", &one) == 0);
+		CHECKF(strcmp(one.conninfo, cis[i].want) == 0, "conninfo %s read as '%s', want '%s'",
+			   cis[i].ci, one.conninfo, cis[i].want);
+	}
+
+	/* The lease row: an invalid holder or term makes it unusable (fence, never claim). */
+	CHECK(raw_exec(path, "UPDATE lease SET holder = '../../data/n1' WHERE id = 1", NULL, 0) == 0);
+	CHECK(pgl_store_read_lease(st, &l) == -PGL_EFOREIGN);
+	CHECKF(strstr(pgl_store_errmsg(st), "holder") != NULL, "%s", pgl_store_errmsg(st));
+	CHECK(raw_exec(path, "UPDATE lease SET holder = 'n1', term = 3, released_lsn = '1/zz', "
+				   "released_lsn_int = 1 WHERE id = 1", NULL, 0) == 0);
+	CHECK(pgl_store_read_lease(st, &l) == -PGL_EFOREIGN);
+	CHECK(raw_exec(path, "UPDATE lease SET released_lsn = '1/0', released_lsn_int = 4294967296 "
+				   "WHERE id = 1", NULL, 0) == 0);
+	CHECK(pgl_store_read_lease(st, &l) == 0 && l.term == 3 && l.released_lsn_int == 1ULL << 32);
+	CHECK(raw_exec(path, "UPDATE lease SET term = 'x' WHERE id = 1", NULL, 0) == 0);
+	CHECK(pgl_store_read_lease(st, &l) == -PGL_EFOREIGN);
+
+	/* A cluster row whose system identifier is not a number. */
+	CHECK(raw_exec(path, "UPDATE cluster SET system_identifier = '12; x' WHERE id = 1", NULL, 0) == 0);
+	CHECK(pgl_store_read_cluster(st, &cl) == -PGL_EFOREIGN);
+
+	/* Events: an invalid node or kind is blanked, the rest is kept for display. */
+	CHECK(raw_exec(path, "INSERT INTO events (at, term, node, kind, detail) VALUES "
+				   "('t', 1, '../x', 'removed', 'd1'), ('t', 1, 'n1', 'Bad Kind', 'd2')",
+				   NULL, 0) == 0);
+	CHECK(pgl_store_list_events(st, 10, &ev, &n) == 0 && n == 2);
+	if (n == 2) {
+		CHECK(ev[0].node[0] == '\0' && strcmp(ev[0].kind, "removed") == 0);
+		CHECK(strcmp(ev[1].node, "n1") == 0 && strcmp(ev[1].kind, "invalid") == 0);
+	}
+	free(ev);
 	pgl_store_close(st);
 }
 
@@ -1803,6 +1980,9 @@ main(void)
 	TEST(test_writer_lock_bounds_renew);
 	TEST(test_busy_ms_survives_renew);
 	TEST(test_write_errors_reported);
+	TEST(test_schema_tampering);
+	TEST(test_not_regular_file);
+	TEST(test_row_validation);
 	TEST(test_bad_input);
 	TEST(test_second_handle_keeps_locks);
 	TEST(test_nodes_and_events);
