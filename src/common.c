@@ -131,8 +131,7 @@ pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *po
 			h = o->val;
 		else if (strcmp(o->keyword, "port") == 0)
 			p = o->val;
-		else
-			rc = -PGL_EINVAL;		/* only host and port are carried over */
+		/* anything else (sslmode, password, hostaddr...) is not carried over */
 	}
 	if (rc == 0 && (h == NULL || p == NULL || !pgl_host_valid(h) || strlen(h) >= hostlen))
 		rc = -PGL_EINVAL;

@@ -999,7 +999,8 @@ pgl_store_node_upsert(struct pgl_store *s, const struct pgl_node *n)
  * Reads one node row and validates it: the name (the same rule as the
  * config, checked before any truncation), role, upstream, counters and
  * LSNs.  The conninfo is reduced to "host=H port=P" through
- * pgl_conninfo_host_port(); one that carries anything else is dropped ("").
+ * pgl_conninfo_host_port(): nothing else is carried over, and one without a
+ * valid host and port becomes "".
  * Returns false for a row that must not be used.
  */
 static bool
@@ -1155,15 +1156,6 @@ pgl_store_event(struct pgl_store *s, int64_t term, const char *node, const char 
 	return commit_or_rollback(s, rc);
 }
 
-/* Event kinds are [a-z_-]{1,31}. */
-static bool
-kind_valid(const char *k)
-{
-	size_t n = strlen(k);
-
-	return n >= 1 && n < 32 && strspn(k, "abcdefghijklmnopqrstuvwxyz_-") == n;
-}
-
 static int
 collect_events(struct pgl_store *s, sqlite3_stmt *st, struct pgl_event **out, int *count)
 {
@@ -1188,13 +1180,10 @@ collect_events(struct pgl_store *s, sqlite3_stmt *st, struct pgl_event **out, in
 		e->id = sqlite3_column_int64(st, 0);
 		col_text(st, 1, e->at, sizeof(e->at));
 		e->term = sqlite3_column_int64(st, 2);
-		/* History is shown, rarely acted on: an invalid node or kind is blanked. */
+		/* History is shown (escaped), rarely acted on: an invalid node is blanked. */
 		if (pgl_name_valid(col_raw(st, 3)))
 			col_text(st, 3, e->node, sizeof(e->node));
-		if (kind_valid(col_raw(st, 4)))
-			col_text(st, 4, e->kind, sizeof(e->kind));
-		else
-			strcpy(e->kind, "invalid");
+		col_text(st, 4, e->kind, sizeof(e->kind));
 		col_text(st, 5, e->detail, sizeof(e->detail));
 	}
 	sqlite3_finalize(st);

@@ -65,9 +65,10 @@ bool pgl_name_valid(const char *name);
 bool pgl_host_valid(const char *host);
 
 /*
- * Parses a node's conninfo as read from the store with PQconninfoParse.  It
- * must name exactly host and port (nothing else is carried over), the host
- * must pass pgl_host_valid() and fit hostlen, the port be 1..65535.
+ * Parses a node's conninfo as read from the store with PQconninfoParse and
+ * returns its host and port; every other keyword is ignored, never carried
+ * over.  The host must pass pgl_host_valid() and fit hostlen, the port be
+ * 1..65535.
  * Returns 0, or -PGL_EINVAL for anything else (host "" and port 0 then).
  */
 int pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *port);

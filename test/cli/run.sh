@@ -23,8 +23,8 @@ trap 'rm -rf "$work"' EXIT
 
 # shellcheck disable=SC2046  # pkg-config output is a list of flags
 if ! "${CC:-gcc}" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -I"$root/include" \
-	$(pkg-config --cflags sqlite3) -o "$work/mkstore" "$here/mkstore.c" \
-	"$root/src/store.c" "$root/src/common.c" "$root/src/log.c" $(pkg-config --libs sqlite3); then
+	$(pkg-config --cflags sqlite3 libpq) -o "$work/mkstore" "$here/mkstore.c" \
+	"$root/src/store.c" "$root/src/common.c" "$root/src/log.c" $(pkg-config --libs sqlite3 libpq); then
 	echo "cli tests: FAILED (cannot build test/cli/mkstore.c)"
 	exit 1
 fi

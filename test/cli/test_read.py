@@ -162,9 +162,10 @@ def test_primary_live(store):
     r = pgl("primary", "--lease-db", store)
     assert (r.returncode, r.stdout, r.stderr) == (0, "n1\n", "")
     r = pgl("primary", "--conninfo", "--lease-db", store)
-    assert (r.returncode, r.stdout) == (0, "host=pg1 port=5432 user=pglease\n")
+    # Only host and port are carried over from the store (user=pglease is dropped).
+    assert (r.returncode, r.stdout) == (0, "host=pg1 port=5432\n")
     r = pgl("primary", "--json", "--lease-db", store)
-    assert json.loads(r.stdout) == {"primary": "n1", "conninfo": "host=pg1 port=5432 user=pglease",
+    assert json.loads(r.stdout) == {"primary": "n1", "conninfo": "host=pg1 port=5432",
                                     "term": 1}
 
 

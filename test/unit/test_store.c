@@ -1394,8 +1394,9 @@ test_row_validation(void)
 		{ "host=10.0.0.5 port=5432", "host=10.0.0.5 port=5432" },
 		{ "host='pg1' port='5433'", "host=pg1 port=5433" },
 		{ "port=1 host=::1", "host=::1 port=1" },
-		{ "host=pg1 port=5432 sslmode=disable", "" },
-		{ "host=pg1 port=5432 password=x", "" },
+		{ "host=pg1 port=5432 sslmode=disable", "host=pg1 port=5432" },
+		{ "host=pg1 port=5432 password=x hostaddr=10.1.1.1", "host=pg1 port=5432" },
+		{ "host=pg1 port='5432 '", "" },
 		{ "host=/tmp port=5432", "" },
 		{ "host=pg1 port=0", "" },
 		{ "host=pg1 port=65536", "" },
@@ -1457,14 +1458,14 @@ test_row_validation(void)
 	CHECK(raw_exec(path, "UPDATE cluster SET system_identifier = '12; x' WHERE id = 1", NULL, 0) == 0);
 	CHECK(pgl_store_read_cluster(st, &cl) == -PGL_EFOREIGN);
 
-	/* Events: an invalid node or kind is blanked, the rest is kept for display. */
+	/* Events: an invalid node is blanked, the rest is kept for display. */
 	CHECK(raw_exec(path, "INSERT INTO events (at, term, node, kind, detail) VALUES "
 				   "('t', 1, '../x', 'removed', 'd1'), ('t', 1, 'n1', 'Bad Kind', 'd2')",
 				   NULL, 0) == 0);
 	CHECK(pgl_store_list_events(st, 10, &ev, &n) == 0 && n == 2);
 	if (n == 2) {
 		CHECK(ev[0].node[0] == '\0' && strcmp(ev[0].kind, "removed") == 0);
-		CHECK(strcmp(ev[1].node, "n1") == 0 && strcmp(ev[1].kind, "invalid") == 0);
+		CHECK(strcmp(ev[1].node, "n1") == 0 && strcmp(ev[1].kind, "Bad Kind") == 0);
 	}
 	free(ev);
 	pgl_store_close(st);
