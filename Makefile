@@ -5,6 +5,8 @@
 #   make unit       unit tests only (no PostgreSQL needed)
 #   make sanitize   rebuild everything with ASan + UBSan and run the unit tests
 #   make docker-check  end-to-end tests in real containers
+#   make nemesis    the randomized fault campaign: FAULTS=500 SEED=1 MODE=sync|async
+#                   NODES=3|5 TTL_MS=2000 NEMESIS_OUT=nemesis-out
 
 CC      ?= gcc
 PKGS    := libpq sqlite3
@@ -22,7 +24,7 @@ LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench
+.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench nemesis nemesis-check
 
 all: deps-check pglease
 
@@ -67,7 +69,24 @@ integration: pglease
 	else echo "integration: not root, pglease_fence not installed (agents run without it)"; fi
 	@test/integration/run.sh
 
-check: unit cli-test fence-test integration
+# The randomized fault campaign (test/nemesis).  `make check` runs a short one.
+FAULTS  ?= 500
+SEED    ?= 1
+MODE    ?= sync
+NODES   ?= 3
+TTL_MS  ?= 2000
+NEMESIS_OUT ?= nemesis-out
+
+nemesis: pglease
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install-fence >/dev/null; fi
+	@test/nemesis/run.sh --faults $(FAULTS) --seed $(SEED) --mode $(MODE) --nodes $(NODES) \
+		--ttl-ms $(TTL_MS) --out $(NEMESIS_OUT)
+
+nemesis-check: pglease
+	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install-fence >/dev/null; fi
+	@test/nemesis/ci.sh
+
+check: unit cli-test fence-test integration nemesis-check
 
 sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined" unit
