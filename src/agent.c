@@ -729,24 +729,35 @@ supervise(struct pgl_daemon *d)
 }
 
 /*
- * True while the store's path still names the file this agent opened.  A
- * store deleted or replaced under running agents would split the cluster in
- * two (the old inode and the new file), so the agent fences and stops.
+ * True while the store's path still names the file this agent opened and
+ * that file still starts with a pglease store's header.  A store deleted or
+ * replaced under running agents would split the cluster in two (the old
+ * inode and the new file); one overwritten in place is read differently by
+ * each agent (some from a cached page, some from the disk).  Either way the
+ * agent fences and stops.
  */
 static bool
 store_still_there(struct pgl_daemon *d, int64_t now)
 {
+	char why[PGL_PATH_MAX + 128];
 	struct stat sb;
 
 	if (now - d->store_checked_ms < d->cfg.renew_interval_ms)
 		return true;
 	d->store_checked_ms = now;
-	if (stat(d->cfg.lease_db, &sb) == 0 && sb.st_dev == d->store_dev && sb.st_ino == d->store_ino)
+	if (stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino) {
+		if (d->term)
+			pgl_agent_fence(d, "the lease store file was deleted or replaced");
+		pgl_log_error("%s was deleted or replaced while running; stopping (restart the agents "
+					  "once the store is in place)", d->cfg.lease_db);
+	} else if (pgl_store_check_file(d->st, why, sizeof(why)) == -PGL_EFOREIGN) {
+		/* Overwritten in place: the agents' caches no longer agree with the file. */
+		if (d->term)
+			pgl_agent_fence(d, "the lease store file is corrupt");
+		pgl_log_error("%s; stopping (restore the store from a copy, or create a new one with "
+					  "every agent stopped)", why);
+	} else
 		return true;
-	if (d->term)
-		pgl_agent_fence(d, "the lease store file was deleted or replaced");
-	pgl_log_error("%s was deleted or replaced while running; stopping (restart the agents "
-				  "once the store is in place)", d->cfg.lease_db);
 	d->stop = 1;
 	d->fatal = true;
 	return false;

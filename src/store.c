@@ -760,11 +760,24 @@ begin_immediate(struct pgl_store *s)
 		snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
 		return map_rc(rc);
 	}
-	if ((rc = check_schema(s)) < 0) {
+	/*
+	 * The header on disk too: a connection may still hold a good page 1 in
+	 * its cache (or in the WAL) while the file itself was overwritten; it
+	 * must not change hands on a store others can no longer read.
+	 */
+	if ((rc = check_schema(s)) < 0 || (rc = check_header(s, s->errmsg, sizeof(s->errmsg))) < 0) {
+		if (rc == -PGL_EFOREIGN && s->errmsg[0] == '\0')
+			snprintf(s->errmsg, sizeof(s->errmsg), "the lease store is corrupt");
 		exec_sql(s->db, "ROLLBACK");
 		return rc;
 	}
 	return 0;
+}
+
+int
+pgl_store_check_file(struct pgl_store *s, char *err, size_t errlen)
+{
+	return check_header(s, err, errlen);
 }
 
 static int

@@ -91,6 +91,14 @@ int pgl_store_open(const char *path, int flags, struct pgl_store **out,
 				   char *err, size_t errlen);
 void pgl_store_close(struct pgl_store *st);
 
+/*
+ * Re-reads the store's header from disk through SQLite's own descriptor (no
+ * POSIX lock is lost): -PGL_EFOREIGN with a reason naming the file when it
+ * is no longer a pglease store (overwritten, truncated), else 0.  Every
+ * write transaction does the same under the write lock.
+ */
+int pgl_store_check_file(struct pgl_store *st, char *err, size_t errlen);
+
 /* Last SQLite error message of this handle (borrowed). */
 const char *pgl_store_errmsg(struct pgl_store *st);
 const char *pgl_store_path(struct pgl_store *st);
