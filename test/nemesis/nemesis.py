@@ -563,7 +563,15 @@ def plot(path, report, title):
     os.unlink(dat)
 
 
+def on_term(signum, frame):
+    """SIGTERM or SIGINT: unwind through the campaign's teardown (which
+    resumes stopped nodes and ends every process it started)."""
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faults", type=int, default=20, help="number of faults (default 20)")

@@ -30,22 +30,29 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pglease-nemesis.XXXXXX")
 chmod 0755 "$work"
+# Ends every process the campaign started, by pid: those whose command line
+# names this run's directory (agents, their runuser wrappers, postmasters),
+# and their descendants (backends, the fence watchdog).  Stopped ones get
+# SIGCONT first.  Then unmounts the store's tmpfs and removes the directory.
 cleanup() {
-	local f p m
-	for f in "$work"/*/*/agent.pid; do
-		[ -f "$f" ] || continue
-		p=$(cat "$f" 2>/dev/null)
-		if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q 'pglease run'; then
-			kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null
+	local pids=() p m kids
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" = "$$" ] && continue
+		if { tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null | grep -qF "$work/"; then
+			pids+=("$p")
 		fi
 	done
-	for f in "$work"/*/*/data/postmaster.pid; do
-		[ -f "$f" ] || continue
-		p=$(head -1 "$f" 2>/dev/null)
-		if [ -n "$p" ] && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q postgres; then
-			kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null
-		fi
+	local i=0
+	while [ $i -lt ${#pids[@]} ]; do
+		kids=$(cat /proc/"${pids[$i]}"/task/*/children 2>/dev/null)
+		for p in $kids; do pids+=("$p"); done
+		i=$((i + 1))
 	done
+	if [ ${#pids[@]} -gt 0 ]; then
+		kill -CONT "${pids[@]}" 2>/dev/null
+		kill -KILL "${pids[@]}" 2>/dev/null
+	fi
 	for m in $(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts); do
 		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
@@ -55,4 +62,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 "$py" -m pytest -q -p no:cacheprovider "$here/test_checker.py" || exit 1
-PGLEASE_BIN=$bin PGLEASE_IT_DIR=$work PYTHONDONTWRITEBYTECODE=1 "$py" "$here/nemesis.py" "$@"
+# A private copy: a rebuild during a long campaign must not change the binary
+# that restarted nodes run.
+cp "$bin" "$work/pglease" && chmod 0755 "$work/pglease"
+PGLEASE_BIN=$work/pglease PGLEASE_IT_DIR=$work PYTHONDONTWRITEBYTECODE=1 "$py" "$here/nemesis.py" "$@" &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' INT TERM
+wait "$child"
+rc=$?
+if kill -0 "$child" 2>/dev/null; then	# interrupted: let it tear down, then clean up
+	wait "$child"
+	rc=$?
+fi
+exit "$rc"
