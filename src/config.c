@@ -596,11 +596,26 @@ apply_env(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 	}
 }
 
-/* Finds the directory of `initdb`: PATH first, then the newest /usr/lib/postgresql/N/bin. */
-static bool
-find_bindir(char *out, size_t len)
+/* The value of variable name in envp, or NULL. */
+static const char *
+env_get(char *const *envp, const char *name)
 {
-	const char *path = getenv("PATH");
+	size_t n = strlen(name);
+
+	for (char *const *ep = envp; *ep; ep++)
+		if (strncmp(*ep, name, n) == 0 && (*ep)[n] == '=')
+			return *ep + n + 1;
+	return NULL;
+}
+
+/*
+ * Finds the directory of `initdb`: PATH (from the same envp as the
+ * PGLEASE_* variables) first, then the newest /usr/lib/postgresql/N/bin.
+ */
+static bool
+find_bindir(char *const *envp, char *out, size_t len)
+{
+	const char *path = env_get(envp, "PATH");
 	char buf[PGL_PATH_MAX];
 	int best = -1;
 	DIR *d;
@@ -636,6 +651,7 @@ find_bindir(char *out, size_t len)
 	return true;
 }
 
+/* Resets cfg to the built-in defaults of the key table. */
 static void
 set_defaults(struct pgl_config *cfg)
 {
@@ -648,8 +664,9 @@ set_defaults(struct pgl_config *cfg)
 	}
 }
 
+/* Fills node_name, advertise_host and pg_bindir when unset, and checks the timing rule. */
 static void
-validate(struct pgl_config *cfg, struct errbuf *e)
+validate(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 {
 	char host[256];
 
@@ -668,12 +685,13 @@ validate(struct pgl_config *cfg, struct errbuf *e)
 		add_err(e, "lease timing: renew_interval_ms * 2 (%d) must not exceed "
 				"lease_ttl_ms - fence_margin_ms (%d)",
 				cfg->renew_interval_ms * 2, cfg->lease_ttl_ms - cfg->fence_margin_ms);
-	if (cfg->pg_bindir[0] == '\0' && !find_bindir(cfg->pg_bindir, sizeof(cfg->pg_bindir)))
+	if (cfg->pg_bindir[0] == '\0' && !find_bindir(envp, cfg->pg_bindir, sizeof(cfg->pg_bindir)))
 		add_err(e, "pg_bindir: not set, and no PostgreSQL binaries found in PATH or "
 				"/usr/lib/postgresql/*/bin");
 	pgl_log_level = pgl_log_parse_level(cfg->log_level);
 }
 
+/* Defaults, then the file, then envp; see config.h. */
 int
 pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
 				char *err, size_t errlen)
@@ -685,12 +703,15 @@ pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
 	set_defaults(cfg);
 	if (path)
 		parse_file(cfg, path, &e);
-	apply_env(cfg, envp ? envp : environ, &e);
+	if (envp == NULL)
+		envp = environ;
+	apply_env(cfg, envp, &e);
 	if (e.count == 0)
-		validate(cfg, &e);
+		validate(cfg, envp, &e);
 	return e.count ? -PGL_ECONFIG : 0;
 }
 
+/* lease_db as the CLI resolves it (file, then the process environment); see config.h. */
 int
 pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t errlen)
 {
@@ -712,6 +733,7 @@ pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t e
 	return rc;
 }
 
+/* One line per key for --help: name, default, description. */
 void
 pgl_config_print_keys(FILE *f)
 {
@@ -721,6 +743,7 @@ pgl_config_print_keys(FILE *f)
 	fprintf(f, "  %-28s %-20s %s\n", "pg.<setting>", "", "passed to postgresql.conf");
 }
 
+/* The node's replication slot name: '-' becomes '_'. */
 void
 pgl_config_slot_name(const char *node, char *out, size_t len)
 {
