@@ -1,8 +1,11 @@
 """Text from the store is escaped on a terminal and valid, exact JSON (docs/cli.md)."""
 import json
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
+import time
 import unicodedata
 
 import pytest
@@ -195,3 +198,49 @@ def test_unicode_text_passes_unchanged(store):
     r = pgl("events", "-n", "1", "--lease-db", store)
     assert r.stdout.rstrip("\n").endswith("note  caf\u00e9 \u6771\u4eac \u2713")
     assert unicodedata.normalize("NFC", r.stdout) == r.stdout
+
+
+VALGRIND_POISONED = [["status"], ["status", "--json"], ["lease"], ["events"], ["events", "--json"],
+                     ["primary", "--conninfo"], ["watch", "--count", "1"], ["pause"],
+                     ["remove", "n3"]]
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+@pytest.mark.parametrize("args", VALGRIND_POISONED, ids=" ".join)
+def test_valgrind_clean_on_hostile_rows(poisoned, args):
+    """No leak or invalid access on the escaping paths (watch: one change, then exit)."""
+    cmd = ["valgrind", "-q", "--leak-check=full", "--error-exitcode=9", PGLEASE, *args,
+           "--lease-db", str(poisoned)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    if args[0] == "watch":
+        time.sleep(3)                       # valgrind starts slowly
+        subprocess.run([MKSTORE, str(poisoned), "event", "n2", "k", "d\x1b"], check=True)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 9, err
+    assert b"==" not in err, err
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+@pytest.mark.parametrize("case", ["fifo", "config", "env", "write"])
+def test_valgrind_clean_on_errors(tmp_path, store, case):
+    env, args = clean_env(), ["status", "--lease-db", store]
+    if case == "fifo":
+        os.mkfifo(tmp_path / "f.db")
+        args = ["watch", "--lease-db", tmp_path / "f.db"]
+    elif case == "config":
+        conf = tmp_path / "c.conf"
+        conf.write_bytes(b"lease_db = /a\nlease_db = /b\nallowed_network = 1.2.3.4/8\nx\0y\n")
+        args = ["status", "-c", conf]
+    elif case == "env":
+        env = clean_env(PGLEASE_NODENAME="x")
+    else:
+        c = sqlite3.connect(str(store))
+        c.execute("CREATE TRIGGER boom BEFORE UPDATE ON cluster BEGIN "
+                  "SELECT RAISE(ABORT, 'injected failure'); END")
+        c.commit()
+        c.close()
+        args = ["pause", "--lease-db", store]
+    r = subprocess.run(["valgrind", "-q", "--leak-check=full", "--error-exitcode=9", PGLEASE,
+                        *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode in (1, 2), r.stderr
+    assert "==" not in r.stderr, r.stderr
