@@ -342,7 +342,11 @@ test_nul_byte(void)
 	/* fgets would stop at the NUL and take the next line as the rest of this one. */
 	snprintf(path, sizeof(path), "%s/nul.conf", test_dir());
 	f = fopen(path, "w");
-	fwrite("node_name = a\0b\npg_port = x\n", 1, 30, f);
+	{
+		static const char text[] = "node_name = a\0b\npg_port = x\n";
+
+		fwrite(text, 1, sizeof(text) - 1, f);
+	}
 	fclose(f);
 	rc = load(path, NULL);
 	snprintf(l1, sizeof(l1), "%s:1: NUL byte", path);
