@@ -138,11 +138,16 @@ def test_errors_and_health_escaped(poisoned, tmp_path):
     assert "x\\x1b[31m\\u202e.db" in err and err.count("\n") == 1
     # a config value echoed in an error
     conf = tmp_path / "c.conf"
-    conf.write_bytes(b"pg_port = 54\x1b[2J\xe2\x80\xae\n")
+    conf.write_bytes(b"pg_port = 54\xe2\x80\xae\x9b[2J\n")
     r = raw("status", "-c", conf)
     assert r.returncode == 2
     err = assert_terminal_safe(r.stderr)
-    assert "'54\\x1b[2J\\u202e' is not an integer" in err and err.count("\n") == 1
+    assert "'54\\u202e\\x9b[2J' is not an integer" in err and err.count("\n") == 1
+    conf.write_bytes(b"pg_port = 54\x1b[2J\n")        # C0 is refused outright
+    r = raw("status", "-c", conf)
+    assert r.returncode == 2
+    err = assert_terminal_safe(r.stderr)
+    assert "key 'pg_port': control character 0x1b in the value" in err
     # an argument echoed in a usage error
     r = raw("status", "extra\x1b[2J")
     assert r.returncode == 2 and "'extra\\x1b[2J'" in assert_terminal_safe(r.stderr)
