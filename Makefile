@@ -4,6 +4,8 @@
 #   make check      unit, CLI, in-server fence and integration tests (real PostgreSQL 15)
 #   make unit       unit tests only (no PostgreSQL needed)
 #   make sanitize   rebuild everything with ASan + UBSan and run the unit tests
+#   make fuzz       libFuzzer targets (clang) for the config parser and the store
+#                   reader, FUZZ_SECONDS (default 60) each
 #   make docker-check  end-to-end tests in real containers
 #   make nemesis    the randomized fault campaign: FAULTS=500 SEED=1 MODE=sync|async
 #                   NODES=3|5 TTL_MS=2000 NEMESIS_OUT=nemesis-out
@@ -24,7 +26,7 @@ LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench nemesis nemesis-check
+.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench fuzz fuzz-build nemesis nemesis-check
 
 all: deps-check pglease
 
@@ -91,6 +93,35 @@ check: unit cli-test fence-test integration nemesis-check
 sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address,undefined" unit
 
+# libFuzzer: the library objects are built with clang and the sanitizers into
+# their own directory; test/fuzz/run.sh runs each target for FUZZ_SECONDS on a
+# copy of its corpus (test/fuzz/corpus/*) and keeps crashes in build-fuzz/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Iinclude $(PKG_CFLAGS) $(FUZZ_SAN)
+FUZZ_LIBOBJS := $(LIBSRCS:src/%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_BUILD)/fuzz_config $(FUZZ_BUILD)/fuzz_store $(FUZZ_BUILD)/fuzz_store_mutate
+
+$(FUZZ_BUILD)/%.o: src/%.c $(wildcard include/pglease/*.h)
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_config: test/fuzz/fuzz_config.c $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBOBJS) $(LDLIBS)
+
+$(FUZZ_BUILD)/fuzz_store: test/fuzz/fuzz_store.c $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBOBJS) $(LDLIBS)
+
+$(FUZZ_BUILD)/fuzz_store_mutate: test/fuzz/fuzz_store.c $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Werror -fsanitize=fuzzer -DPGL_FUZZ_MUTATE -o $@ $< $(FUZZ_LIBOBJS) $(LDLIBS)
+
+fuzz-build: deps-check $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@test/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 docker-check: pglease
 	@test/docker/run.sh
 
@@ -98,5 +129,5 @@ bench: pglease
 	@bench/lease
 
 clean:
-	rm -rf build build-san pglease
+	rm -rf build build-san build-fuzz pglease
 	$(MAKE) -C src/fence clean

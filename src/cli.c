@@ -23,11 +23,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
 
 #include "pglease/agent.h"
 #include "pglease/cli.h"
 #include "pglease/common.h"
 #include "pglease/config.h"
+#include "pglease/log.h"
 #include "pglease/store.h"
 #include "pglease/watch.h"
 
@@ -161,56 +165,34 @@ static const struct option long_opts[] = {
 
 /* ---- output helpers ---- */
 
-/* Length of the valid UTF-8 sequence at p, or 0 if it is not one. */
-static int
-utf8_len(const unsigned char *p)
-{
-	int n, i;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		n = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		n = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	for (i = 1; i < n; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] > 0x9f) ||
-		(n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] > 0x8f))
-		return 0;
-	return n;
-}
-
-/* A JSON string (NULL prints null); invalid UTF-8 becomes U+FFFD. */
+/*
+ * A JSON string (NULL prints null).  Invalid UTF-8 becomes U+FFFD; quote and
+ * backslash are escaped, and every character pgl_text_unsafe() names (C0,
+ * DEL, C1, bidirectional controls, U+2028/U+2029) becomes \uNNNN, so the
+ * document is valid JSON, decodes to the stored text, and is safe to show
+ * on a terminal as it is.
+ */
 static void
 json_str(FILE *f, const char *s)
 {
-	const unsigned char *p = (const unsigned char *) s;
-
 	if (s == NULL) {
 		fputs("null", f);
 		return;
 	}
 	fputc('"', f);
-	while (*p) {
-		int n = utf8_len(p);
+	while (*s) {
+		uint32_t cp;
+		int n = pgl_text_decode(s, &cp);
 
-		if (n == 0) {
+		if (cp == PGL_TEXT_INVALID)
 			fputs("\\ufffd", f);
-			p++;
-		} else if (*p == '"' || *p == '\\') {
-			fprintf(f, "\\%c", *p++);
-		} else if (*p < 0x20 || *p == 0x7f) {
-			fprintf(f, "\\u%04x", *p++);
-		} else {
-			fwrite(p, 1, n, f);
-			p += n;
-		}
+		else if (cp == '"' || cp == '\\')
+			fprintf(f, "\\%c", (char) cp);
+		else if (pgl_text_unsafe(cp))
+			fprintf(f, "\\u%04x", (unsigned) cp);
+		else
+			fwrite(s, 1, n, f);
+		s += n;
 	}
 	fputc('"', f);
 }
@@ -232,15 +214,32 @@ json_age(FILE *f, double age_s)
 		fprintf(f, "%.1f", age_s);
 }
 
-/* Copies s into dst for a terminal: control characters become spaces. */
-static void
-clean_copy(char *dst, const char *s, size_t len)
-{
-	size_t i;
+/* Rotating buffers of tty(): more than any one output line needs at once. */
+#define TTY_SLOTS 8
+#define TTY_MAX PGL_TEXT_ESCAPED(PGL_PATH_MAX + 512)
 
-	for (i = 0; s[i] && i + 1 < len; i++)
-		dst[i] = ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
-	dst[i] = '\0';
+/*
+ * s escaped for a terminal by pgl_text_escape() (log.h says how), in one of
+ * TTY_SLOTS static buffers: borrowed, valid until TTY_SLOTS more calls.
+ * Every text the CLI prints for people that it did not write itself (store
+ * rows, paths, config values, arguments) goes through this one function.
+ */
+static const char *
+tty(const char *s)
+{
+	static char buf[TTY_SLOTS][TTY_MAX];
+	static unsigned next;
+	char *b = buf[next++ % TTY_SLOTS];
+
+	pgl_text_escape(b, TTY_MAX, s ? s : "");
+	return b;
+}
+
+/* Copies s escaped for a terminal into dst (len bytes, truncating). */
+static void
+tty_copy(char *dst, const char *s, size_t len)
+{
+	pgl_text_escape(dst, len, s);
 }
 
 /* "0 B", "512 B", "1.5 kB", "16 kB", "3.2 MB" (powers of 1024, as pg_size_pretty). */
@@ -346,7 +345,7 @@ arg_error(char *err, size_t len, const char *cmd, const char *fmt, const char *a
 
 	if (err[0])
 		return;
-	snprintf(msg, sizeof(msg), fmt, arg);
+	snprintf(msg, sizeof(msg), fmt, tty(arg));
 	snprintf(err, len, "pglease %s: %s", cmd, msg);
 }
 
@@ -445,7 +444,7 @@ print_config_errors(const char *err)
 		const char *nl = strchr(p, '\n');
 		int n = nl ? (int) (nl - p) : (int) strlen(p);
 
-		fprintf(stderr, "pglease: %.*s\n", n, p);
+		fprintf(stderr, "pglease: %.*s\n", n, p);	/* config.c escaped it */
 		p += n + (nl ? 1 : 0);
 	}
 }
@@ -469,19 +468,108 @@ resolve_path(struct cli *c)
 
 /* ---- store access ---- */
 
+/*
+ * The last error SQLite reported through its error log (SQLITE_CONFIG_LOG).
+ * store.c rolls a failed write back before the CLI can ask for the reason,
+ * and after the ROLLBACK sqlite3_errmsg() says "not an error"; the log
+ * callback sees the message when the statement fails, before the rollback.
+ */
+static struct {
+	int code;
+	char msg[512];
+} sqlite_last;
+
+/* SQLite's error log callback: keeps the last real error (not notices or warnings). */
+static void
+on_sqlite_log(void *arg, int code, const char *msg)
+{
+	const char *p;
+
+	(void) arg;
+	switch (code & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_NOTICE:
+	case SQLITE_WARNING:
+	case SQLITE_SCHEMA:			/* retried by SQLite itself */
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return;
+	}
+	/* "abort at 2 in [SQL]: reason", "statement aborts at 12: [SQL] reason": the reason. */
+	if (strncmp(msg, "abort at ", 9) == 0 && (p = strstr(msg, "]: ")) != NULL)
+		msg = p + 3;
+	else if (strncmp(msg, "statement aborts at ", 20) == 0 && (p = strstr(msg, "] ")) != NULL)
+		msg = p + 2;
+	sqlite_last.code = code;
+	pgl_strlcpy(sqlite_last.msg, msg, sizeof(sqlite_last.msg));
+}
+
+/*
+ * Installs on_sqlite_log.  Must run before SQLite initializes (before the
+ * first store is opened); a failure only loses the better message.
+ */
+static void
+capture_sqlite_errors(void)
+{
+	sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
+}
+
+/* The reason of the last failure on st: its error message, else the logged one. */
+static const char *
+store_reason(struct pgl_store *st)
+{
+	const char *msg = pgl_store_errmsg(st);
+
+	if (strcmp(msg, "not an error") != 0 || sqlite_last.code == 0)
+		return msg;
+	return sqlite_last.msg[0] ? sqlite_last.msg : sqlite3_errstr(sqlite_last.code);
+}
+
+/*
+ * Refuses a store path (or its -wal/-shm side file) that exists but is not a
+ * regular file: SQLite would block forever opening a FIFO (and watch would
+ * then never see SIGTERM), and says "disk I/O error" for a directory.
+ * stat() never opens the file, so it cannot block.  A missing path is left
+ * to pgl_store_open(), which names it.  Returns 0, or PGL_EXIT_FAIL after
+ * printing one line.
+ */
+static int
+check_regular(const char *path)
+{
+	static const char *const suffix[] = { "", "-wal", "-shm" };
+	char p[PGL_PATH_MAX + 8];
+	struct stat sb;
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(suffix); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		if (stat(p, &sb) != 0 || S_ISREG(sb.st_mode))
+			continue;
+		fprintf(stderr, "pglease: %s: cannot open lease store: %snot a regular file (%s)\n",
+				tty(path), i == 0 ? "" : i == 1 ? "its -wal file is " : "its -shm file is ",
+				S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
+				: S_ISSOCK(sb.st_mode) ? "a socket" : S_ISCHR(sb.st_mode) ||
+				S_ISBLK(sb.st_mode) ? "a device" : "not a file");
+		return PGL_EXIT_FAIL;
+	}
+	return 0;
+}
+
 /* Opens c->path; on failure prints the store's one-line reason. */
 static int
 open_store(struct cli *c, const char *path, int flags, struct pgl_store **st)
 {
 	char err[PGL_PATH_MAX + 512];
-	int rc = pgl_store_open(path, flags, st, err, sizeof(err));
+	int rc;
 
+	if (check_regular(path) != 0)
+		return PGL_EXIT_FAIL;
+	rc = pgl_store_open(path, flags, st, err, sizeof(err));
 	if (rc == 0)
 		return 0;
 	if (rc == -PGL_ENOENT && c->cmd->fn == cmd_primary)
-		fprintf(stderr, "pglease: no lease store at %s\n", path);
+		fprintf(stderr, "pglease: no lease store at %s\n", tty(path));
 	else
-		fprintf(stderr, "pglease: %s\n", err[0] ? err : pgl_strerror(rc));
+		fprintf(stderr, "pglease: %s\n", err[0] ? tty(err) : pgl_strerror(rc));
 	return PGL_EXIT_FAIL;
 }
 
@@ -489,8 +577,8 @@ open_store(struct cli *c, const char *path, int flags, struct pgl_store **st)
 static int
 store_failed(struct pgl_store *st, const char *what, int rc)
 {
-	fprintf(stderr, "pglease: %s: cannot %s: %s (%s)\n", pgl_store_path(st), what,
-			pgl_strerror(rc), pgl_store_errmsg(st));
+	fprintf(stderr, "pglease: %s: cannot %s: %s (%s)\n", tty(pgl_store_path(st)), what,
+			pgl_strerror(rc), tty(store_reason(st)));
 	return PGL_EXIT_FAIL;
 }
 
@@ -609,37 +697,39 @@ print_status_json(const struct snapshot *s)
 static void
 format_lease(const struct pgl_lease *l, char *buf, size_t len)
 {
-	char lsn[PGL_LSN_TEXT_MAX + 32] = "";
+	char lsn[PGL_TEXT_ESCAPED(PGL_LSN_TEXT_MAX) + 32] = "";
 
 	if (l->has_released_lsn)
-		snprintf(lsn, sizeof(lsn), ", released at %s", l->released_lsn);
+		snprintf(lsn, sizeof(lsn), ", released at %s", tty(l->released_lsn));
 	if (!l->holder[0])
 		snprintf(buf, len, "lease: none (term %lld%s)", (long long) l->term, lsn);
 	else if (l->renewed_age_s < 0)
-		snprintf(buf, len, "lease: %s term %lld (never renewed)", l->holder, (long long) l->term);
+		snprintf(buf, len, "lease: %s term %lld (never renewed)", tty(l->holder),
+				 (long long) l->term);
 	else
-		snprintf(buf, len, "lease: %s term %lld (renewed %.1fs ago)", l->holder,
+		snprintf(buf, len, "lease: %s term %lld (renewed %.1fs ago)", tty(l->holder),
 				 (long long) l->term, l->renewed_age_s);
 }
 
 #define NCOLS 8
+#define CELL_MAX PGL_TEXT_ESCAPED(PGL_NAME_MAX)
 struct row {
-	char cell[NCOLS][PGL_NAME_MAX];
+	char cell[NCOLS][CELL_MAX];
 };
 
 static void
 fill_row(const struct snapshot *s, const struct pgl_node *n, struct row *r)
 {
-	clean_copy(r->cell[0], n->name, PGL_NAME_MAX);
-	clean_copy(r->cell[1], n->role[0] ? n->role : "-", PGL_NAME_MAX);
-	clean_copy(r->cell[2], n->state[0] ? n->state : "-", PGL_NAME_MAX);
-	clean_copy(r->cell[3], n->upstream[0] ? n->upstream : "-", PGL_NAME_MAX);
+	tty_copy(r->cell[0], n->name, CELL_MAX);
+	tty_copy(r->cell[1], n->role[0] ? n->role : "-", CELL_MAX);
+	tty_copy(r->cell[2], n->state[0] ? n->state : "-", CELL_MAX);
+	tty_copy(r->cell[3], n->upstream[0] ? n->upstream : "-", CELL_MAX);
 	if (n->timeline > 0)
-		snprintf(r->cell[4], PGL_NAME_MAX, "%lld", (long long) n->timeline);
+		snprintf(r->cell[4], CELL_MAX, "%lld", (long long) n->timeline);
 	else
 		strcpy(r->cell[4], "-");
-	fmt_bytes(node_lag(s, n), r->cell[5], PGL_NAME_MAX);
-	fmt_age(n->age_s, r->cell[6], PGL_NAME_MAX);
+	fmt_bytes(node_lag(s, n), r->cell[5], CELL_MAX);
+	fmt_age(n->age_s, r->cell[6], CELL_MAX);
 	strcpy(r->cell[7], strcmp(n->name, s->lease.holder) == 0 ? "*" : "");
 }
 
@@ -672,11 +762,11 @@ print_status_table(const struct snapshot *s)
 {
 	static const struct row header = { { "Name", "Role", "State", "Upstream", "Timeline",
 										 "Lag", "Heartbeat", "Lease" } };
-	char lease[256];
+	char lease[TTY_MAX];
 	struct row *rows = calloc(s->n_nodes + 1, sizeof(*rows));
 
 	format_lease(&s->lease, lease, sizeof(lease));
-	printf("Cluster %s  %s%s\n\n", s->cluster.name, lease, s->cluster.paused ? "  PAUSED" : "");
+	printf("Cluster %s  %s%s\n\n", tty(s->cluster.name), lease, s->cluster.paused ? "  PAUSED" : "");
 	rows[0] = header;
 	for (int i = 0; i < s->n_nodes; i++)
 		fill_row(s, &s->nodes[i], &rows[i + 1]);
@@ -730,15 +820,15 @@ cmd_lease(struct cli *c)
 		goto out;
 	}
 	fmt_age(l.renewed_age_s, renewed, sizeof(renewed));
-	printf("holder        %s\n", l.holder[0] ? l.holder : "none");
+	printf("holder        %s\n", l.holder[0] ? tty(l.holder) : "none");
 	printf("term          %lld\n", (long long) l.term);
 	printf("renewals      %lld\n", (long long) l.renewals);
 	printf("ttl_ms        %lld\n", (long long) l.ttl_ms);
-	printf("acquired_at   %s\n", l.acquired_at[0] ? l.acquired_at : "-");
-	printf("renewed_at    %s%s%s%s\n", l.renewed_at[0] ? l.renewed_at : "-",
+	printf("acquired_at   %s\n", l.acquired_at[0] ? tty(l.acquired_at) : "-");
+	printf("renewed_at    %s%s%s%s\n", l.renewed_at[0] ? tty(l.renewed_at) : "-",
 		   l.renewed_age_s >= 0 ? " (" : "", l.renewed_age_s >= 0 ? renewed : "",
 		   l.renewed_age_s >= 0 ? ")" : "");
-	printf("released_lsn  %s\n", l.has_released_lsn ? l.released_lsn : "-");
+	printf("released_lsn  %s\n", l.has_released_lsn ? tty(l.released_lsn) : "-");
 out:
 	pgl_store_close(st);
 	return rc;
@@ -767,17 +857,14 @@ print_event_json(FILE *f, const struct pgl_event *e)
 static void
 print_event_line(const struct pgl_event *e, int wnode, int wkind, const char *tag)
 {
-	char node[PGL_NAME_MAX], kind[sizeof(e->kind)], detail[sizeof(e->detail)];
+	const char *node = tty(e->node[0] ? e->node : "-"), *kind = tty(e->kind);
 
-	clean_copy(node, e->node[0] ? e->node : "-", sizeof(node));
-	clean_copy(kind, e->kind, sizeof(kind));
-	clean_copy(detail, e->detail, sizeof(detail));
-	if (detail[0])
-		printf("%s  %sterm %lld  %-*s  %-*s  %s\n", e->at, tag, (long long) e->term, wnode,
-			   node, wkind, kind, detail);
+	if (e->detail[0])
+		printf("%s  %sterm %lld  %-*s  %-*s  %s\n", tty(e->at), tag, (long long) e->term,
+			   wnode, node, wkind, kind, tty(e->detail));
 	else
-		printf("%s  %sterm %lld  %-*s  %s\n", e->at, tag, (long long) e->term, wnode, node,
-			   kind);
+		printf("%s  %sterm %lld  %-*s  %s\n", tty(e->at), tag, (long long) e->term, wnode,
+			   node, kind);
 }
 
 static int
@@ -804,7 +891,8 @@ cmd_events(struct cli *c)
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
-		int ln = ev[i].node[0] ? (int) strlen(ev[i].node) : 1, lk = (int) strlen(ev[i].kind);
+		int ln = ev[i].node[0] ? (int) strlen(tty(ev[i].node)) : 1;
+		int lk = (int) strlen(tty(ev[i].kind));
 
 		wnode = ln > wnode ? ln : wnode;
 		wkind = lk > wkind ? lk : wkind;
@@ -833,12 +921,13 @@ primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 	if (!l->holder[0])
 		snprintf(why, len, "the lease has no holder (term %lld)", (long long) l->term);
 	else if (h == NULL)
-		snprintf(why, len, "holder %s has no node row", l->holder);
+		snprintf(why, len, "holder %s has no node row", tty(l->holder));
 	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
-		snprintf(why, len, "holder %s's last heartbeat is %s", l->holder,
+		snprintf(why, len, "holder %s's last heartbeat is %s", tty(l->holder),
 				 h->age_s < 0 ? "unknown" : "stale");
 	else if (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s)
-		snprintf(why, len, "holder %s has not renewed the lease within its TTL", l->holder);
+		snprintf(why, len, "holder %s has not renewed the lease within its TTL",
+				 tty(l->holder));
 	else
 		return true;
 	return false;
@@ -860,7 +949,7 @@ cmd_primary(struct cli *c)
 	struct pgl_store *st = NULL;
 	struct pgl_lease l;
 	struct pgl_node h = { 0 };
-	char why[256];
+	char why[TTY_MAX];
 	bool live, have_row = false;
 	int rc;
 
@@ -880,14 +969,14 @@ cmd_primary(struct cli *c)
 	}
 	live = primary_live(&l, have_row ? &h : NULL, why, sizeof(why));
 	if (live && c->conninfo && !c->json && !h.conninfo[0]) {
-		fprintf(stderr, "pglease: primary %s has no conninfo recorded\n", l.holder);
+		fprintf(stderr, "pglease: primary %s has no conninfo recorded\n", tty(l.holder));
 		rc = PGL_EXIT_FAIL;
 		goto out;
 	}
 	if (c->json)
 		print_primary_json(live, &l, &h);
 	else if (live)
-		printf("%s\n", c->conninfo ? h.conninfo : l.holder);
+		printf("%s\n", tty(c->conninfo ? h.conninfo : l.holder));
 	if (!live)
 		fprintf(stderr, "pglease: no live primary: %s\n", why);
 	rc = live ? PGL_EXIT_OK : PGL_EXIT_NOPRIMARY;
@@ -940,7 +1029,7 @@ counted(struct watcher *w)
 static void
 emit_lease(struct watcher *w)
 {
-	char now[PGL_TS_MAX], text[256];
+	char now[PGL_TS_MAX], text[TTY_MAX];
 
 	pgl_wall_iso(now, sizeof(now));
 	if (w->c->json) {
@@ -989,12 +1078,14 @@ emit_node(struct watcher *w, const char *change, const struct pgl_node *old,
 		json_text(stdout, old ? old->state : NULL);
 		fputs("}\n", stdout);
 	} else if (old == NULL)
-		printf("%s  node: %s added as %s/%s\n", now, n->name, n->role, n->state[0] ? n->state : "-");
+		printf("%s  node: %s added as %s/%s\n", now, tty(n->name), tty(n->role),
+			   tty(n->state[0] ? n->state : "-"));
 	else if (cur == NULL)
-		printf("%s  node: %s removed\n", now, n->name);
+		printf("%s  node: %s removed\n", now, tty(n->name));
 	else
-		printf("%s  node: %s %s/%s -> %s/%s\n", now, n->name, old->role,
-			   old->state[0] ? old->state : "-", cur->role, cur->state[0] ? cur->state : "-");
+		printf("%s  node: %s %s/%s -> %s/%s\n", now, tty(n->name), tty(old->role),
+			   tty(old->state[0] ? old->state : "-"), tty(cur->role),
+			   tty(cur->state[0] ? cur->state : "-"));
 	return counted(w);
 }
 
@@ -1098,13 +1189,13 @@ watch_loop(struct watcher *w, struct pgl_watch *pw)
 {
 	int64_t next_read = pgl_mono_ms() + WATCH_FALLBACK_MS;
 	int rechecks = 0, rc;
-	bool changed, done = false;
+	bool changed = false, done = false;
 
 	while (!watch_stop && !done) {
 		int r = pgl_watch_wait(pw, rechecks > 0 ? WATCH_RECHECK_MS : WATCH_SLICE_MS);
 
 		if (r < 0) {
-			fprintf(stderr, "pglease: watching %s: %s\n", w->c->path, pgl_strerror(r));
+			fprintf(stderr, "pglease: watching %s: %s\n", tty(w->c->path), pgl_strerror(r));
 			return PGL_EXIT_FAIL;
 		}
 		if (r == 0 && rechecks == 0 && pgl_mono_ms() < next_read)
@@ -1138,7 +1229,7 @@ cmd_watch(struct cli *c)
 		goto out;
 	if (pgl_watch_open(c->path, &pw) < 0) {
 		fprintf(stderr, "pglease: %s: cannot watch the lease store's directory: %s\n",
-				c->path, strerror(errno));
+				tty(c->path), strerror(errno));
 		rc = PGL_EXIT_FAIL;
 		goto out;
 	}
@@ -1162,7 +1253,7 @@ cmd_remove(struct cli *c)
 
 	if (!pgl_name_valid(c->node)) {
 		fprintf(stderr, "pglease remove: '%s' is not a valid node name "
-				"([a-z0-9_-], 1 to 63 characters)\n", c->node);
+				"([a-z0-9_-], 1 to 63 characters)\n", tty(c->node));
 		return PGL_EXIT_USAGE;
 	}
 	if ((rc = open_store(c, c->path, PGL_STORE_RDWR, &st)) != 0)
@@ -1205,7 +1296,7 @@ set_paused(struct cli *c, bool paused)
 		goto out;
 	}
 	printf(cl.paused ? "cluster %s paused: no automatic failover until `pglease resume`\n"
-		   : "cluster %s resumed: automatic failover is on\n", cl.name);
+		   : "cluster %s resumed: automatic failover is on\n", tty(cl.name));
 out:
 	pgl_store_close(st);
 	return rc;
@@ -1233,16 +1324,16 @@ judge_health(const struct pgl_lease *l, const struct pgl_node *n, char *msg, siz
 	bool holds = strcmp(l->holder, n->name) == 0;
 
 	if (n->age_s < 0 || n->age_s >= 3 * ttl_s)
-		snprintf(msg, len, "%s: no heartbeat for %s (limit %.1fs)", n->name,
+		snprintf(msg, len, "%s: no heartbeat for %s (limit %.1fs)", tty(n->name),
 				 n->age_s < 0 ? "ever" : "too long", 3 * ttl_s);
 	else if (strcmp(n->role, "primary") == 0 && !holds)
 		snprintf(msg, len, "%s: role primary but the lease is held by %s (term %lld)",
-				 n->name, l->holder[0] ? l->holder : "nobody", (long long) l->term);
+				 tty(n->name), l->holder[0] ? tty(l->holder) : "nobody", (long long) l->term);
 	else if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0)
-		snprintf(msg, len, "%s: role is %s", n->name, n->role[0] ? n->role : "unknown");
+		snprintf(msg, len, "%s: role is %s", tty(n->name), n->role[0] ? tty(n->role) : "unknown");
 	else {
-		snprintf(msg, len, "%s: healthy %s%s, heartbeat %.1fs ago, term %lld", n->name,
-				 n->role, holds ? " holding the lease" : "", n->age_s, (long long) l->term);
+		snprintf(msg, len, "%s: healthy %s%s, heartbeat %.1fs ago, term %lld", tty(n->name),
+				 tty(n->role), holds ? " holding the lease" : "", n->age_s, (long long) l->term);
 		return true;
 	}
 	return false;
@@ -1255,7 +1346,7 @@ cmd_health(struct cli *c)
 	struct pgl_store *st = NULL;
 	struct pgl_lease l;
 	struct pgl_node n;
-	char err[4096], msg[512];
+	char err[4096], msg[TTY_MAX];
 	int rc;
 
 	if (pgl_config_load(cfg, c->config, NULL, err, sizeof(err)) < 0) {
@@ -1274,7 +1365,7 @@ cmd_health(struct cli *c)
 	rc = pgl_store_get_node(st, cfg->node_name, &n);
 	if (rc == -PGL_ENOENT) {
 		fprintf(stderr, "pglease: unhealthy: %s has no node row in %s\n", cfg->node_name,
-				cfg->lease_db);
+				tty(cfg->lease_db));
 		rc = PGL_EXIT_FAIL;
 	} else if (rc < 0)
 		rc = store_failed(st, "read the node row", rc);
@@ -1299,6 +1390,7 @@ run_command(const struct command *cmd, int argc, char **argv)
 	struct cli c = { .cmd = cmd };
 	int rc;
 
+	capture_sqlite_errors();
 	if ((rc = parse_args(&c, argc, argv)) != 0)
 		return rc;
 	if (c.help) {
@@ -1344,7 +1436,7 @@ pgl_cli_main(int argc, char **argv)
 		if (strcmp(argv[2], "run") == 0)
 			return pgl_agent_main(2, run_help);
 		if ((cmd = find_command(argv[2])) == NULL) {
-			fprintf(stderr, "pglease: unknown command '%s'\n", argv[2]);
+			fprintf(stderr, "pglease: unknown command '%s'\n", tty(argv[2]));
 			return PGL_EXIT_USAGE;
 		}
 		print_command_help(cmd);
@@ -1355,7 +1447,7 @@ pgl_cli_main(int argc, char **argv)
 		return PGL_EXIT_OK;
 	}
 	if ((cmd = find_command(name)) == NULL) {
-		fprintf(stderr, "pglease: unknown command '%s'\n", name);
+		fprintf(stderr, "pglease: unknown command '%s'\n", tty(name));
 		print_usage(stderr);
 		return PGL_EXIT_USAGE;
 	}

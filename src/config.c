@@ -4,8 +4,20 @@
  * Precedence: built-in defaults < the file < PGLEASE_<KEY> environment
  * variables.  The file is "key = value" with '#' comments and optional single
  * quotes around the value.  pg.<setting> = value lines pass through to
- * postgresql.conf.  Unknown keys are errors, never silently skipped.
+ * postgresql.conf.  Nothing questionable is accepted silently; each of these
+ * is an error naming the file and line, or the variable:
+ *
+ *   - an unknown key, and a PGLEASE_* variable that is neither a key nor on
+ *     the short list of variables the project's scripts use (env_not_keys);
+ *   - a key (pg.* settings too) given twice in the file: both lines named;
+ *   - a NUL byte in a line, a line longer than LINE_MAX_LEN;
+ *   - an unquoted '#' inside a value ("a#b"): a comment starts only at the
+ *     beginning of a line or after white space, so "a#b" would be ambiguous;
+ *   - a control character (C0, DEL) in any value;
+ *   - allowed_network other than samenet, samehost or a CIDR ADDRESS/PREFIX
+ *     with no host bits set: the value is written into pg_hba.conf.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pglease/config.h"
@@ -21,7 +35,10 @@
 
 extern char **environ;
 
-enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE };
+enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE, KEY_NETWORK };
+
+/* Longest line of a config file (without its newline). */
+#define LINE_MAX_LEN 4095
 
 struct conf_key {
 	const char *name;
@@ -70,7 +87,7 @@ static const struct conf_key keys[] = {
 	{ "follow_timeout_ms", KEY_INT, OFF(follow_timeout_ms), "15000", 1000, 3600000,
 	  "a standby not streaming from the new primary after this long rewinds", NULL },
 	{ "log_level", KEY_LEVEL, OFF(log_level), "info", 0, 0, "error, warn, info or debug", NULL },
-	{ "allowed_network", KEY_STR, OFF(allowed_network), "samenet", 1, 0,
+	{ "allowed_network", KEY_NETWORK, OFF(allowed_network), "samenet", 1, 0,
 	  "pg_hba address (CIDR, samenet or samehost) allowed to connect with a password", NULL },
 	{ "pg_socket_dir", KEY_STR, OFF(pg_socket_dir), "/var/run/postgresql", 1, 0,
 	  "directory of PostgreSQL's Unix socket (socket mode 0700, peer authentication)", NULL },
@@ -92,11 +109,17 @@ struct errbuf {
 	int count;
 };
 
+/*
+ * Records one error line.  The line quotes values from the file or the
+ * environment, so it is escaped for a terminal (pgl_text_escape) here, once
+ * for every caller that prints it: an error line never holds a newline, a
+ * control character or a bidirectional override.
+ */
 static void
 add_err(struct errbuf *e, const char *fmt, ...)
 {
+	char line[PGL_PATH_MAX + 1024];
 	va_list ap;
-	int n;
 
 	e->count++;
 	if (e->used + 1 >= e->len)
@@ -104,12 +127,50 @@ add_err(struct errbuf *e, const char *fmt, ...)
 	if (e->used > 0)
 		e->buf[e->used++] = '\n';
 	va_start(ap, fmt);
-	n = vsnprintf(e->buf + e->used, e->len - e->used, fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n > 0)
-		e->used += (size_t) n < e->len - e->used ? (size_t) n : e->len - e->used - 1;
+	e->used += pgl_text_escape(e->buf + e->used, e->len - e->used, line);
 }
 
+/*
+ * PGLEASE_* variables that are not config keys but are used by the project's
+ * own scripts, compose file and test harnesses, so they may be present in an
+ * agent's or a CLI's environment.  Any other PGLEASE_* variable that is not
+ * a key is an error (a typo such as PGLEASE_NODENAME would otherwise be
+ * ignored).  An entry ending in '_' is a prefix.  README.md lists them.
+ */
+static const char *const env_not_keys[] = {
+	"PGLEASE_BIN",					/* entrypoint.sh, local-cluster.sh, tests */
+	"PGLEASE_MKSTORE",				/* test/cli */
+	"PGLEASE_CLUSTER_DIR",			/* local-cluster.sh, bench */
+	"PGLEASE_BASE_PORT",			/* local-cluster.sh, bench */
+	"PGLEASE_LEASE_DIR",			/* docker-compose.yml */
+	"PGLEASE_PASSWORD_FILE_IN_CONTAINER",	/* docker-compose.yml */
+	"PGLEASE_IMAGE_TAG",			/* docker-compose.yml, test/docker */
+	"PGLEASE_BASE_IMAGE",			/* docker-compose.yml */
+	"PGLEASE_BUILD_IMAGE",			/* docker-compose.yml */
+	"PGLEASE_BASE_CACHE_DIR",		/* build-base-image.sh */
+	"PGLEASE_IT_",					/* test/integration */
+	"PGLEASE_DOCKER_",				/* test/docker */
+	"PGLEASE_FUZZ_",				/* test/fuzz */
+};
+
+/* True when the variable named name (up to '=') is on env_not_keys. */
+static bool
+env_allowed(const char *name, size_t len)
+{
+	for (size_t i = 0; i < PGL_ARRAY_LEN(env_not_keys); i++) {
+		const char *a = env_not_keys[i];
+		size_t n = strlen(a);
+
+		if (a[n - 1] == '_' ? len > n && strncmp(name, a, n) == 0
+			: len == n && strncmp(name, a, n) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Finds a key by name; NULL when there is none. */
 static const struct conf_key *
 find_key(const char *name)
 {
@@ -119,6 +180,57 @@ find_key(const char *name)
 	return NULL;
 }
 
+/*
+ * Checks allowed_network, which is written into pg_hba.conf as the address
+ * field: samenet, samehost, or ADDRESS/PREFIX where ADDRESS is an IPv4 or
+ * IPv6 address inet_pton() accepts, PREFIX a decimal 0..32 (0..128 for IPv6)
+ * without leading zeros, and no bit after the prefix is set (10.1.2.3/8 is
+ * refused, naming 10.0.0.0/8: such a value is usually a mistake for /32).
+ */
+static bool
+network_valid(const char *val, char *why, size_t whylen)
+{
+	char addr[INET6_ADDRSTRLEN + 1], net[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	const char *slash = strchr(val, '/'), *p;
+	int af, bits = 0, maxbits;
+
+	if (strcmp(val, "samenet") == 0 || strcmp(val, "samehost") == 0)
+		return true;
+	if (slash == NULL || (size_t) (slash - val) >= sizeof(addr))
+		goto bad;
+	memcpy(addr, val, slash - val);
+	addr[slash - val] = '\0';
+	af = strchr(addr, ':') ? AF_INET6 : AF_INET;
+	maxbits = af == AF_INET6 ? 128 : 32;
+	if (inet_pton(af, addr, bin) != 1)
+		goto bad;
+	for (p = slash + 1; isdigit((unsigned char) *p) && p - slash <= 3; p++)
+		bits = bits * 10 + (*p - '0');
+	if (p == slash + 1 || *p != '\0' || (slash[1] == '0' && slash[2] != '\0')) 
+		goto bad;
+	if (bits > maxbits) {
+		snprintf(why, whylen, "'%s': prefix length %d is out of range [0, %d]", val, bits,
+				 maxbits);
+		return false;
+	}
+	for (int i = bits; i < maxbits; i++) {
+		if (bin[i / 8] & (0x80 >> (i % 8))) {
+			for (int j = bits; j < maxbits; j++)
+				bin[j / 8] &= (unsigned char) ~(0x80 >> (j % 8));
+			inet_ntop(af, bin, net, sizeof(net));
+			snprintf(why, whylen, "'%s' has bits set after the /%d prefix (the network "
+					 "is %s/%d; for one host use /%d)", val, bits, net, bits, maxbits);
+			return false;
+		}
+	}
+	return true;
+bad:
+	snprintf(why, whylen, "'%s' is not samenet, samehost or an ADDRESS/PREFIX network "
+			 "(such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8)", val);
+	return false;
+}
+
 /* Stores `val` into the field of `k`; on error writes a reason into why. */
 static bool
 set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
@@ -126,6 +238,13 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 {
 	char *field = (char *) cfg + k->off;
 
+	for (const char *c = val; *c; c++) {
+		if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+			snprintf(why, whylen, "control character 0x%02x in the value",
+					 (unsigned char) *c);
+			return false;
+		}
+	}
 	switch (k->type) {
 	case KEY_INT: {
 		char *end;
@@ -177,6 +296,10 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 		}
 		break;
 	}
+	case KEY_NETWORK:
+		if (!network_valid(val, why, whylen))
+			return false;
+		break;
 	case KEY_STR:
 		break;
 	}
@@ -203,9 +326,16 @@ pg_setting_name_valid(const char *s)
 	return true;
 }
 
+/* Where each key was set in the file (0: not set), to name both lines of a duplicate. */
+struct seen {
+	int key_line[PGL_ARRAY_LEN(keys)];
+	int pg_line[PGL_MAX_PG_SETTINGS];
+};
+
+/* Records pg.<name> = val from line `lineno` of the file. */
 static void
-set_pg(struct pgl_config *cfg, const char *name, const char *val, struct errbuf *e,
-	   const char *where)
+set_pg(struct pgl_config *cfg, struct seen *seen, const char *name, const char *val,
+	   struct errbuf *e, const char *where, int lineno)
 {
 	int i;
 
@@ -213,24 +343,35 @@ set_pg(struct pgl_config *cfg, const char *name, const char *val, struct errbuf 
 		add_err(e, "%s: invalid PostgreSQL setting name 'pg.%s'", where, name);
 		return;
 	}
+	for (const char *c = val; *c; c++) {
+		if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+			add_err(e, "%s: key 'pg.%s': control character 0x%02x in the value", where, name,
+					(unsigned char) *c);
+			return;
+		}
+	}
 	if (strlen(val) >= sizeof(cfg->pg[0].value)) {
 		add_err(e, "%s: value of pg.%s too long", where, name);
 		return;
 	}
-	for (i = 0; i < cfg->n_pg; i++)
-		if (strcmp(cfg->pg[i].name, name) == 0)
-			break;
-	if (i == cfg->n_pg) {
-		if (cfg->n_pg == PGL_MAX_PG_SETTINGS) {
-			add_err(e, "%s: too many pg.* settings (max %d)", where, PGL_MAX_PG_SETTINGS);
+	for (i = 0; i < cfg->n_pg; i++) {
+		if (strcmp(cfg->pg[i].name, name) == 0) {
+			add_err(e, "%s: key 'pg.%s' is set twice (first on line %d)", where, name,
+					seen->pg_line[i]);
 			return;
 		}
-		cfg->n_pg++;
 	}
+	if (cfg->n_pg == PGL_MAX_PG_SETTINGS) {
+		add_err(e, "%s: too many pg.* settings (max %d)", where, PGL_MAX_PG_SETTINGS);
+		return;
+	}
+	seen->pg_line[i] = lineno;
+	cfg->n_pg++;
 	strcpy(cfg->pg[i].name, name);
 	strcpy(cfg->pg[i].value, val);
 }
 
+/* Strips leading and trailing white space in place; returns the start. */
 static char *
 trim(char *s)
 {
@@ -244,78 +385,187 @@ trim(char *s)
 	return s;
 }
 
+/*
+ * Cuts the value part of a line (after '=') down to the value: the text
+ * inside 'single quotes', or the unquoted text before a comment.  A comment
+ * starts with '#' after white space (or right after the '='); an unquoted
+ * '#' inside a word ("a#b") is refused.  Returns the value, or NULL after
+ * writing the reason into why.
+ */
+static char *
+cut_value(char *val, char *why, size_t whylen)
+{
+	char *hash;
+
+	val = trim(val);
+	if (*val == '\'') {
+		char *close = strchr(val + 1, '\''), *rest;
+
+		rest = close ? trim(close + 1) : NULL;
+		if (rest == NULL || (rest[0] != '\0' && rest[0] != '#')) {
+			snprintf(why, whylen, "unterminated or malformed quoted value");
+			return NULL;
+		}
+		*close = '\0';
+		return val + 1;
+	}
+	for (hash = strchr(val, '#'); hash; hash = strchr(hash + 1, '#')) {
+		if (hash == val || isspace((unsigned char) hash[-1])) {
+			*hash = '\0';
+			return trim(val);
+		}
+		snprintf(why, whylen, "unquoted '#' inside the value; quote the value ('...') "
+				 "or put white space before a comment");
+		return NULL;
+	}
+	return val;
+}
+
+/* Parses one line (NUL-free, no newline) of the file into cfg. */
+static void
+parse_line(struct pgl_config *cfg, struct seen *seen, char *line, const char *where,
+		   int lineno, struct errbuf *e)
+{
+	char why[512], *key = trim(line), *val, *eq;
+	const struct conf_key *k;
+
+	if (*key == '\0' || *key == '#')
+		return;
+	eq = strchr(key, '=');
+	if (eq == NULL) {
+		add_err(e, "%s: expected 'key = value', got '%s'", where, key);
+		return;
+	}
+	*eq = '\0';
+	key = trim(key);
+	if ((val = cut_value(eq + 1, why, sizeof(why))) == NULL) {
+		add_err(e, "%s: key '%s': %s", where, key, why);
+		return;
+	}
+	if (strncmp(key, "pg.", 3) == 0) {
+		set_pg(cfg, seen, key + 3, val, e, where, lineno);
+		return;
+	}
+	k = find_key(key);
+	if (k == NULL) {
+		add_err(e, "%s: unknown key '%s'", where, key);
+		return;
+	}
+	if (seen->key_line[k - keys]) {
+		add_err(e, "%s: key '%s' is set twice (first on line %d)", where, key,
+				seen->key_line[k - keys]);
+		return;
+	}
+	seen->key_line[k - keys] = lineno;
+	if (!set_value(cfg, k, val, why, sizeof(why)))
+		add_err(e, "%s: key '%s': %s", where, key, why);
+}
+
+/*
+ * Opens the config file for reading.  O_NONBLOCK so that a FIFO cannot hang
+ * the open, then a regular file is required (a FIFO or a device would block
+ * the read or never end).  Returns the stream, or NULL after recording why.
+ */
+static FILE *
+open_config(const char *path, struct errbuf *e)
+{
+	struct stat sb;
+	FILE *f;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
+		add_err(e, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		add_err(e, "%s: cannot read the config file: not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if ((f = fdopen(fd, "r")) == NULL) {
+		add_err(e, "%s: cannot open: %s", path, strerror(errno));
+		close(fd);
+	}
+	return f;
+}
+
 /* Parses one "key = value" file, collecting errors in e. */
 static void
 parse_file(struct pgl_config *cfg, const char *path, struct errbuf *e)
 {
-	FILE *f = fopen(path, "r");
-	char line[4096];
+	struct seen *seen = calloc(1, sizeof(*seen));
+	FILE *f = open_config(path, e);
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
 	int lineno = 0;
 
-	if (f == NULL) {
-		add_err(e, "%s: cannot open: %s", path, strerror(errno));
-		return;
-	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char where[PGL_PATH_MAX + 32], why[256];
-		char *key, *val, *eq;
-		const struct conf_key *k;
+	if (f == NULL)
+		goto out;
+	/* getline, not fgets: a NUL byte must not hide the rest of a line. */
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		char where[PGL_PATH_MAX + 32];
 
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
-		if (strchr(line, '\n') == NULL && !feof(f)) {
-			add_err(e, "%s: line too long", where);
-			while (fgets(line, sizeof(line), f) && !strchr(line, '\n'))
-				;
-			continue;
-		}
-		key = trim(line);
-		if (*key == '\0' || *key == '#')
-			continue;
-		eq = strchr(key, '=');
-		if (eq == NULL) {
-			add_err(e, "%s: expected 'key = value', got '%s'", where, key);
-			continue;
-		}
-		*eq = '\0';
-		key = trim(key);
-		val = trim(eq + 1);
-		if (*val == '\'') {
-			char *close = strchr(val + 1, '\'');
-
-			if (close == NULL || trim(close + 1)[0] != '\0' ) {
-				if (close == NULL || trim(close + 1)[0] != '#') {
-					add_err(e, "%s: key '%s': unterminated or malformed quoted value", where, key);
-					continue;
-				}
-			}
-			*close = '\0';
-			val++;
-		} else {
-			char *hash = strchr(val, '#');
-
-			if (hash) {
-				*hash = '\0';
-				val = trim(val);
-			}
-		}
-		if (strncmp(key, "pg.", 3) == 0) {
-			set_pg(cfg, key + 3, val, e, where);
-			continue;
-		}
-		k = find_key(key);
-		if (k == NULL) {
-			add_err(e, "%s: unknown key '%s'", where, key);
-			continue;
-		}
-		if (!set_value(cfg, k, val, why, sizeof(why)))
-			add_err(e, "%s: key '%s': %s", where, key, why);
+		if (n > 0 && line[n - 1] == '\n')
+			line[--n] = '\0';
+		if (memchr(line, '\0', n) != NULL)
+			add_err(e, "%s: NUL byte in the line", where);
+		else if (n > LINE_MAX_LEN)
+			add_err(e, "%s: line too long (max %d bytes)", where, LINE_MAX_LEN);
+		else
+			parse_line(cfg, seen, line, where, lineno, e);
 	}
 	if (ferror(f))
 		add_err(e, "%s: read error: %s", path, strerror(errno));
 	fclose(f);
+out:
+	free(line);
+	free(seen);
 }
 
+/*
+ * Reports a PGLEASE_* variable that is no key and not on env_not_keys,
+ * suggesting the key it most likely meant (the same letters without '_').
+ */
+static void
+unknown_env(const char *var, size_t len, struct errbuf *e)
+{
+	const char *hint = NULL;
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(keys) && hint == NULL; i++) {
+		const char *a = var + 8, *b = keys[i].name;
+
+		while (a < var + len || *b) {
+			if (*a == '_' && a < var + len)
+				a++;
+			else if (*b == '_')
+				b++;
+			else if (a < var + len && *b && tolower((unsigned char) *a) == *b)
+				a++, b++;
+			else
+				break;
+		}
+		if (a == var + len && *b == '\0')
+			hint = keys[i].name;
+	}
+	if (hint) {
+		char up[64];
+		size_t i;
+
+		for (i = 0; hint[i] && i + 1 < sizeof(up); i++)
+			up[i] = toupper((unsigned char) hint[i]);
+		up[i] = '\0';
+		add_err(e, "environment %.*s: not a pglease setting (did you mean PGLEASE_%s?)",
+				(int) len, var, up);
+	} else
+		add_err(e, "environment %.*s: not a pglease setting (see the keys in "
+				"pglease run --help; pg.* settings only in the file)", (int) len, var);
+}
+
+/* Applies every PGLEASE_<KEY> variable of envp; others named PGLEASE_* are errors. */
 static void
 apply_env(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 {
@@ -328,24 +578,44 @@ apply_env(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 		if (strncmp(*ep, "PGLEASE_", 8) != 0 || (eq = strchr(*ep, '=')) == NULL)
 			continue;
 		n = eq - (*ep + 8);
-		if (n == 0 || n >= sizeof(name))
+		if (n == 0 || n >= sizeof(name)) {
+			unknown_env(*ep, eq - *ep, e);
 			continue;
+		}
 		for (size_t i = 0; i < n; i++)
 			name[i] = tolower((unsigned char) (*ep)[8 + i]);
 		name[n] = '\0';
 		k = find_key(name);
-		if (k == NULL)
-			continue;			/* other PGLEASE_* variables are not config keys */
+		if (k == NULL) {
+			if (!env_allowed(*ep, eq - *ep))
+				unknown_env(*ep, eq - *ep, e);
+			continue;
+		}
 		if (!set_value(cfg, k, eq + 1, why, sizeof(why)))
 			add_err(e, "environment PGLEASE_%.*s: %s", (int) n, *ep + 8, why);
 	}
 }
 
-/* Finds the directory of `initdb`: PATH first, then the newest /usr/lib/postgresql/N/bin. */
-static bool
-find_bindir(char *out, size_t len)
+/* The value of variable name in envp, or NULL. */
+static const char *
+env_get(char *const *envp, const char *name)
 {
-	const char *path = getenv("PATH");
+	size_t n = strlen(name);
+
+	for (char *const *ep = envp; *ep; ep++)
+		if (strncmp(*ep, name, n) == 0 && (*ep)[n] == '=')
+			return *ep + n + 1;
+	return NULL;
+}
+
+/*
+ * Finds the directory of `initdb`: PATH (from the same envp as the
+ * PGLEASE_* variables) first, then the newest /usr/lib/postgresql/N/bin.
+ */
+static bool
+find_bindir(char *const *envp, char *out, size_t len)
+{
+	const char *path = env_get(envp, "PATH");
 	char buf[PGL_PATH_MAX];
 	int best = -1;
 	DIR *d;
@@ -381,6 +651,7 @@ find_bindir(char *out, size_t len)
 	return true;
 }
 
+/* Resets cfg to the built-in defaults of the key table. */
 static void
 set_defaults(struct pgl_config *cfg)
 {
@@ -393,8 +664,9 @@ set_defaults(struct pgl_config *cfg)
 	}
 }
 
+/* Fills node_name, advertise_host and pg_bindir when unset, and checks the timing rule. */
 static void
-validate(struct pgl_config *cfg, struct errbuf *e)
+validate(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 {
 	char host[256];
 
@@ -413,12 +685,13 @@ validate(struct pgl_config *cfg, struct errbuf *e)
 		add_err(e, "lease timing: renew_interval_ms * 2 (%d) must not exceed "
 				"lease_ttl_ms - fence_margin_ms (%d)",
 				cfg->renew_interval_ms * 2, cfg->lease_ttl_ms - cfg->fence_margin_ms);
-	if (cfg->pg_bindir[0] == '\0' && !find_bindir(cfg->pg_bindir, sizeof(cfg->pg_bindir)))
+	if (cfg->pg_bindir[0] == '\0' && !find_bindir(envp, cfg->pg_bindir, sizeof(cfg->pg_bindir)))
 		add_err(e, "pg_bindir: not set, and no PostgreSQL binaries found in PATH or "
 				"/usr/lib/postgresql/*/bin");
 	pgl_log_level = pgl_log_parse_level(cfg->log_level);
 }
 
+/* Defaults, then the file, then envp; see config.h. */
 int
 pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
 				char *err, size_t errlen)
@@ -430,12 +703,15 @@ pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
 	set_defaults(cfg);
 	if (path)
 		parse_file(cfg, path, &e);
-	apply_env(cfg, envp ? envp : environ, &e);
+	if (envp == NULL)
+		envp = environ;
+	apply_env(cfg, envp, &e);
 	if (e.count == 0)
-		validate(cfg, &e);
+		validate(cfg, envp, &e);
 	return e.count ? -PGL_ECONFIG : 0;
 }
 
+/* lease_db as the CLI resolves it (file, then the process environment); see config.h. */
 int
 pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t errlen)
 {
@@ -457,6 +733,7 @@ pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t e
 	return rc;
 }
 
+/* One line per key for --help: name, default, description. */
 void
 pgl_config_print_keys(FILE *f)
 {
@@ -466,6 +743,7 @@ pgl_config_print_keys(FILE *f)
 	fprintf(f, "  %-28s %-20s %s\n", "pg.<setting>", "", "passed to postgresql.conf");
 }
 
+/* The node's replication slot name: '-' becomes '_'. */
 void
 pgl_config_slot_name(const char *node, char *out, size_t len)
 {

@@ -49,10 +49,13 @@ struct pgl_config {
 };
 
 /*
- * Loads defaults, then `path` (may be NULL: no file), then the environment
- * (`envp` NULL means the process environment).  On failure returns
- * -PGL_ECONFIG and writes every problem, one per line, into err.
- * Fills node_name from the host name and pg_bindir from PATH or
+ * Loads defaults, then `path` (may be NULL: no file; it must be a regular
+ * file), then the environment (`envp` NULL means the process environment).
+ * On failure returns -PGL_ECONFIG and writes every problem, one per line,
+ * escaped for a terminal, into err: "FILE:LINE: ..." or "environment
+ * PGLEASE_X: ...".  A PGLEASE_* variable that is not a key and not one of
+ * the project's own variables (config.c env_not_keys) is an error.
+ * Fills node_name from the host name and pg_bindir from envp's PATH or
  * /usr/lib/postgresql/NN/bin when they are unset.
  */
 int pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,

@@ -236,3 +236,100 @@ def test_config_errors(tmp_path, store):
     assert r.returncode == 2 and "missing.conf" in r.stderr
     r = pgl("lease", env=clean_env(PGLEASE_LEASE_TTL_MS="soon"))
     assert r.returncode == 2 and "PGLEASE_LEASE_TTL_MS" in r.stderr
+
+
+# ---- paths that are not regular files; failed writes name SQLite's reason ----
+
+NOT_FILE_CMDS = [["status"], ["lease", "--json"], ["events"], ["primary"], ["watch"],
+                 ["remove", "n2"], ["pause"], ["resume"]]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize("args", NOT_FILE_CMDS)
+def test_store_not_a_regular_file(tmp_path, kind, args):
+    """A FIFO used to hang every command (and watch ignored SIGTERM)."""
+    path = tmp_path / "lease.db"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    r = pgl(*args, "--lease-db", path, timeout=5)
+    assert r.returncode == 1 and r.stdout == ""
+    what = "a FIFO" if kind == "fifo" else "a directory"
+    assert r.stderr == "pglease: %s: cannot open lease store: not a regular file (%s)\n" % (
+        path, what)
+
+
+def test_store_side_file_fifo(store):
+    wal = store.parent / (store.name + "-wal")
+    if wal.exists():
+        wal.unlink()
+    os.mkfifo(wal)
+    r = pgl("status", "--lease-db", store, timeout=5)
+    assert r.returncode == 1 and "its -wal file is not a regular file (a FIFO)" in r.stderr
+
+
+def test_health_store_fifo(tmp_path):
+    path = tmp_path / "lease.db"
+    os.mkfifo(path)
+    r = pgl("health", env=clean_env(PGLEASE_NODE_NAME="n1", PGLEASE_LEASE_DB=path,
+                                    PGLEASE_PG_BINDIR="/usr/bin"), timeout=5)
+    assert r.returncode == 1 and "not a regular file (a FIFO)" in r.stderr
+
+
+def test_config_file_fifo(tmp_path, store):
+    conf = tmp_path / "pglease.conf"
+    os.mkfifo(conf)
+    r = pgl("status", "-c", conf, "--lease-db", store, timeout=5)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == "pglease: %s: cannot read the config file: not a regular file\n" % conf
+
+
+@pytest.mark.parametrize("args, table", [(["pause"], "cluster"), (["resume"], "cluster"),
+                                         (["remove", "n3"], "nodes")])
+def test_failed_write_names_sqlite_reason(store, args, table):
+    """The reason used to be lost in the rollback: 'lease store error (not an error)'."""
+    c = sqlite3.connect(str(store))
+    for op in ("UPDATE", "DELETE"):
+        c.execute("CREATE TRIGGER boom_%s BEFORE %s ON %s BEGIN "
+                  "SELECT RAISE(ABORT, 'injected failure'); END" % (op, op, table))
+    c.commit()
+    c.close()
+    events = pgl("events", "--json", "--lease-db", store).stdout
+    r = pgl(*args, "--lease-db", store)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert "(injected failure)" in r.stderr and "not an error" not in r.stderr, r.stderr
+    assert pgl("events", "--json", "--lease-db", store).stdout == events
+
+
+@pytest.mark.parametrize("var, hint", [("PGLEASE_NODENAME", "PGLEASE_NODE_NAME"),
+                                       ("PGLEASE_LEASEDB", "PGLEASE_LEASE_DB"),
+                                       ("PGLEASE_LEASE_TTL", None)])
+def test_mistyped_environment_variable(store, var, hint):
+    before = sha256(store)
+    r = pgl("status", "--lease-db", store, env=clean_env(**{var: "x"}))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("pglease: environment %s: " % var)
+    if hint:
+        assert "did you mean %s?" % hint in r.stderr
+    assert sha256(store) == before
+
+
+def test_project_variables_allowed(store):
+    env = clean_env(PGLEASE_BIN="/x", PGLEASE_MKSTORE="/y", PGLEASE_IT_TIMEOUT="1",
+                    PGLEASE_DOCKER_RUN_ID="z", PGLEASE_CLUSTER_DIR="/c", PGLEASE_BASE_PORT="1",
+                    PGLEASE_LEASE_DIR="/l", PGLEASE_IMAGE_TAG="dev")
+    assert pgl("status", "--lease-db", store, env=env).returncode == 0
+
+
+def test_config_duplicate_and_allowed_network(tmp_path, store):
+    conf = tmp_path / "dup.conf"
+    conf.write_text("lease_db = %s\nallowed_network = '0.0.0.0/0 trust #'\nlease_db = /x\n"
+                    % store)
+    r = pgl("status", "-c", conf)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "pglease: %s:2: key 'allowed_network': '0.0.0.0/0 trust #' is not samenet, samehost "
+        "or an ADDRESS/PREFIX network (such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8)" % conf,
+        "pglease: %s:3: key 'lease_db' is set twice (first on line 1)" % conf]

@@ -94,7 +94,6 @@ test_file_parsing(void)
 		"password_file = '#not-a-comment'\n"
 		"pg.shared_buffers = 128MB\n"
 		"pg.synchronous_standby_names = 'ANY 1 (*)'\n"
-		"pg.max_wal_senders = 10\n"
 		"pg.max_wal_senders = 12\n"
 		"pg.archive_command = 'test ! -f /a/%f && cp %p /a/%f' # = and # inside quotes\r\n");
 	char *const env[] = { NULL };
@@ -129,8 +128,11 @@ test_env_overrides_file(void)
 		"node_name = from-file\npg_port = 5433\nlog_level = warn\npg_bindir = /file/bin\n");
 	char *const env[] = {
 		"PGLEASE_PG_PORT=6000", "PGLEASE_NODE_NAME=from-env", "PGLEASE_LEASE_DB=/env/lease.db",
-		"PGLEASE_BIN=/not/a/config/key",	/* other PGLEASE_* variables are ignored */
-		"PGLEASE_=x", "PGLEASE_LOG_LEVEL", "PATH=/nowhere", "pg_port=1", NULL
+		/* variables of the project's scripts that are not keys (the allow-list) */
+		"PGLEASE_BIN=/not/a/config/key", "PGLEASE_MKSTORE=/x", "PGLEASE_IT_TIMEOUT=9",
+		"PGLEASE_DOCKER_TTL_MS=1", "PGLEASE_CLUSTER_DIR=/c", "PGLEASE_BASE_PORT=1",
+		"PGLEASE_LEASE_DIR=/l", "PGLEASE_PASSWORD_FILE_IN_CONTAINER=/p",
+		"PGLEASE_LOG_LEVEL", "PATH=/nowhere", "pg_port=1", NULL
 	};
 	int rc = load(p, env);
 
@@ -280,6 +282,168 @@ test_missing_file(void)
 	CHECKF(strstr(err, path) != NULL, "err: %s", err);
 }
 
+/* Loads text as a file and expects success. */
+static void
+expect_ok(const char *text)
+{
+	const char *p = write_conf("ok.conf", text);
+	int rc = load(p, NULL);
+
+	CHECKF(rc == 0, "'%s' refused: %s", text, err);
+}
+
+static void
+test_allowed_network(void)
+{
+	static const char *const good[] = {
+		"samenet", "samehost", "10.0.0.0/8", "127.0.0.1/32", "192.168.1.0/24", "0.0.0.0/0",
+		"::1/128", "fd00::/8", "::/0", "2001:db8::/32", "::ffff:10.0.0.0/104",
+	};
+	static const char *const bad[] = {
+		"all", "10.0.0.0", "10.0.0.0/", "/8", "10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/08",
+		"10.0.0.0/8x", "10.0.0.0/-1", "10.0.0.0/+8", "1.2.3/24", "010.0.0.0/8", "::1/129",
+		"fd00::1/8", "fe80::1%eth0/64", "pg1.example.com/32", "samenet trust",
+		"0.0.0.0/0 trust", "10.0.0.0/8 ", "SameNet", "10.0.0.0/0008",
+	};
+	char line[256];
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(good); i++) {
+		snprintf(line, sizeof(line), "allowed_network = '%s'\n", good[i]);
+		expect_ok(line);
+		CHECKF(strcmp(cfg.allowed_network, good[i]) == 0, "%s: got %s", good[i],
+			   cfg.allowed_network);
+	}
+	for (size_t i = 0; i < PGL_ARRAY_LEN(bad); i++) {
+		snprintf(line, sizeof(line), "allowed_network = '%s'\n", bad[i]);
+		expect_line_error(line, "allowed_network");
+	}
+	/* The issue's example, from the file (quoted and not) and from the environment. */
+	expect_line_error("allowed_network = '0.0.0.0/0 trust #'\n", "allowed_network");
+	expect_line_error("allowed_network = 0.0.0.0/0 trust # comment\n", "allowed_network");
+	expect_line_error("allowed_network = 10.1.2.3/8\n", "10.0.0.0/8");
+	{
+		char *const env[] = { "PGLEASE_NODE_NAME=n1", "PGLEASE_PG_BINDIR=/b",
+							  "PGLEASE_ALLOWED_NETWORK=0.0.0.0/0 trust #", NULL };
+		int rc = load(NULL, env);
+
+		CHECK(rc == -PGL_ECONFIG);
+		CHECKF(strstr(err, "environment PGLEASE_ALLOWED_NETWORK: ") && strchr(err, '\n') == NULL,
+			   "err: %s", err);
+	}
+}
+
+static void
+test_nul_byte(void)
+{
+	char path[1024], l1[1100], l2[1100];
+	FILE *f;
+	int rc;
+
+	/* fgets would stop at the NUL and take the next line as the rest of this one. */
+	snprintf(path, sizeof(path), "%s/nul.conf", test_dir());
+	f = fopen(path, "w");
+	{
+		static const char text[] = "node_name = a\0b\npg_port = x\n";
+
+		fwrite(text, 1, sizeof(text) - 1, f);
+	}
+	fclose(f);
+	rc = load(path, NULL);
+	snprintf(l1, sizeof(l1), "%s:1: NUL byte", path);
+	snprintf(l2, sizeof(l2), "%s:2: key 'pg_port'", path);
+	CHECK(rc == -PGL_ECONFIG);
+	CHECKF(strstr(err, l1) != NULL, "err: %s", err);
+	CHECKF(strstr(err, l2) != NULL, "line 2 not parsed: %s", err);
+}
+
+static void
+test_unknown_env(void)
+{
+	char *const env[] = { "PGLEASE_NODE_NAME=n1", "PGLEASE_PG_BINDIR=/b",
+						  "PGLEASE_NODENAME=n2", "PGLEASE_LEASEDB=/x", "PGLEASE_=1",
+						  "PGLEASE_PG.SHARED_BUFFERS=1GB", "PGLEASE_BOGUS=1", NULL };
+	int rc = load(NULL, env), lines = 1;
+
+	CHECK(rc == -PGL_ECONFIG);
+	CHECKF(strstr(err, "environment PGLEASE_NODENAME: not a pglease setting "
+				  "(did you mean PGLEASE_NODE_NAME?)"), "err: %s", err);
+	CHECKF(strstr(err, "PGLEASE_LEASEDB: not a pglease setting (did you mean PGLEASE_LEASE_DB?)"),
+		   "err: %s", err);
+	CHECKF(strstr(err, "environment PGLEASE_: not"), "err: %s", err);
+	CHECKF(strstr(err, "environment PGLEASE_PG.SHARED_BUFFERS: not"), "err: %s", err);
+	CHECKF(strstr(err, "environment PGLEASE_BOGUS: not"), "err: %s", err);
+	for (const char *c = err; *c; c++)
+		lines += *c == '\n';
+	CHECKF(lines == 5, "expected 5 error lines: %s", err);
+}
+
+static void
+test_duplicate_keys(void)
+{
+	const char *p = write_conf("dup.conf",
+		"node_name = a\npg.work_mem = 4MB\n# x\nnode_name = a\npg.work_mem = 8MB\n");
+	char l4[1100], l5[1100];
+	int rc = load(p, NULL);
+
+	snprintf(l4, sizeof(l4), "%s:4: key 'node_name' is set twice (first on line 1)", p);
+	snprintf(l5, sizeof(l5), "%s:5: key 'pg.work_mem' is set twice (first on line 2)", p);
+	CHECK(rc == -PGL_ECONFIG);
+	CHECKF(strstr(err, l4) != NULL, "err: %s", err);
+	CHECKF(strstr(err, l5) != NULL, "err: %s", err);
+	/* The environment still overrides a key set once in the file. */
+	p = write_conf("dup.conf", "pg_port = 5433\n");
+	{
+		char *const env[] = { "PGLEASE_NODE_NAME=n1", "PGLEASE_PG_BINDIR=/b",
+							  "PGLEASE_PG_PORT=5434", NULL };
+
+		rc = load(p, env);
+		CHECKF(rc == 0 && cfg.pg_port == 5434, "rc %d: %s", rc, err);
+	}
+}
+
+static void
+test_hash_and_controls_in_values(void)
+{
+	expect_line_error("pgdata = /a#b\n", "unquoted '#'");
+	expect_line_error("pg.archive_command = cp %p /a#b\n", "pg.archive_command");
+	expect_line_error("pgdata = '/a\tb'\n", "control character");
+	expect_line_error("pg.work_mem = '4\x1bMB'\n", "control character");
+	expect_ok("pgdata = /a # a comment\n");
+	CHECK(strcmp(cfg.pgdata, "/a") == 0);
+	expect_ok("pgdata = '/a#b'\n");
+	CHECK(strcmp(cfg.pgdata, "/a#b") == 0);
+	expect_ok("pgdata = '/a'# comment\n");
+	CHECK(strcmp(cfg.pgdata, "/a") == 0);
+	expect_ok("password_file = # nothing\n");
+	CHECK(strcmp(cfg.password_file, "") == 0);
+	{
+		char *const env[] = { "PGLEASE_NODE_NAME=n1", "PGLEASE_PG_BINDIR=/b",
+							  "PGLEASE_PGDATA=/a\nb", NULL };
+
+		CHECK(load(NULL, env) == -PGL_ECONFIG);
+		CHECKF(strstr(err, "PGLEASE_PGDATA") && strchr(err, '\n') == NULL, "err: %s", err);
+	}
+}
+
+static void
+test_not_a_regular_file(void)
+{
+	char fifo[1024];
+	int rc;
+
+	snprintf(fifo, sizeof(fifo), "%s/fifo.conf", test_dir());
+	unlink(fifo);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	alarm(10);			/* a hang is a failure, not a stuck test run */
+	rc = load(fifo, NULL);
+	alarm(0);
+	CHECK(rc == -PGL_ECONFIG);
+	CHECKF(strstr(err, fifo) && strstr(err, "not a regular file"), "err: %s", err);
+	rc = load(test_dir(), NULL);
+	CHECK(rc == -PGL_ECONFIG);
+	CHECKF(strstr(err, "not a regular file"), "err: %s", err);
+}
+
 static void
 test_slot_name(void)
 {
@@ -301,6 +465,12 @@ main(void)
 	TEST(test_timing_rule);
 	TEST(test_errors_collected);
 	TEST(test_missing_file);
+	TEST(test_allowed_network);
+	TEST(test_nul_byte);
+	TEST(test_unknown_env);
+	TEST(test_duplicate_keys);
+	TEST(test_hash_and_controls_in_values);
+	TEST(test_not_a_regular_file);
 	TEST(test_slot_name);
 	return TEST_REPORT();
 }
