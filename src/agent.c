@@ -769,14 +769,23 @@ tick(struct pgl_daemon *d)
 	int64_t now = pgl_mono_ms(), ttl;
 	struct pgl_node *nodes = NULL;
 	const struct pgl_node *h;
-	int n = 0;
+	int n = 0, rc;
 
 	if (!store_still_there(d, now))
 		return;
 	holder_duties(d, now);
 	supervise(d);
-	if (pgl_store_read_lease(d->st, &d->lease) < 0)
-		return;					/* the deadline fences a holder that cannot reach the store */
+	if ((rc = pgl_store_read_lease(d->st, &d->lease)) < 0) {
+		/* Reported when the reason changes; the deadline fences a holder meanwhile. */
+		static char last[256];
+		const char *why = pgl_store_errmsg(d->st);
+
+		if (strcmp(last, why) != 0) {
+			pgl_log_error("cannot read the lease: %s (%s)", pgl_strerror(rc), why);
+			pgl_strlcpy(last, why, sizeof(last));
+		}
+		return;
+	}
 	if (d->n_pending)
 		flush_events(d);
 	if (pgl_observer_see(&d->obs, &d->lease, now) && d->lease.term > d->seen_term) {

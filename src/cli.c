@@ -469,63 +469,6 @@ resolve_path(struct cli *c)
 /* ---- store access ---- */
 
 /*
- * The last error SQLite reported through its error log (SQLITE_CONFIG_LOG).
- * store.c rolls a failed write back before the CLI can ask for the reason,
- * and after the ROLLBACK sqlite3_errmsg() says "not an error"; the log
- * callback sees the message when the statement fails, before the rollback.
- */
-static struct {
-	int code;
-	char msg[512];
-} sqlite_last;
-
-/* SQLite's error log callback: keeps the last real error (not notices or warnings). */
-static void
-on_sqlite_log(void *arg, int code, const char *msg)
-{
-	const char *p;
-
-	(void) arg;
-	switch (code & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_NOTICE:
-	case SQLITE_WARNING:
-	case SQLITE_SCHEMA:			/* retried by SQLite itself */
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return;
-	}
-	/* "abort at 2 in [SQL]: reason", "statement aborts at 12: [SQL] reason": the reason. */
-	if (strncmp(msg, "abort at ", 9) == 0 && (p = strstr(msg, "]: ")) != NULL)
-		msg = p + 3;
-	else if (strncmp(msg, "statement aborts at ", 20) == 0 && (p = strstr(msg, "] ")) != NULL)
-		msg = p + 2;
-	sqlite_last.code = code;
-	pgl_strlcpy(sqlite_last.msg, msg, sizeof(sqlite_last.msg));
-}
-
-/*
- * Installs on_sqlite_log.  Must run before SQLite initializes (before the
- * first store is opened); a failure only loses the better message.
- */
-static void
-capture_sqlite_errors(void)
-{
-	sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
-}
-
-/* The reason of the last failure on st: its error message, else the logged one. */
-static const char *
-store_reason(struct pgl_store *st)
-{
-	const char *msg = pgl_store_errmsg(st);
-
-	if (strcmp(msg, "not an error") != 0 || sqlite_last.code == 0)
-		return msg;
-	return sqlite_last.msg[0] ? sqlite_last.msg : sqlite3_errstr(sqlite_last.code);
-}
-
-/*
  * Refuses a store path (or its -wal/-shm side file) that exists but is not a
  * regular file: SQLite would block forever opening a FIFO (and watch would
  * then never see SIGTERM), and says "disk I/O error" for a directory.
@@ -578,7 +521,7 @@ static int
 store_failed(struct pgl_store *st, const char *what, int rc)
 {
 	fprintf(stderr, "pglease: %s: cannot %s: %s (%s)\n", tty(pgl_store_path(st)), what,
-			pgl_strerror(rc), tty(store_reason(st)));
+			pgl_strerror(rc), tty(pgl_store_errmsg(st)));
 	return PGL_EXIT_FAIL;
 }
 
@@ -1390,7 +1333,6 @@ run_command(const struct command *cmd, int argc, char **argv)
 	struct cli c = { .cmd = cmd };
 	int rc;
 
-	capture_sqlite_errors();
 	if ((rc = parse_args(&c, argc, argv)) != 0)
 		return rc;
 	if (c.help) {

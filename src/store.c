@@ -399,7 +399,6 @@ check_schema(struct pgl_store *s)
 		s->schema_ok = -1;
 		snprintf(s->errmsg, sizeof(s->errmsg), "the store's schema differs from pglease's "
 				 "(a table, index, trigger or view was added, removed or changed by hand)");
-		pgl_log_error("%s: %s; refusing to use it", s->path, s->errmsg);
 	}
 	sqlite3_free(have);
 	return rc;
@@ -648,7 +647,7 @@ lsn_pair_valid(sqlite3_stmt *st, int text_col, int int_col)
  * The lease row is input, not truth: a holder that is not a valid node name
  * (it names a lock file: "../x" would be a path), a negative or non-integer
  * term, or a released_lsn that does not parse makes the row unusable.
- * Returns 0 or -PGL_EFOREIGN with s->errmsg set and logged.
+ * Returns 0 or -PGL_EFOREIGN with s->errmsg set (the caller reports it).
  */
 static int
 check_lease_row(struct pgl_store *s, sqlite3_stmt *st)
@@ -664,7 +663,6 @@ check_lease_row(struct pgl_store *s, sqlite3_stmt *st)
 	if (why == NULL)
 		return 0;
 	snprintf(s->errmsg, sizeof(s->errmsg), "the lease row is invalid: %s", why);
-	pgl_log_error("%s: %s", s->path, s->errmsg);
 	return -PGL_EFOREIGN;
 }
 
@@ -731,7 +729,6 @@ pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
 			strspn(c->system_identifier, "0123456789") != strlen(c->system_identifier)) {
 			snprintf(s->errmsg, sizeof(s->errmsg), "the cluster row is invalid: "
 					 "system_identifier is not a decimal number");
-			pgl_log_error("%s: %s", s->path, s->errmsg);
 			rc = -PGL_EFOREIGN;
 		}
 	} else

@@ -285,22 +285,41 @@ def test_config_file_fifo(tmp_path, store):
     assert r.stderr == "pglease: %s: cannot read the config file: not a regular file\n" % conf
 
 
+@pytest.mark.parametrize("args", [["pause"], ["resume"], ["remove", "n3"]])
+def test_failed_write_names_sqlite_reason(store, args):
+    """The reason used to be lost in the rollback: 'lease store error (not an error)'.
+    Here another process holds the store's write lock past the CLI's wait."""
+    events = pgl("events", "--json", "--lease-db", store).stdout
+    c = sqlite3.connect(str(store), isolation_level=None)
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        r = pgl(*args, "--lease-db", store)
+    finally:
+        c.execute("ROLLBACK")
+        c.close()
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1
+    assert "(database is locked)" in r.stderr and "not an error" not in r.stderr, r.stderr
+    assert pgl("events", "--json", "--lease-db", store).stdout == events
+
+
 @pytest.mark.parametrize("args, table", [(["pause"], "cluster"), (["resume"], "cluster"),
                                          (["remove", "n3"], "nodes")])
-def test_failed_write_names_sqlite_reason(store, args, table):
-    """The reason used to be lost in the rollback: 'lease store error (not an error)'."""
+def test_trigger_added_by_hand_refused(store, args, table):
+    """A trigger added to the store (it could rewrite the lease behind a write)
+    makes every command refuse the store in one line, and nothing is written."""
     c = sqlite3.connect(str(store))
     for op in ("UPDATE", "DELETE"):
         c.execute("CREATE TRIGGER boom_%s BEFORE %s ON %s BEGIN "
                   "SELECT RAISE(ABORT, 'injected failure'); END" % (op, op, table))
     c.commit()
     c.close()
-    events = pgl("events", "--json", "--lease-db", store).stdout
+    before = sha256(store)
     r = pgl(*args, "--lease-db", store)
-    assert r.returncode == 1 and r.stdout == ""
+    assert r.returncode != 0 and r.stdout == ""
     assert r.stderr.count("\n") == 1
-    assert "(injected failure)" in r.stderr and "not an error" not in r.stderr, r.stderr
-    assert pgl("events", "--json", "--lease-db", store).stdout == events
+    assert "schema differs" in r.stderr and "injected failure" not in r.stderr, r.stderr
+    assert sha256(store) == before
 
 
 @pytest.mark.parametrize("var, hint", [("PGLEASE_NODENAME", "PGLEASE_NODE_NAME"),

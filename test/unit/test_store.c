@@ -43,6 +43,13 @@ static char err[1024];
  */
 static sqlite3 *last_db;
 
+/* Sanitizer builds run several times slower, on a machine that may be busy. */
+#ifdef __SANITIZE_ADDRESS__
+#define RENEW_BOUND_MS 1500
+#else
+#define RENEW_BOUND_MS 500
+#endif
+
 int
 sqlite3_open_v2(const char *filename, sqlite3 **db, int flags, const char *vfs)
 {
@@ -1140,7 +1147,7 @@ test_reader_does_not_block_renew(void)
 	printf("renew with a reader inside a 3 s read transaction: %d renewals, max latency %"
 		   PRId64 " ms\n", n, max_lat);
 	CHECKF(fails == 0, "%d of %d renewals failed", fails, n);
-	CHECKF(max_lat < 500, "max renew latency %" PRId64 " ms", max_lat);
+	CHECKF(max_lat < RENEW_BOUND_MS, "max renew latency %" PRId64 " ms", max_lat);
 	CHECK(n >= 20);
 	CHECKF(code == 0, "reader exit %d (its snapshot did not stay open)", code);
 	pgl_store_close(st);
