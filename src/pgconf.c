@@ -89,8 +89,8 @@ int
 pgl_buf_finish(struct pgl_buf *b, char **out)
 {
 	*out = NULL;
-	if (!b->failed && b->data == NULL)
-		buf_reserve(b, 0);
+	if (!b->failed && b->data == NULL && buf_reserve(b, 0))
+		b->data[0] = '\0';
 	if (b->failed) {
 		pgl_buf_free(b);
 		return -PGL_ESYS;
