@@ -228,10 +228,16 @@ static void
 passfile_path(const struct pgl_daemon *d, char *out, size_t len)
 {
 	size_t n = strlen(d->cfg.pgdata);
+	char cwd[PGL_PATH_MAX];
 
 	while (n > 1 && d->cfg.pgdata[n - 1] == '/')
 		n--;
-	snprintf(out, len, "%.*s.pgpass", (int) n, d->cfg.pgdata);
+	/* Absolute: the walreceiver reads it from the data directory. */
+	if (d->cfg.pgdata[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL) {
+		if (snprintf(out, len, "%s/%.*s.pgpass", cwd, (int) n, d->cfg.pgdata) >= (int) len)
+			pgl_log_warn("pgpass path truncated: %s", out);
+	} else if (snprintf(out, len, "%.*s.pgpass", (int) n, d->cfg.pgdata) >= (int) len)
+		pgl_log_warn("pgpass path truncated: %s", out);
 }
 
 /* Writes the pgpass file (mode 0600) with the replication role's password. */
