@@ -12,6 +12,7 @@
 
 #include "harness.h"
 #include "pglease/common.h"
+#include "pglease/daemon.h"
 #include "pglease/pgconf.h"
 
 /*
@@ -351,6 +352,33 @@ test_socket_dir_rule(void)
 	CHECK(pgl_socket_dir_unsafe(S_IFDIR | 0700, 200, 100, 100, 100, why, sizeof(why)));
 }
 
+/* Node rows from the store: only host=NAME port=N is accepted (pgnode.c). */
+static void
+test_node_addr(void)
+{
+	static const char *const bad[] = {
+		"host=/tmp port=5432", "host=pg1 port=5432 password=x", "host=pg1",
+		"host='pg1 x' port=5432", "host=pg1 port=5432 sslmode=disable", "port=5432",
+		"host=pg1 port=0", "host=pg1 port=5432 dbname=x", "host=\"pg1\" port=5432",
+		"host=pg1,pg2 port=5432", "",
+	};
+	struct pgl_node n;
+	char host[256];
+	int port;
+
+	memset(&n, 0, sizeof(n));
+	strcpy(n.name, "pg1");
+	strcpy(n.conninfo, "host=10.0.0.1 port=5433");
+	CHECK(pgl_node_addr(&n, host, sizeof(host), &port));
+	CHECK(strcmp(host, "10.0.0.1") == 0 && port == 5433);
+	strcpy(n.conninfo, "host='pg-1.example' port='5432'");
+	CHECK(pgl_node_addr(&n, host, sizeof(host), &port) && strcmp(host, "pg-1.example") == 0);
+	for (size_t i = 0; i < PGL_ARRAY_LEN(bad); i++) {
+		strcpy(n.conninfo, bad[i]);
+		CHECKF(!pgl_node_addr(&n, host, sizeof(host), &port), "accepted %s", bad[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -362,5 +390,6 @@ main(void)
 	TEST(test_node_conf_64_long);
 	TEST(test_hba_ident);
 	TEST(test_socket_dir_rule);
+	TEST(test_node_addr);
 	return TEST_REPORT();
 }
