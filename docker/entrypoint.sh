@@ -28,25 +28,34 @@ if [ "$1" = run ]; then
 
     mkdir -p "$lease_dir" "$data_parent"
     # Only files not already owned by postgres are touched: cheap on restarts.
-    find "$lease_dir" \! -user postgres -exec chown postgres:postgres '{}' +
+    # Never through a symlink (chown -h, and find does not follow them): the
+    # lease directory is shared, and root in another container could plant
+    # a link to this container's /etc/passwd there.
+    find "$lease_dir" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
     chmod 0770 "$lease_dir"
     # The data directory: fix the parent (and pgdata if some other uid owns
     # files in it, e.g. after a uid change); postgres itself insists on 0700.
-    find "$data_parent" -xdev \! -user postgres -exec chown postgres:postgres '{}' +
+    find "$data_parent" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
     chmod 0700 "$data_parent"
-    [ ! -d "$pgdata" ] || chmod 0700 "$pgdata"
-    mkdir -p /run/postgresql
-    chown postgres:postgres /run/postgresql
-    chmod 2775 /run/postgresql
+    [ -L "$pgdata" ] || [ ! -d "$pgdata" ] || chmod 0700 "$pgdata"
+    # The Unix socket's directory, as in the official image; the socket
+    # itself is 0700 and authenticated by peer (root maps to postgres), so
+    # `docker exec NODE psql -U postgres` works as root or postgres only.
+    install -d -o postgres -g postgres -m 0700 /var/run/postgresql
 
     # No password given: the first node generates one in the shared lease
     # directory (created with link(2), so concurrent nodes agree on one).
+    # Nothing here follows a symlink planted in the shared directory: the
+    # file is created with O_EXCL|O_NOFOLLOW (dd conv=excl oflag=nofollow),
+    # chown -h, a hard link of the link itself (ln -P), rm of the name.
     pw=${PGLEASE_PASSWORD_FILE:-$lease_dir/password}
-    if [ ! -s "$pw" ] && [ "$(dirname "$pw")" = "$lease_dir" ]; then
-        tmp=$(mktemp "$pw.XXXXXX")     # unique even when every container's pid is 7
-        head -c 24 /dev/urandom | base64 > "$tmp"
-        chown postgres:postgres "$tmp"
-        ln "$tmp" "$pw" 2>/dev/null || true
+    if [ ! -L "$pw" ] && [ ! -s "$pw" ] && [ "$(dirname "$pw")" = "$lease_dir" ]; then
+        tmp="$pw.$(head -c 9 /dev/urandom | base64 | tr '/+' '_-')"
+        if head -c 24 /dev/urandom | base64 |
+            (umask 077; dd of="$tmp" conv=excl oflag=nofollow status=none); then
+            chown -h postgres:postgres "$tmp"
+            ln -P "$tmp" "$pw" 2>/dev/null || true
+        fi
         rm -f "$tmp"
     fi
     export PGLEASE_PASSWORD_FILE="$pw"

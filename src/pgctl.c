@@ -21,6 +21,7 @@
 
 #include "pglease/common.h"
 #include "pglease/log.h"
+#include "pglease/pgconf.h"
 #include "pglease/pgctl.h"
 
 extern char **environ;
@@ -244,55 +245,43 @@ pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *cd)
 	return 0;
 }
 
-/* Appends key='value' to a conninfo string, escaping quotes and backslashes. */
-static void
-conninfo_add(char *out, size_t len, const char *key, const char *val)
-{
-	size_t n = strlen(out);
-
-	if (val == NULL || *val == '\0')
-		return;
-	n += snprintf(out + n, n < len ? len - n : 0, "%s%s='", n ? " " : "", key);
-	for (; *val && n + 3 < len; val++) {
-		if (*val == '\'' || *val == '\\')
-			out[n++] = '\\';
-		out[n++] = *val;
-	}
-	if (n + 2 <= len) {
-		out[n++] = '\'';
-		out[n] = '\0';
-	}
-}
+/* Remote options (replication_ssl*) used by pgl_pg_ping_remote(); see pgctl.h. */
+static const struct pgl_config *remote_cfg;
 
 void
-pgl_pg_conninfo(char *out, size_t len, const char *host, int port, const char *user,
-				const char *dbname, const char *extra)
+pgl_pg_set_remote_config(const struct pgl_config *cfg)
 {
-	char p[16];
+	remote_cfg = cfg;
+}
 
-	out[0] = '\0';
-	snprintf(p, sizeof(p), "%d", port);
-	conninfo_add(out, len, "host", host);
-	conninfo_add(out, len, "port", p);
-	conninfo_add(out, len, "user", user);
-	conninfo_add(out, len, "dbname", dbname);
-	if (extra && *extra) {
-		size_t n = strlen(out);
-
-		snprintf(out + n, len - n, " %s", extra);
-	}
+/*
+ * Local connections go through keyword arrays (no conninfo string to quote):
+ * the socket directory, the port, role postgres (peer authentication maps
+ * the agent's OS user to it, see pglease.ident.conf).
+ */
+static void
+local_params(const struct pgl_config *cfg, int timeout_s, const char **kw, const char **vals,
+			 char *port, size_t portlen, char *tmo, size_t tmolen)
+{
+	snprintf(port, portlen, "%d", cfg->pg_port);
+	snprintf(tmo, tmolen, "%d", timeout_s < 2 ? 2 : timeout_s);
+	kw[0] = "host"; vals[0] = cfg->pg_socket_dir;
+	kw[1] = "port"; vals[1] = port;
+	kw[2] = "user"; vals[2] = "postgres";
+	kw[3] = "dbname"; vals[3] = "postgres";
+	kw[4] = "connect_timeout"; vals[4] = tmo;
+	kw[5] = NULL; vals[5] = NULL;
 }
 
 PGconn *
 pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 {
-	char ci[2048], extra[64];
+	const char *kw[6], *vals[6];
+	char port[16], tmo[16];
 	PGconn *c;
 
-	snprintf(extra, sizeof(extra), "connect_timeout=%d", timeout_s < 2 ? 2 : timeout_s);
-	pgl_pg_conninfo(ci, sizeof(ci), cfg->pg_socket_dir, cfg->pg_port, "postgres", "postgres",
-					extra);
-	c = PQconnectdb(ci);
+	local_params(cfg, timeout_s, kw, vals, port, sizeof(port), tmo, sizeof(tmo));
+	c = PQconnectdbParams(kw, vals, 0);
 	if (PQstatus(c) != CONNECTION_OK) {
 		pgl_log_debug("local connection failed: %s", PQerrorMessage(c));
 		PQfinish(c);
@@ -311,35 +300,64 @@ pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 bool
 pgl_pg_ping(const struct pgl_config *cfg)
 {
-	char ci[2048];
+	const char *kw[6], *vals[6];
+	char port[16], tmo[16];
 
-	pgl_pg_conninfo(ci, sizeof(ci), cfg->pg_socket_dir, cfg->pg_port, "postgres", "postgres",
-					"connect_timeout=2");
-	return PQping(ci) == PQPING_OK;
+	local_params(cfg, 2, kw, vals, port, sizeof(port), tmo, sizeof(tmo));
+	return PQpingParams(kw, vals, 0) == PQPING_OK;
 }
 
 bool
 pgl_pg_ping_remote(const char *host, int port)
 {
-	char ci[1024];
+	struct pgl_remote r = {
+		.host = host, .port = port, .dbname = "postgres", .connect_timeout = 2,
+		.cfg = remote_cfg,
+	};
+	char *ci = NULL;
+	bool ok;
 
-	pgl_pg_conninfo(ci, sizeof(ci), host, port, NULL, "postgres", "connect_timeout=2");
-	return PQping(ci) == PQPING_OK;
+	if (pgl_conninfo_remote(&r, &ci) < 0)
+		return false;
+	ok = PQping(ci) == PQPING_OK;
+	free(ci);
+	return ok;
 }
 
-int
-pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+/* Runs sql; on failure logs label (or the SQL text when label is NULL). */
+static int
+exec_logged(PGconn *conn, const char *label, const char *sql, int nparams,
+			const char *const *params)
 {
 	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	ExecStatusType s = PQresultStatus(res);
 	int rc = 0;
 
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-		pgl_log_warn("query failed: %s: %s", sql, PQerrorMessage(conn));
+		if (label) {
+			/* Only the primary message: a syntax error's context quotes the text. */
+			const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+			pgl_log_warn("%s failed: %s", label, m ? m : "connection lost");
+		} else
+			pgl_log_warn("query failed: %s: %s", sql, PQerrorMessage(conn));
 		rc = -PGL_EPG;
 	}
 	PQclear(res);
 	return rc;
+}
+
+int
+pgl_pg_exec_secret(PGconn *conn, const char *label, const char *sql, int nparams,
+				   const char *const *params)
+{
+	return exec_logged(conn, label, sql, nparams, params);
+}
+
+int
+pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	return exec_logged(conn, NULL, sql, nparams, params);
 }
 
 int

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +26,12 @@
 
 #include "pglease/daemon.h"
 #include "pglease/log.h"
+#include "pglease/pgconf.h"
 #include "pglease/pgctl.h"
 
 #define NODE_CONF "pglease.node.conf"
+#define HBA_CONF "pglease.hba.conf"
+#define IDENT_CONF "pglease.ident.conf"
 
 bool
 pgl_node_has_data(const struct pgl_daemon *d)
@@ -40,19 +45,58 @@ pgl_node_has_data(const struct pgl_daemon *d)
 bool
 pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port)
 {
-	const char *h = strstr(n->conninfo, "host="), *p = strstr(n->conninfo, "port=");
+	/* Logged once per refused row, not on every tick that reads it. */
+	static char refused[PGL_NAME_MAX + sizeof(n->conninfo)];
+	char key[sizeof(refused)];
 
-	if (h == NULL || p == NULL)
-		return false;
-	h += 5;
-	if (*h == '\'')
-		h++;
-	snprintf(host, len, "%.*s", (int) strcspn(h, "' "), h);
-	p += 5;
-	if (*p == '\'')
-		p++;
-	*port = atoi(p);
-	return *host && *port > 0;
+	if (pgl_conninfo_host_port(n->conninfo, host, len, port) == 0)
+		return true;
+	snprintf(key, sizeof(key), "%s\n%s", n->name, n->conninfo);
+	if (strcmp(key, refused) != 0) {
+		pgl_log_error("node %s: refusing its conninfo from the store (only host=NAME "
+					  "port=N is accepted, with a plain host name or address)", n->name);
+		pgl_strlcpy(refused, key, sizeof(refused));
+	}
+	return false;
+}
+
+/*
+ * Makes sure the socket directory exists (created 0700 when it does not) and
+ * is safe: nobody but this user (or root) can create files in it.
+ */
+static int
+prepare_socket_dir(const struct pgl_config *cfg, char *err, size_t errlen)
+{
+	const char *dir = cfg->pg_socket_dir;
+	struct stat st;
+	char why[256];
+
+	if (stat(dir, &st) != 0 && errno == ENOENT) {
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, errlen, "pg_socket_dir %s: cannot create it: %s", dir,
+					 strerror(errno));
+			return -PGL_ESYS;
+		}
+		if (chmod(dir, 0700) != 0) {
+			snprintf(err, errlen, "pg_socket_dir %s: %s", dir, strerror(errno));
+			return -PGL_ESYS;
+		}
+	}
+	if (stat(dir, &st) != 0) {
+		snprintf(err, errlen, "pg_socket_dir %s: %s", dir, strerror(errno));
+		return -PGL_ECONFIG;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "pg_socket_dir %s is not a directory", dir);
+		return -PGL_ECONFIG;
+	}
+	if (pgl_socket_dir_unsafe(st.st_mode, st.st_uid, st.st_gid, geteuid(), getegid(), why,
+							  sizeof(why))) {
+		snprintf(err, errlen, "pg_socket_dir %s refused: %s; use a directory only this user "
+				 "can write to (it is created with mode 0700 when missing)", dir, why);
+		return -PGL_ECONFIG;
+	}
+	return 0;
 }
 
 int
@@ -62,6 +106,10 @@ pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
 	struct pgl_cluster c;
 	int rc;
 
+	/* Startup is the one place with a way to refuse cleanly (exit 2). */
+	pgl_pg_set_remote_config(&d->cfg);
+	if ((rc = prepare_socket_dir(&d->cfg, err, errlen)) < 0)
+		return rc;
 	if (!pgl_node_has_data(d))
 		return 0;
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0) {
@@ -83,6 +131,11 @@ pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Writes text to path atomically (a new file, fsync, rename).  The temporary
+ * file is created with O_EXCL | O_NOFOLLOW: a planted symlink is never
+ * followed, and rename() replaces a symlink at path, not its target.
+ */
 static int
 write_file(const char *path, const char *text, int mode)
 {
@@ -91,7 +144,8 @@ write_file(const char *path, const char *text, int mode)
 	size_t n = strlen(text);
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0 || write(fd, text, n) != (ssize_t) n || fsync(fd) != 0) {
 		pgl_log_error("cannot write %s: %s", tmp, strerror(errno));
 		if (fd >= 0)
@@ -106,111 +160,189 @@ write_file(const char *path, const char *text, int mode)
 	return 0;
 }
 
-/* Quotes a value for postgresql.conf: '...' with ' doubled. */
-static void
-conf_quote(char *out, size_t len, const char *v)
+/* Reads a whole file into *out (caller frees; NULL and 0 when it does not exist). */
+static int
+read_file(const char *path, char **out, size_t *len)
 {
-	size_t n = 0;
+	struct pgl_buf b = { 0 };
+	char chunk[8192];
+	size_t n;
+	FILE *f = fopen(path, "re");
 
-	out[n++] = '\'';
-	for (; *v && n + 3 < len; v++) {
-		if (*v == '\'')
-			out[n++] = '\'';
-		out[n++] = *v;
+	*out = NULL;
+	*len = 0;
+	if (f == NULL)
+		return errno == ENOENT ? 0 : -PGL_ESYS;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		pgl_buf_append(&b, chunk, n);
+	if (ferror(f)) {
+		pgl_log_error("cannot read %s: %s", path, strerror(errno));
+		fclose(f);
+		pgl_buf_free(&b);
+		return -PGL_ESYS;
 	}
-	out[n++] = '\'';
-	out[n] = '\0';
+	fclose(f);
+	n = b.len;
+	if (pgl_buf_finish(&b, out) < 0)
+		return -PGL_ESYS;
+	*len = n;
+	return 0;
 }
 
+/* Writes a text built by a pgconf.h function (rc < 0: out of memory), then frees it. */
+static int
+write_built(const char *path, int rc, char *text, int mode)
+{
+	if (rc < 0) {
+		pgl_log_error("cannot build %s: %s", path, pgl_strerror(rc));
+		return rc;
+	}
+	rc = write_file(path, text, mode);
+	free(text);
+	return rc;
+}
+
+/*
+ * "<pgdata>/<name>" with pgdata made absolute (hba_file must not depend on a
+ * working directory).  -PGL_EINVAL (logged) if it does not fit.
+ */
+static int
+pgdata_file(const struct pgl_daemon *d, const char *name, char *out, size_t len)
+{
+	char abs[PATH_MAX];
+
+	if (realpath(d->cfg.pgdata, abs) == NULL)
+		pgl_strlcpy(abs, d->cfg.pgdata, sizeof(abs));
+	if (snprintf(out, len, "%s/%s", abs, name) >= (int) len) {
+		pgl_log_error("path of %s in %s is too long", name, abs);
+		return -PGL_EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * The node-local pgpass file, beside the data directory (pg_basebackup needs
+ * it while pgdata is still empty, and a base backup must not carry it).
+ */
+static void
+passfile_path(const struct pgl_daemon *d, char *out, size_t len)
+{
+	size_t n = strlen(d->cfg.pgdata);
+	char cwd[PGL_PATH_MAX];
+
+	while (n > 1 && d->cfg.pgdata[n - 1] == '/')
+		n--;
+	/* Absolute: the walreceiver reads it from the data directory. */
+	if (d->cfg.pgdata[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL) {
+		if (snprintf(out, len, "%s/%.*s.pgpass", cwd, (int) n, d->cfg.pgdata) >= (int) len)
+			pgl_log_warn("pgpass path truncated: %s", out);
+	} else if (snprintf(out, len, "%.*s.pgpass", (int) n, d->cfg.pgdata) >= (int) len)
+		pgl_log_warn("pgpass path truncated: %s", out);
+}
+
+/* Writes the pgpass file (mode 0600) with the replication role's password. */
+static int
+write_passfile(struct pgl_daemon *d)
+{
+	char path[PGL_PATH_MAX + 16], *text = NULL;
+	int rc;
+
+	passfile_path(d, path, sizeof(path));
+	rc = pgl_pgpass_text(d->cfg.replication_user, d->password, &text);
+	return write_built(path, rc, text, 0600);
+}
+
+/* The name of this process's OS user (for the ident map); "" if unknown. */
+static void
+agent_user(char *out, size_t len)
+{
+	struct passwd *pw = getpwuid(geteuid());
+
+	pgl_strlcpy(out, pw && pw->pw_name ? pw->pw_name : "", len);
+}
+
+/*
+ * Before every start: pglease.node.conf (included by postgresql.conf), and
+ * the node's own pglease.hba.conf and pglease.ident.conf it points at.  All
+ * three are node-local and rewritten each time, because pg_basebackup and
+ * pg_rewind copy files from other nodes (and an older pglease left
+ * `local all all trust` in pg_hba.conf, which is no longer read).
+ */
 static int
 write_node_conf(struct pgl_daemon *d)
 {
-	char path[PGL_PATH_MAX + 32], text[32768], q[1300];
-	bool preload_done = false;
-	size_t n = 0;
+	char path[PGL_PATH_MAX + 32], hba[PGL_PATH_MAX + 32], ident[PGL_PATH_MAX + 32];
+	char user[256], *text = NULL;
+	struct pgl_node_conf_in in = { .cfg = &d->cfg, .fence_on = d->fence_on,
+		.hba_file = hba, .ident_file = ident };
+	int rc;
 
-	snprintf(path, sizeof(path), "%s/" NODE_CONF, d->cfg.pgdata);
-	n += snprintf(text + n, sizeof(text) - n,
-				  "# Written by pglease before every start of %s; edits are lost.\n"
-				  "port = %d\nlisten_addresses = '*'\n", d->cfg.node_name, d->cfg.pg_port);
-	conf_quote(q, sizeof(q), d->cfg.pg_socket_dir);
-	n += snprintf(text + n, sizeof(text) - n, "unix_socket_directories = %s\n", q);
-	conf_quote(q, sizeof(q), d->cfg.node_name);
-	n += snprintf(text + n, sizeof(text) - n, "cluster_name = %s\n", q);
-	for (int i = 0; i < d->cfg.n_pg; i++) {
-		char v[600];
-
-		if (d->fence_on && strcmp(d->cfg.pg[i].name, "shared_preload_libraries") == 0) {
-			snprintf(v, sizeof(v), "pglease_fence, %s", d->cfg.pg[i].value);
-			preload_done = true;
-		} else
-			pgl_strlcpy(v, d->cfg.pg[i].value, sizeof(v));
-		conf_quote(q, sizeof(q), v);
-		n += snprintf(text + n, sizeof(text) - n, "%s = %s\n", d->cfg.pg[i].name, q);
+	if ((rc = pgdata_file(d, HBA_CONF, hba, sizeof(hba))) < 0 ||
+		(rc = pgdata_file(d, IDENT_CONF, ident, sizeof(ident))) < 0)
+		return rc;
+	rc = pgl_conf_hba_text(&d->cfg, &text);
+	if (rc == -PGL_EINVAL) {
+		pgl_log_error("cannot write %s: allowed_network '%s' or replication_user '%s' cannot "
+					  "be written to pg_hba", hba, d->cfg.allowed_network,
+					  d->cfg.replication_user);
+		return rc;
 	}
-	if (d->fence_on && !preload_done)
-		n += snprintf(text + n, sizeof(text) - n, "shared_preload_libraries = 'pglease_fence'\n");
-	return write_file(path, text, 0600);
+	if ((rc = write_built(hba, rc, text, 0600)) < 0)
+		return rc;
+	agent_user(user, sizeof(user));
+	rc = pgl_conf_ident_text(user, &text);
+	if ((rc = write_built(ident, rc, text, 0600)) < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/pg_hba.conf", d->cfg.pgdata);
+	if ((rc = write_file(path, "# Not used: pglease points hba_file at " HBA_CONF
+						 " (rewritten before every start).\n", 0600)) < 0)
+		return rc;
+	snprintf(path, sizeof(path), "%s/" NODE_CONF, d->cfg.pgdata);
+	rc = pgl_conf_node_text(&in, &text);
+	return write_built(path, rc, text, 0600);
 }
 
-/* primary_conninfo for following `from` (NULL: no upstream). */
-static void
-upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char *out, size_t len)
+/* primary_conninfo for following `from` (NULL: none).  Caller frees *out. */
+static int
+upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char **out)
 {
-	char host[256], extra[600], q[300];
-	int port;
+	char host[256], pass[PGL_PATH_MAX + 16];
+	struct pgl_remote r = {
+		.host = host, .user = d->cfg.replication_user, .passfile = pass,
+		/* application_name lets synchronous_standby_names list node names. */
+		.application_name = d->cfg.node_name, .connect_timeout = 2, .cfg = &d->cfg,
+	};
 
-	out[0] = '\0';
-	if (from == NULL || !pgl_node_addr(from, host, sizeof(host), &port))
-		return;
-	/* application_name lets synchronous_standby_names list node names. */
-	conf_quote(q, sizeof(q), d->password);
-	snprintf(extra, sizeof(extra), "application_name=%s connect_timeout=2", d->cfg.node_name);
-	pgl_pg_conninfo(out, len, host, port, d->cfg.replication_user, NULL, extra);
-	if (d->password[0]) {
-		size_t n = strlen(out);
-		char *p = out + n;
-
-		n = snprintf(p, len - n, " password='");
-		p += n;
-		for (const char *s = d->password; *s && p < out + len - 3; s++) {
-			if (*s == '\'' || *s == '\\')
-				*p++ = '\\';
-			*p++ = *s;
-		}
-		*p++ = '\'';
-		*p = '\0';
-	}
+	*out = NULL;
+	if (from == NULL || !pgl_node_addr(from, host, sizeof(host), &r.port))
+		return (*out = strdup("")) ? 0 : -PGL_ESYS;
+	/* The password stays in the pgpass file: never in postgresql.auto.conf. */
+	passfile_path(d, pass, sizeof(pass));
+	return pgl_conninfo_remote(&r, out);
 }
 
 /* Rewrites postgresql.auto.conf's upstream settings while the server is down. */
 static int
 write_standby_conf(struct pgl_daemon *d, const struct pgl_node *from)
 {
-	char path[PGL_PATH_MAX + 32], sig[PGL_PATH_MAX + 32], line[4096], ci[2048], q[4200];
-	char slot[PGL_NAME_MAX], text[65536];
-	size_t n = 0;
-	FILE *f;
+	char path[PGL_PATH_MAX + 32], sig[PGL_PATH_MAX + 32], slot[PGL_NAME_MAX];
+	char *old = NULL, *ci = NULL, *text = NULL;
+	size_t oldlen;
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/postgresql.auto.conf", d->cfg.pgdata);
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "primary_conninfo", 16) == 0 ||
-			strncmp(line, "primary_slot_name", 17) == 0)
-			continue;
-		n += snprintf(text + n, sizeof(text) - n, "%s", line);
-	}
-	if (f)
-		fclose(f);
-	upstream_conninfo(d, from, ci, sizeof(ci));
-	conf_quote(q, sizeof(q), ci);
-	n += snprintf(text + n, sizeof(text) - n, "primary_conninfo = %s\n", q);
+	if ((rc = read_file(path, &old, &oldlen)) < 0 || (rc = upstream_conninfo(d, from, &ci)) < 0)
+		goto out;
 	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
-	n += snprintf(text + n, sizeof(text) - n, "primary_slot_name = '%s'\n", from ? slot : "");
-	if (write_file(path, text, 0600) < 0)
-		return -PGL_ESYS;
+	rc = pgl_conf_auto_rewrite(old, oldlen, ci, from ? slot : "", &text);
+	if ((rc = write_built(path, rc, text, 0600)) < 0)
+		goto out;
 	snprintf(sig, sizeof(sig), "%s/standby.signal", d->cfg.pgdata);
-	return write_file(sig, "", 0600);
+	rc = write_file(sig, "", 0600);
+out:
+	free(old);
+	free(ci);
+	return rc;
 }
 
 PGconn *
@@ -379,10 +511,14 @@ pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms)
 int
 pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream)
 {
-	char sig[PGL_PATH_MAX + 32];
+	char sig[PGL_PATH_MAX + 32], err[PGL_PATH_MAX + 512];
 	int64_t end;
 
-	if (write_node_conf(d) < 0)
+	if (prepare_socket_dir(&d->cfg, err, sizeof(err)) < 0) {
+		pgl_log_error("%s", err);
+		return -PGL_ECONFIG;
+	}
+	if (write_node_conf(d) < 0 || write_passfile(d) < 0)
 		return -PGL_ESYS;
 	snprintf(sig, sizeof(sig), "%s/standby.signal", d->cfg.pgdata);
 	if (mode == PGL_PG_STANDBY && access(sig, F_OK) != 0 && write_file(sig, "", 0600) < 0)
@@ -415,31 +551,58 @@ pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream
 	return -PGL_ETIMEOUT;
 }
 
+/*
+ * Runs initdb, pg_basebackup or pg_rewind.  The password reaches them only
+ * through the pgpass file (PGPASSFILE): never argv, never the environment.
+ */
 static int
 run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out, size_t len)
 {
-	char pw[300];
-	char *env_add[] = { pw, "LC_ALL=C", "PGCONNECT_TIMEOUT=5", NULL };
+	char pf[PGL_PATH_MAX + 32];
+	char *env_add[] = { pf, "LC_ALL=C", "PGCONNECT_TIMEOUT=5", NULL };
 	struct pgl_run_opts o = {
 		.timeout_ms = timeout_ms, .env_add = env_add, .tick = pgl_agent_keepalive,
 		.tick_arg = d, .abort_flag = &d->stop,
 	};
 
-	snprintf(pw, sizeof(pw), "PGPASSWORD=%s", d->password);
+	if (write_passfile(d) < 0) {
+		snprintf(out, len, "cannot write the pgpass file");
+		return -PGL_ESYS;
+	}
+	pgl_strlcpy(pf, "PGPASSFILE=", sizeof(pf));
+	passfile_path(d, pf + strlen(pf), sizeof(pf) - strlen(pf));
 	return pgl_run(argv, &o, out, len, NULL);
+}
+
+/* conninfo of the replication role on another node (dbname postgres); caller frees. */
+static char *
+remote_conninfo(struct pgl_daemon *d, const char *host, int port, const char *dbname,
+				int timeout_s)
+{
+	struct pgl_remote r = {
+		.host = host, .port = port, .user = d->cfg.replication_user, .dbname = dbname,
+		.connect_timeout = timeout_s, .cfg = &d->cfg,
+	};
+	char *ci = NULL;
+
+	if (pgl_conninfo_remote(&r, &ci) < 0)
+		pgl_log_error("out of memory building a conninfo");
+	return ci;
 }
 
 /* Connects to another node as the replication role.  Caller PQfinish()es. */
 static PGconn *
 connect_remote(struct pgl_daemon *d, const char *host, int port)
 {
-	char ci[2048];
+	char *ci = remote_conninfo(d, host, port, "postgres", 3);
 	const char *kw[] = { "dbname", "password", NULL };
-	const char *vals[] = { ci, d->password, NULL };
+	const char *vals[] = { ci ? ci : "", d->password, NULL };
+	PGconn *c;
 
-	pgl_pg_conninfo(ci, sizeof(ci), host, port, d->cfg.replication_user, "postgres",
-					"connect_timeout=3");
-	return PQconnectdbParams(kw, vals, 1);
+	/* The password goes to libpq in memory only. */
+	c = PQconnectdbParams(kw, vals, 1);
+	free(ci);
+	return c;
 }
 
 /* Tells whether the server has a replication slot of that name. */
@@ -485,26 +648,24 @@ empty_pgdata(struct pgl_daemon *d)
 int
 pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
 {
-	char exe[PGL_PATH_MAX + 32], host[256], port_s[16], slot[PGL_NAME_MAX], out[8192];
-	char *argv[20];
+	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
+	char *argv[20], *ci = NULL;
 	int port, rc, i = 0;
 
 	if (!pgl_node_addr(from, host, sizeof(host), &port))
 		return -PGL_EINVAL;
 	if (empty_pgdata(d) < 0)
 		return -PGL_ESYS;
+	/* -d: host, port, user and the replication_ssl* options in one conninfo. */
+	if ((ci = remote_conninfo(d, host, port, NULL, 0)) == NULL)
+		return -PGL_ESYS;
 	snprintf(exe, sizeof(exe), "%s/pg_basebackup", d->cfg.pg_bindir);
-	snprintf(port_s, sizeof(port_s), "%d", port);
 	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
 	argv[i++] = exe;
 	argv[i++] = "-D";
 	argv[i++] = d->cfg.pgdata;
-	argv[i++] = "-h";
-	argv[i++] = host;
-	argv[i++] = "-p";
-	argv[i++] = port_s;
-	argv[i++] = "-U";
-	argv[i++] = d->cfg.replication_user;
+	argv[i++] = "-d";
+	argv[i++] = ci;
 	argv[i++] = "-X";
 	argv[i++] = "stream";
 	argv[i++] = "-c";
@@ -518,6 +679,7 @@ pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
 	pgl_strlcpy(d->state, "cloning", sizeof(d->state));
 	pgl_log_info("cloning from %s (%s:%d) with pg_basebackup", from->name, host, port);
 	rc = run_pg_tool(d, argv, 3600 * 1000, out, sizeof(out));
+	free(ci);
 	if (rc < 0) {
 		pgl_log_error("pg_basebackup from %s failed: %s", from->name, out);
 		empty_pgdata(d);
@@ -568,7 +730,8 @@ rewind_error(const char *out, char *buf, size_t len)
 int
 pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 {
-	char exe[PGL_PATH_MAX + 32], host[256], src[2048], srcarg[2100], out[32768], sum[256];
+	char exe[PGL_PATH_MAX + 32], host[256], out[32768], sum[256];
+	char *src = NULL, *srcarg = NULL;
 	struct pgl_controldata before;
 	int port, rc;
 
@@ -593,9 +756,12 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
 	snprintf(exe, sizeof(exe), "%s/pg_rewind", d->cfg.pg_bindir);
-	pgl_pg_conninfo(src, sizeof(src), host, port, d->cfg.replication_user, "postgres",
-					"connect_timeout=5");
-	snprintf(srcarg, sizeof(srcarg), "--source-server=%s", src);
+	src = remote_conninfo(d, host, port, "postgres", 5);
+	if (src == NULL || asprintf(&srcarg, "--source-server=%s", src) < 0) {
+		free(src);
+		return -PGL_ESYS;
+	}
+	free(src);
 	{
 		char *argv[] = { exe, "-D", d->cfg.pgdata, srcarg, NULL };
 
@@ -603,6 +769,7 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
 		rc = run_pg_tool(d, argv, 1800 * 1000, out, sizeof(out));
 	}
+	free(srcarg);
 	if (rc < 0 && !pgl_pg_ping_remote(host, port)) {
 		pgl_log_warn("pg_rewind against %s failed and %s:%d does not answer; will retry",
 					 from->name, host, port);
@@ -647,28 +814,38 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 int
 pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from)
 {
-	char ci[2048], slot[PGL_NAME_MAX];
+	char slot[PGL_NAME_MAX];
 	PGconn *c = pgl_node_conn(d);
-	char *lit1 = NULL, *lit2 = NULL, sql[4300];
+	char *ci = NULL, *lit1 = NULL, *lit2 = NULL, *sql1 = NULL, *sql2 = NULL;
 	int rc = -PGL_EPG;
 
 	if (c == NULL)
 		return -PGL_EPG;
-	upstream_conninfo(d, from, ci, sizeof(ci));
+	/* The password stays in the pgpass file; make sure it is current. */
+	if (write_passfile(d) < 0 || upstream_conninfo(d, from, &ci) < 0)
+		goto out;
 	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
 	lit1 = PQescapeLiteral(c, ci, strlen(ci));
 	lit2 = PQescapeLiteral(c, slot, strlen(slot));
 	if (lit1 == NULL || lit2 == NULL)
 		goto out;
 	/* ALTER SYSTEM takes no parameters; the values are escaped literals. */
-	snprintf(sql, sizeof(sql), "ALTER SYSTEM SET primary_conninfo = %s", lit1);
-	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+	if (asprintf(&sql1, "ALTER SYSTEM SET primary_conninfo = %s", lit1) < 0) {
+		sql1 = NULL;
 		goto out;
-	snprintf(sql, sizeof(sql), "ALTER SYSTEM SET primary_slot_name = %s", lit2);
-	if (pgl_pg_exec(c, sql, 0, NULL) < 0 || pgl_pg_exec(c, "SELECT pg_reload_conf()", 0, NULL) < 0)
+	}
+	if (asprintf(&sql2, "ALTER SYSTEM SET primary_slot_name = %s", lit2) < 0) {
+		sql2 = NULL;
+		goto out;
+	}
+	if (pgl_pg_exec(c, sql1, 0, NULL) < 0 || pgl_pg_exec(c, sql2, 0, NULL) < 0 ||
+		pgl_pg_exec(c, "SELECT pg_reload_conf()", 0, NULL) < 0)
 		goto out;
 	rc = 0;
 out:
+	free(ci);
+	free(sql1);
+	free(sql2);
 	PQfreemem(lit1);
 	PQfreemem(lit2);
 	return rc;
@@ -713,10 +890,14 @@ append_file(const char *path, const char *text)
 	return rc;
 }
 
+/*
+ * Settings every node shares, appended to postgresql.conf once after initdb.
+ * Authentication is not here: pglease.hba.conf, written before every start.
+ */
 static int
 configure_new_cluster(struct pgl_daemon *d)
 {
-	char path[PGL_PATH_MAX + 32], hba[2048];
+	char path[PGL_PATH_MAX + 32];
 
 	snprintf(path, sizeof(path), "%s/postgresql.conf", d->cfg.pgdata);
 	if (append_file(path,
@@ -737,22 +918,21 @@ configure_new_cluster(struct pgl_daemon *d)
 					"log_line_prefix = '%m [%p] %q%a '\n"
 					"include_if_exists = '" NODE_CONF "'\n") < 0)
 		return -PGL_ESYS;
-	snprintf(path, sizeof(path), "%s/pg_hba.conf", d->cfg.pgdata);
-	snprintf(hba, sizeof(hba),
-			 "# Written by pglease at bootstrap.  Trust only on the local socket.\n"
-			 "local all all trust\n"
-			 "host replication %s %s scram-sha-256\n"
-			 "host all all %s scram-sha-256\n"
-			 "host all all 127.0.0.1/32 scram-sha-256\n",
-			 d->cfg.replication_user, d->cfg.allowed_network, d->cfg.allowed_network);
-	return write_file(path, hba, 0600);
+	return 0;
 }
 
+/*
+ * The replication role, created with a SCRAM verifier computed here
+ * (PQencryptPasswordConn), so the plaintext password never reaches the
+ * server; the statement is kept out of the server log (log_statement,
+ * log_min_error_statement, log_min_duration_statement for this session) and
+ * out of ours (pgl_pg_exec_secret logs a label).
+ */
 static int
 create_replication_role(struct pgl_daemon *d)
 {
 	PGconn *c = pgl_node_conn(d);
-	char *ident = NULL, *lit = NULL, sql[1024];
+	char *ident = NULL, *lit = NULL, *verifier = NULL, *sql = NULL;
 	static const char *const funcs[] = {
 		"pg_catalog.pg_ls_dir(text, boolean, boolean)",
 		"pg_catalog.pg_stat_file(text, boolean)",
@@ -764,26 +944,52 @@ create_replication_role(struct pgl_daemon *d)
 	if (c == NULL)
 		return -PGL_EPG;
 	ident = PQescapeIdentifier(c, d->cfg.replication_user, strlen(d->cfg.replication_user));
-	lit = PQescapeLiteral(c, d->password, strlen(d->password));
-	if (ident == NULL || lit == NULL)
+	verifier = PQencryptPasswordConn(c, d->password, d->cfg.replication_user, "scram-sha-256");
+	if (ident == NULL || verifier == NULL) {
+		pgl_log_error("cannot prepare the replication role: %s", PQerrorMessage(c));
 		goto out;
-	snprintf(sql, sizeof(sql), "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s", ident, lit);
-	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+	}
+	lit = PQescapeLiteral(c, verifier, strlen(verifier));
+	if (lit == NULL || asprintf(&sql, "CREATE ROLE %s LOGIN REPLICATION PASSWORD %s",
+								ident, lit) < 0) {
+		sql = NULL;
 		goto out;
+	}
+	if (pgl_pg_exec(c, "SET log_statement = 'none'", 0, NULL) < 0 ||
+		pgl_pg_exec(c, "SET log_min_error_statement = 'panic'", 0, NULL) < 0 ||
+		pgl_pg_exec(c, "SET log_min_duration_statement = -1", 0, NULL) < 0)
+		goto out;
+	rc = pgl_pg_exec_secret(c, "CREATE ROLE (replication role)", sql, 0, NULL);
+	pgl_pg_exec(c, "RESET log_statement", 0, NULL);
+	pgl_pg_exec(c, "RESET log_min_error_statement", 0, NULL);
+	pgl_pg_exec(c, "RESET log_min_duration_statement", 0, NULL);
+	if (rc < 0)
+		goto out;
+	rc = -PGL_EPG;
+	free(sql);
 	/* CHECKPOINT on a just-promoted source before pg_rewind (see pgl_node_rewind). */
-	snprintf(sql, sizeof(sql), "GRANT pg_checkpoint TO %s", ident);
+	if (asprintf(&sql, "GRANT pg_checkpoint TO %s", ident) < 0) {
+		sql = NULL;
+		goto out;
+	}
 	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
 		goto out;
 	/* What pg_rewind needs from its source, without superuser. */
 	for (size_t i = 0; i < PGL_ARRAY_LEN(funcs); i++) {
-		snprintf(sql, sizeof(sql), "GRANT EXECUTE ON FUNCTION %s TO %s", funcs[i], ident);
+		free(sql);
+		if (asprintf(&sql, "GRANT EXECUTE ON FUNCTION %s TO %s", funcs[i], ident) < 0) {
+			sql = NULL;
+			goto out;
+		}
 		if (pgl_pg_exec(c, sql, 0, NULL) < 0)
 			goto out;
 	}
 	rc = 0;
 out:
+	free(sql);
 	PQfreemem(ident);
 	PQfreemem(lit);
+	PQfreemem(verifier);
 	return rc;
 }
 
@@ -792,7 +998,7 @@ pgl_node_bootstrap(struct pgl_daemon *d)
 {
 	char exe[PGL_PATH_MAX + 32], out[16384];
 	char *argv[] = { exe, "-D", d->cfg.pgdata, "-U", "postgres", "--data-checksums",
-		"--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+		"--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
 		NULL };
 	struct pgl_controldata cd;
 	int rc;
@@ -835,7 +1041,7 @@ node_listed(const struct pgl_node *nodes, int n, const char *name)
 }
 
 /*
- * On the primary: one physical slot per known node, created before any
+ * On the primary: one physical slot per known node (valid name, heartbeat > 0), created before any
  * standby needs it; slots of nodes forgotten with `pglease remove` dropped.
  */
 int
@@ -854,7 +1060,9 @@ pgl_node_sync_slots(struct pgl_daemon *d)
 		char slot[PGL_NAME_MAX];
 		const char *params[1] = { slot };
 
-		if (strcmp(nodes[i].name, d->cfg.node_name) == 0)
+		/* Only real nodes: a valid name that has heartbeated at least once. */
+		if (strcmp(nodes[i].name, d->cfg.node_name) == 0 || !pgl_name_valid(nodes[i].name) ||
+			nodes[i].heartbeat <= 0)
 			continue;
 		pgl_config_slot_name(nodes[i].name, slot, sizeof(slot));
 		pgl_pg_exec(c, "SELECT pg_create_physical_replication_slot($1, true) "

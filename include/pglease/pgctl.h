@@ -65,11 +65,23 @@ int pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *out
 PGconn *pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s);
 /* True if a connection would be accepted now. */
 bool pgl_pg_ping(const struct pgl_config *cfg);
-/* True if the server at host:port answers (any authentication outcome). */
+/*
+ * True if the server at host:port answers (any authentication outcome), asked
+ * with the replication_sslmode/sslrootcert/channel_binding of the config given
+ * to pgl_pg_set_remote_config().
+ */
 bool pgl_pg_ping_remote(const char *host, int port);
+/* The config whose replication_* options pgl_pg_ping_remote() uses (borrowed). */
+void pgl_pg_set_remote_config(const struct pgl_config *cfg);
 
-/* Runs a statement with text parameters; 0 or -PGL_EPG (logged at warn). */
+/* Runs a statement with text parameters; 0 or -PGL_EPG (logged at warn with the SQL). */
 int pgl_pg_exec(PGconn *conn, const char *sql, int nparams, const char *const *params);
+/*
+ * The same for a statement that carries a secret: a failure is logged as
+ * "<label> failed: <primary message>", never with the SQL text.
+ */
+int pgl_pg_exec_secret(PGconn *conn, const char *label, const char *sql, int nparams,
+					   const char *const *params);
 /* Runs a one-value query; copies the value into out. */
 int pgl_pg_scalar(PGconn *conn, const char *sql, int nparams, const char *const *params,
 				  char *out, size_t outlen);
@@ -84,9 +96,5 @@ struct pgl_pg_status {
 	int sender_port;
 };
 int pgl_pg_status(PGconn *conn, struct pgl_pg_status *st);
-
-/* Builds "host=H port=P user=U dbname=D" with each value quoted for libpq. */
-void pgl_pg_conninfo(char *out, size_t len, const char *host, int port, const char *user,
-					 const char *dbname, const char *extra);
 
 #endif

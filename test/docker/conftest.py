@@ -6,7 +6,7 @@ named <run id>-<n> (run id pgl-t<pid>), with its own lease directory under
 `docker-compose down -v` and its directory deleted, whatever happens.
 
 Observation happens three ways, none of them through pglease itself:
-  * psql inside each container (docker exec, local socket, trust);
+  * psql inside each container (docker exec -u postgres, local socket, peer);
   * the lease store read on the host with Python's sqlite3, read-only;
   * a Sampler: one persistent `docker exec -i psql` session per container,
     asked `pg_is_in_recovery(), clock_timestamp(), pg_postmaster_start_time()`
@@ -183,7 +183,7 @@ class Cluster:
 
     def psql(self, svc, sql, timeout=30):
         """(ok, stdout, stderr) of one psql -c in the container (local socket)."""
-        p = self.exec(svc, ["psql", "-X", "-q", "-h", "/tmp", "-v", "ON_ERROR_STOP=1",
+        p = self.exec(svc, ["psql", "-X", "-q", "-h", "/var/run/postgresql", "-v", "ON_ERROR_STOP=1",
                             "-Atc", sql], timeout=timeout)
         return p.returncode == 0, p.stdout.strip(), p.stderr.strip()
 
@@ -313,7 +313,7 @@ def print_events(cluster, after=0):
 WRITER = r"""echo $$
 end=$(( $(date +%%s) + %d ))
 while [ "$(date +%%s)" -lt "$end" ]; do
-  if psql -X -q -h /tmp -v ON_ERROR_STOP=1 -Atc "insert into dt(note) values ('%s')" >/dev/null 2>&1; then
+  if psql -X -q -h /var/run/postgresql -v ON_ERROR_STOP=1 -Atc "insert into dt(note) values ('%s')" >/dev/null 2>&1; then
     date +%%s.%%N
     exit 0
   fi
@@ -411,7 +411,7 @@ class Sampler:
                 buf = b""
                 proc = subprocess.Popen(
                     ["docker", "exec", "-i", "-u", "postgres", self.cluster.container(svc),
-                     "psql", "-X", "-q", "-h", "/tmp", "-At", "-F", "|"],
+                     "psql", "-X", "-q", "-h", "/var/run/postgresql", "-At", "-F", "|"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL, bufsize=0)
             line = None

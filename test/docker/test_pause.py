@@ -19,7 +19,7 @@ def test_07_paused_primary_cannot_commit_on_thaw(new_cluster):
     # A session on the primary with a transaction that wrote, not yet committed.
     sess = subprocess.Popen(
         ["docker", "exec", "-i", "-u", "postgres", c.container(p),
-         "psql", "-X", "-h", "/tmp", "-v", "ON_ERROR_STOP=0"],
+         "psql", "-X", "-h", "/var/run/postgresql", "-v", "ON_ERROR_STOP=0"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sess.stdin.write("BEGIN;\nINSERT INTO paused VALUES (1);\n")
     sess.stdin.flush()
