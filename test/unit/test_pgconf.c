@@ -352,15 +352,20 @@ test_socket_dir_rule(void)
 	CHECK(pgl_socket_dir_unsafe(S_IFDIR | 0700, 200, 100, 100, 100, why, sizeof(why)));
 }
 
-/* Node rows from the store: only host=NAME port=N is accepted (pgnode.c). */
+/*
+ * Node rows from the store: a host name or address and a port are required;
+ * any other keyword is ignored, never carried over (pgnode.c).
+ */
 static void
 test_node_addr(void)
 {
 	static const char *const bad[] = {
-		"host=/tmp port=5432", "host=pg1 port=5432 password=x", "host=pg1",
-		"host='pg1 x' port=5432", "host=pg1 port=5432 sslmode=disable", "port=5432",
-		"host=pg1 port=0", "host=pg1 port=5432 dbname=x", "host=\"pg1\" port=5432",
-		"host=pg1,pg2 port=5432", "",
+		"host=/tmp port=5432", "host=pg1", "host='pg1 x' port=5432", "port=5432",
+		"host=pg1 port=0", "host=\"pg1\" port=5432", "host=pg1,pg2 port=5432", "",
+	};
+	static const char *const extra[] = {
+		"host=pg1 port=5432 password=x", "host=pg1 port=5432 sslmode=disable",
+		"host=pg1 port=5432 dbname=x",
 	};
 	struct pgl_node n;
 	char host[256];
@@ -376,6 +381,11 @@ test_node_addr(void)
 	for (size_t i = 0; i < PGL_ARRAY_LEN(bad); i++) {
 		strcpy(n.conninfo, bad[i]);
 		CHECKF(!pgl_node_addr(&n, host, sizeof(host), &port), "accepted %s", bad[i]);
+	}
+	for (size_t i = 0; i < PGL_ARRAY_LEN(extra); i++) {
+		strcpy(n.conninfo, extra[i]);
+		CHECKF(pgl_node_addr(&n, host, sizeof(host), &port) && strcmp(host, "pg1") == 0 &&
+			   port == 5432, "%s", extra[i]);
 	}
 }
 
