@@ -840,7 +840,34 @@ read_password(struct pgl_daemon *d, char *err, size_t len)
 		snprintf(err, len, "password_file is not set (the replication role needs a password)");
 		return -PGL_ECONFIG;
 	}
-	f = fopen(d->cfg.password_file, "r");
+	/*
+	 * Never blocks on a FIFO; must be a regular file.  In the shared lease
+	 * directory (where the Docker entrypoint generates it) anybody with the
+	 * volume could plant a symlink, so there it is not followed either.
+	 */
+	{
+		char *a = strdup(d->cfg.password_file), *b = strdup(d->cfg.lease_db);
+		bool shared = a && b && strcmp(dirname(a), dirname(b)) == 0;
+		int fd = open(d->cfg.password_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC |
+					  (shared ? O_NOFOLLOW : 0));
+		struct stat sb;
+
+		free(a);
+		free(b);
+		if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+			close(fd);
+			snprintf(err, len, "password_file %s: not a regular file", d->cfg.password_file);
+			return -PGL_ECONFIG;
+		}
+		if (fd < 0 && errno == ELOOP) {
+			snprintf(err, len, "password_file %s: is a symlink in the shared lease directory; "
+					 "refusing to follow it", d->cfg.password_file);
+			return -PGL_ECONFIG;
+		}
+		f = fd >= 0 ? fdopen(fd, "r") : NULL;
+		if (f == NULL && fd >= 0)
+			close(fd);
+	}
 	if (f == NULL || fgets(d->password, sizeof(d->password), f) == NULL) {
 		snprintf(err, len, "password_file %s: %s", d->cfg.password_file,
 				 f ? "empty" : strerror(errno));

@@ -387,7 +387,8 @@ trim(char *s)
 
 /*
  * Cuts the value part of a line (after '=') down to the value: the text
- * inside 'single quotes', or the unquoted text before a comment.  A comment
+ * inside 'single quotes' (with '' for a quote), or the unquoted text before
+ * a comment.  A comment
  * starts with '#' after white space (or right after the '='); an unquoted
  * '#' inside a word ("a#b") is refused.  Returns the value, or NULL after
  * writing the reason into why.
@@ -399,14 +400,28 @@ cut_value(char *val, char *why, size_t whylen)
 
 	val = trim(val);
 	if (*val == '\'') {
-		char *close = strchr(val + 1, '\''), *rest;
+		char *in = val + 1, *out = val + 1, *rest;
 
-		rest = close ? trim(close + 1) : NULL;
-		if (rest == NULL || (rest[0] != '\0' && rest[0] != '#')) {
-			snprintf(why, whylen, "unterminated or malformed quoted value");
+		/* As in postgresql.conf: '' inside the quotes is one quote. */
+		for (;;) {
+			if (*in == '\0') {
+				snprintf(why, whylen, "unterminated quoted value");
+				return NULL;
+			}
+			if (*in == '\'' && in[1] == '\'') {
+				*out++ = '\'';
+				in += 2;
+			} else if (*in == '\'')
+				break;
+			else
+				*out++ = *in++;
+		}
+		rest = trim(in + 1);
+		if (rest[0] != '\0' && rest[0] != '#') {
+			snprintf(why, whylen, "malformed quoted value: text after the closing quote");
 			return NULL;
 		}
-		*close = '\0';
+		*out = '\0';
 		return val + 1;
 	}
 	for (hash = strchr(val, '#'); hash; hash = strchr(hash + 1, '#')) {

@@ -30,6 +30,21 @@ def test_symlink_in_alive_dir_refused(make_cluster):
     assert p.is_primary() is True
     c.insert(p, range(1, 6))
 
+    # A password file planted as a symlink in the shared directory, and a FIFO.
+    os.unlink(link)
+    pw_link = os.path.join(os.path.dirname(str(c.lease_db)), "password")
+    os.symlink(str(c.password_file), pw_link)
+    fifo = str(n2.dir / "pw.fifo")
+    os.mkfifo(fifo)
+    for pw, needle in ((pw_link, "symlink"), (fifo, "not a regular file")):
+        n2.write_conf(password_file=pw)
+        n2.start(wait=False)
+        rc = n2.exit_code(timeout=30)
+        out = n2.log_text()
+        assert rc is not None and rc != 0, "n2 started with password_file %s: %s" % (pw, out)
+        assert needle in out and pw in out, out
+    assert not (n2.pgdata / "PG_VERSION").exists()
+
 
 def test_trigger_added_by_hand_stops_writes(make_cluster):
     c, p = started_cluster(make_cluster, 2, **FAST)

@@ -202,8 +202,30 @@ test_bad_values(void)
 	expect_line_error("just some words\n", "key = value");
 	expect_line_error("lease_db = 'unterminated\n", "lease_db");
 	expect_line_error("lease_db = 'a' b\n", "lease_db");
+	expect_line_error("lease_db = 'it''s\n", "unterminated");
+	expect_line_error("lease_db = 'a''' b\n", "after the closing quote");
+	expect_line_error("replication_sslmode = on\n", "replication_sslmode");
 	expect_line_error("lease_db =\n", "lease_db");				/* must not be empty */
 	expect_line_error("pg.Bad-Name = 1\n", "Bad-Name");
+}
+
+/* '' inside quotes is one quote, as in postgresql.conf: a value may hold ' and #. */
+static void
+test_doubled_quotes(void)
+{
+	const char *p = write_conf("quotes.conf",
+		"password_file = '/run/it''s # here'  # a comment\n"
+		"pg.application_name = 'a''b\\c #d'\n"
+		"pg.x = ''''\n"
+		"pg.y = ''\n");
+	char *const env[] = { NULL };
+	int rc = load(p, env);
+
+	CHECKF(rc == 0, "rc %d: %s", rc, err);
+	CHECK(strcmp(cfg.password_file, "/run/it's # here") == 0);
+	CHECK(pg_value("application_name") && strcmp(pg_value("application_name"), "a'b\\c #d") == 0);
+	CHECK(pg_value("x") && strcmp(pg_value("x"), "'") == 0);
+	CHECK(pg_value("y") && strcmp(pg_value("y"), "") == 0);
 }
 
 static void
@@ -462,6 +484,7 @@ main(void)
 	TEST(test_file_parsing);
 	TEST(test_env_overrides_file);
 	TEST(test_bad_values);
+	TEST(test_doubled_quotes);
 	TEST(test_timing_rule);
 	TEST(test_errors_collected);
 	TEST(test_missing_file);
