@@ -606,14 +606,27 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 		 * as a standby (e.g. "requested timeline N is not a child of this
 		 * server's history"), is rewound before following.
 		 */
-		if (!has_standby_signal(d) || d->start_failures >= 2) {
+		if (d->start_failures >= 4) {
+			/* Failed twice more after a rewind: the data cannot be started. */
+			if (strcmp(h->role, "primary") != 0)
+				return;
+			pgl_log_warn("postgres failed to start as a standby %d times, also after "
+						 "pg_rewind; re-cloning from %s", d->start_failures, h->name);
+			agent_event(d, d->lease.term, "recloned", "postgres failed to start %d times, "
+						"also after pg_rewind; data directory re-cloned from %s",
+						d->start_failures, h->name);
+			if (pgl_node_clone(d, h) < 0) {
+				d->start_retry_ms = pgl_mono_ms() + 1000;
+				return;
+			}
+			d->start_failures = 0;
+		} else if (!has_standby_signal(d) || d->start_failures >= 2) {
 			if (strcmp(h->role, "primary") != 0)
 				return;
 			if (pgl_node_rewind(d, h) < 0) {
 				d->start_retry_ms = pgl_mono_ms() + 1000;
 				return;
 			}
-			d->start_failures = 0;
 		}
 		if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0) {
 			d->start_failures++;
@@ -657,8 +670,11 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 		pgl_pg_ping_remote(host, port)) {
 		pgl_log_warn("not streaming from %s after %d ms: timeline forked? rewinding",
 					 h->name, d->cfg.follow_timeout_ms);
-		if (pgl_node_rewind(d, h) == 0 && pgl_node_start(d, PGL_PG_STANDBY, h->name) == 0) {
-			d->following[0] = '\0';
+		if (pgl_node_rewind(d, h) == 0) {
+			if (pgl_node_start(d, PGL_PG_STANDBY, h->name) == 0)
+				d->following[0] = '\0';
+			else
+				d->start_failures++;
 		}
 		d->follow_since_ms = pgl_mono_ms();
 	}

@@ -33,11 +33,27 @@
 #define HBA_CONF "pglease.hba.conf"
 #define IDENT_CONF "pglease.ident.conf"
 
+/* <pgdata>.cloning: present from before pg_basebackup until the clone is complete. */
+static void
+clone_marker(const struct pgl_daemon *d, char *out, size_t len)
+{
+	snprintf(out, len, "%s.cloning", d->cfg.pgdata);
+}
+
+/*
+ * True when the data directory holds a cluster.  A clone interrupted by a
+ * crash or a kill leaves PG_VERSION and much else behind, but not a server
+ * that can ever become consistent: its marker says so, and it counts as no
+ * data (the next clone empties it).
+ */
 bool
 pgl_node_has_data(const struct pgl_daemon *d)
 {
 	char p[PGL_PATH_MAX + 16];
 
+	clone_marker(d, p, sizeof(p));
+	if (access(p, F_OK) == 0)
+		return false;
 	snprintf(p, sizeof(p), "%s/PG_VERSION", d->cfg.pgdata);
 	return access(p, F_OK) == 0;
 }
@@ -547,7 +563,9 @@ pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream
 		pgl_agent_keepalive(d);
 		usleep(50000);
 	}
-	pgl_log_error("postgres did not accept connections in time");
+	/* Never leave a server behind that the agent no longer waits for. */
+	pgl_log_error("postgres did not accept connections in time; stopping it");
+	pgl_node_kill(d);
 	return -PGL_ETIMEOUT;
 }
 
@@ -649,11 +667,25 @@ int
 pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
 {
 	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
-	char *argv[20], *ci = NULL;
+	char marker[PGL_PATH_MAX + 16], *argv[20], *ci = NULL;
 	int port, rc, i = 0;
 
 	if (!pgl_node_addr(from, host, sizeof(host), &port))
 		return -PGL_EINVAL;
+	clone_marker(d, marker, sizeof(marker));
+	if (access(marker, F_OK) == 0)
+		pgl_log_warn("an earlier clone into %s did not complete; cloning again", d->cfg.pgdata);
+	else {
+		int fd = open(marker, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+		if (fd < 0 || fsync(fd) != 0) {
+			pgl_log_error("cannot create %s: %s", marker, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			return -PGL_ESYS;
+		}
+		close(fd);
+	}
 	if (empty_pgdata(d) < 0)
 		return -PGL_ESYS;
 	/* -d: host, port, user and the replication_ssl* options in one conninfo. */
@@ -687,6 +719,8 @@ pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
 	}
 	if (write_standby_conf(d, from) < 0)
 		return -PGL_ESYS;
+	if (unlink(marker) != 0)
+		pgl_log_warn("cannot remove %s: %s", marker, strerror(errno));
 	return 0;
 }
 
