@@ -198,6 +198,8 @@ class Campaign:
         self.faults = []
         self.cluster = None
         self.rogue = None            # --bug split-brain: (node, postmaster Popen)
+        self.pending_heal = None     # the heal of the fault being held
+        self.interrupted = None      # faults done when interrupted
         ttl = args.ttl_ms
         self.ttl = ttl / 1000.0
         self.settings = dict(lease_ttl_ms=ttl, renew_interval_ms=max(50, ttl // 5),
@@ -364,9 +366,11 @@ class Campaign:
         self.last_target = t.name
         f = {"id": i, "kind": kind, "target": t.name, "injected": now()}
         heal = getattr(self, "f_" + kind)(t)
+        self.pending_heal = heal
         f["target"] = self.last_target
         time.sleep(self.hold)
         f["heal_started"] = now()
+        self.pending_heal = None
         heal()
         f["healed"] = now()
         self.start_down_nodes()
@@ -443,11 +447,28 @@ class Campaign:
             for wk in workers:
                 wk.start()
             time.sleep(1.0)
-            for i in range(1, a.faults + 1):
-                if a.bug == "split-brain" and i == max(1, a.faults // 2):
-                    self.bug_split_brain()
-                self.inject(i)
-                time.sleep(self.rng.uniform(0.2, 1.0))
+            try:
+                for i in range(1, a.faults + 1):
+                    if a.bug == "split-brain" and i == max(1, a.faults // 2):
+                        self.bug_split_brain()
+                    self.inject(i)
+                    time.sleep(self.rng.uniform(0.2, 1.0))
+            except KeyboardInterrupt:
+                # The first interrupt ends the campaign early but still heals,
+                # checks and reports what was injected; a second one aborts.
+                self.interrupted = len(self.faults)
+                log("interrupted after %d faults: healing, checking, reporting" %
+                    self.interrupted)
+                for n in c.nodes:
+                    if n.stopped_pids:
+                        n.sigcont()
+                if self.pending_heal is not None:
+                    self.pending_heal()
+                if self.cluster.lease_dir.joinpath("fill").exists():
+                    self.cluster.lease_dir.joinpath("fill").unlink()
+                for n in c.nodes:
+                    if os.path.isdir(n.pgdata):
+                        os.chmod(n.pgdata, 0o700)
             # Heal everything and let the cluster settle.
             self.start_down_nodes()
             t_final = self.wait_whole(a.recovery_bound)
@@ -508,7 +529,8 @@ class Campaign:
         reads = [dict(x, start=rel(x["start"]), end=rel(x["end"])) for x in self.rec.reads]
         faults = [dict(f, injected=rel(f["injected"]), heal_started=rel(f["heal_started"]),
                        healed=rel(f["healed"]), whole=rel(f["whole"])) for f in self.faults]
-        doc = {"args": {"faults": a.faults, "seed": a.seed, "mode": a.mode, "nodes": a.nodes,
+        doc = {"args": {"faults": a.faults, "interrupted_after": self.interrupted,
+                        "seed": a.seed, "mode": a.mode, "nodes": a.nodes,
                         "ttl_ms": a.ttl_ms, "interval_s": a.interval, "bug": a.bug,
                         "recovery_bound_s": a.recovery_bound},
                "writes": writes, "reads": reads, "faults": faults, "final": final,
@@ -530,6 +552,8 @@ class Campaign:
         for v in violations:
             print("VIOLATION: " + v)
         line = checker.summary_line(report, a.mode, a.seed)
+        if self.interrupted is not None:
+            line += " (interrupted after %d of %d faults)" % (self.interrupted, a.faults)
         print(line, flush=True)
         print("history: %s  plot: %s" % (hist, out / (stem + ".png")))
         return 1 if violations else 0
@@ -564,14 +588,16 @@ def plot(path, report, title):
 
 
 def on_term(signum, frame):
-    """SIGTERM or SIGINT: unwind through the campaign's teardown (which
-    resumes stopped nodes and ends every process it started)."""
+    """SIGTERM or SIGINT: the first ends the fault loop early (the campaign
+    still heals, checks and reports); later ones unwind through the
+    teardown, which resumes stopped nodes and ends every process it started."""
     raise KeyboardInterrupt("signal %d" % signum)
 
 
 def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--faults", type=int, default=20, help="number of faults (default 20)")
