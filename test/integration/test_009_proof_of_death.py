@@ -36,7 +36,7 @@ def test_orphan_backend_delays_claim(make_cluster):
     def long_insert():
         try:
             with conn.cursor() as cur:
-                cur.execute("INSERT INTO big SELECT g FROM generate_series(1, 30000000) g")
+                cur.execute("INSERT INTO big SELECT g FROM generate_series(1, 12000000) g")
             result["done"] = time.monotonic()
         except psycopg2.Error as e:
             result["error"] = str(e)

@@ -10,6 +10,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 out=${NEMESIS_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/pglease-nemesis-out.XXXXXX")}
+mkdir -p "$out"
 faults=${NEMESIS_CI_FAULTS:-20}
 pass=0 fail=0
 
