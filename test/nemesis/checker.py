@@ -162,8 +162,12 @@ def check(history, mode):
             v.append("lost write: id %d acknowledged by %s (timeline %s) is missing on %s" % (
                 x["id"], x["node"], x.get("timeline"), ", ".join(missing)))
     else:
-        # Only a crash of the primary may lose acknowledged writes.
-        crash = {"kill9_node", "kill9_agent", "kill9_postmaster", "double"}
+        # Only a crash of the primary may lose acknowledged writes: a kill, or
+        # a fence (a frozen agent or node, a store locked or full: the
+        # primary is stopped immediately, like a crash, by design).  A clean
+        # stop, a standby's trouble or no fault at all must lose nothing.
+        crash = {"kill9_node", "kill9_agent", "kill9_postmaster", "double", "stop_agent",
+                 "stop_node", "store_lock", "store_full"}
         for key, ids in lost_by_fault.items():
             if key.split("#")[0] not in crash:
                 v.append("lost writes under %s (not a crash of the primary): %d ids, first %s"

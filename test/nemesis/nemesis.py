@@ -365,6 +365,9 @@ class Campaign:
         self.hold = self.rng.uniform(0.2, 1.0) * self.ttl
         self.last_target = t.name
         f = {"id": i, "kind": kind, "target": t.name, "injected": now()}
+        # Recorded at once: a campaign interrupted mid-fault still attributes
+        # what happened during it.
+        self.faults.append(f)
         heal = getattr(self, "f_" + kind)(t)
         self.pending_heal = heal
         f["target"] = self.last_target
@@ -376,7 +379,6 @@ class Campaign:
         self.start_down_nodes()
         f["whole"] = self.wait_whole(self.args.recovery_bound)
         f["hold_s"] = self.hold
-        self.faults.append(f)
         log("fault %d/%d %s on %s: held %.2f s, re-formed %s" % (
             i, self.args.faults, kind, f["target"], self.hold,
             "in %.2f s after healing" % (f["whole"] - f["healed"]) if f["whole"]
@@ -472,6 +474,12 @@ class Campaign:
             # Heal everything and let the cluster settle.
             self.start_down_nodes()
             t_final = self.wait_whole(a.recovery_bound)
+            for f in self.faults:
+                # The fault in progress when the campaign was interrupted.
+                f.setdefault("heal_started", t_final or now())
+                f.setdefault("healed", f["heal_started"])
+                f.setdefault("whole", t_final)
+                f.setdefault("hold_s", None)
             time.sleep(1.0)
             self.stop_ev.set()
             for wk in workers:
