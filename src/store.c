@@ -672,6 +672,7 @@ read_lease_stmt(struct pgl_store *s, struct pgl_lease *l)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
+	s->errmsg[0] = '\0';		/* a reason from an earlier call is not this one's */
 	if ((rc = check_schema(s)) < 0)
 		return rc;
 	rc = prepare(s, "SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at, "
@@ -712,9 +713,11 @@ int
 pgl_store_read_cluster(struct pgl_store *s, struct pgl_cluster *c)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = prepare(s, "SELECT name, system_identifier, created_at, paused FROM cluster "
-					 "WHERE id = 1", &st);
+	int rc;
 
+	s->errmsg[0] = '\0';
+	rc = prepare(s, "SELECT name, system_identifier, created_at, paused FROM cluster "
+				 "WHERE id = 1", &st);
 	if (rc != SQLITE_OK)
 		return map_rc(rc);
 	rc = sqlite3_step(st);
@@ -882,8 +885,10 @@ pgl_store_renew(struct pgl_store *s, const char *me, int64_t term, int64_t t0_ms
 
 	if (s->rdonly)
 		return -PGL_EINVAL;
-	if (wait <= 0)
+	if (wait <= 0) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "no time left before the fence deadline");
 		return -PGL_ETIMEOUT;
+	}
 	/* Never wait for the lock past the fence deadline. */
 	sqlite3_busy_timeout(s->db, wait < INT_MAX ? (int) wait : INT_MAX);
 	rc = begin_immediate(s);
@@ -1059,6 +1064,7 @@ pgl_store_list_nodes(struct pgl_store *s, struct pgl_node **out, int *count)
 
 	*out = NULL;
 	*count = 0;
+	s->errmsg[0] = '\0';
 	rc = prepare(s, "SELECT " NODE_COLS "FROM nodes ORDER BY name", &st);
 	if (rc != SQLITE_OK)
 		return map_rc(rc);
