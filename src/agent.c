@@ -582,6 +582,49 @@ has_standby_signal(const struct pgl_daemon *d)
 	return access(p, F_OK) == 0;
 }
 
+/*
+ * Starts the local server as a standby of h.  A data directory that was a
+ * primary, or one that failed to start as a standby twice (e.g. "requested
+ * timeline N is not a child of this server's history"), is rewound first;
+ * one that failed twice more after that is re-cloned.  Returns true once
+ * postgres runs; false to try again later.
+ */
+static bool
+start_standby(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
+{
+	bool primary = strcmp(h->role, "primary") == 0;
+
+	if (now < d->start_retry_ms)
+		return false;
+	if (d->start_failures >= 4) {
+		if (!primary)
+			return false;
+		pgl_log_warn("postgres failed to start as a standby %d times, also after "
+					 "pg_rewind; re-cloning from %s", d->start_failures, h->name);
+		agent_event(d, d->lease.term, "recloned", "postgres failed to start %d times, "
+					"also after pg_rewind; data directory re-cloned from %s",
+					d->start_failures, h->name);
+		if (pgl_node_clone(d, h) < 0)
+			goto retry;
+		d->start_failures = 0;
+	} else if (!has_standby_signal(d) || d->start_failures >= 2) {
+		if (!primary)
+			return false;
+		if (pgl_node_rewind(d, h) < 0)
+			goto retry;
+	}
+	if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0) {
+		d->start_failures++;
+		goto retry;
+	}
+	d->start_failures = 0;
+	d->following[0] = '\0';
+	return true;
+retry:
+	d->start_retry_ms = pgl_mono_ms() + 1000;
+	return false;
+}
+
 static void
 follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 {
@@ -598,44 +641,8 @@ follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
 		}
 		agent_event(d, d->lease.term, "cloned", "pg_basebackup from %s", h->name);
 	}
-	if (d->pm_pid == 0) {
-		if (now < d->start_retry_ms)
-			return;
-		/*
-		 * A data directory that was a primary, or one that failed to start
-		 * as a standby (e.g. "requested timeline N is not a child of this
-		 * server's history"), is rewound before following.
-		 */
-		if (d->start_failures >= 4) {
-			/* Failed twice more after a rewind: the data cannot be started. */
-			if (strcmp(h->role, "primary") != 0)
-				return;
-			pgl_log_warn("postgres failed to start as a standby %d times, also after "
-						 "pg_rewind; re-cloning from %s", d->start_failures, h->name);
-			agent_event(d, d->lease.term, "recloned", "postgres failed to start %d times, "
-						"also after pg_rewind; data directory re-cloned from %s",
-						d->start_failures, h->name);
-			if (pgl_node_clone(d, h) < 0) {
-				d->start_retry_ms = pgl_mono_ms() + 1000;
-				return;
-			}
-			d->start_failures = 0;
-		} else if (!has_standby_signal(d) || d->start_failures >= 2) {
-			if (strcmp(h->role, "primary") != 0)
-				return;
-			if (pgl_node_rewind(d, h) < 0) {
-				d->start_retry_ms = pgl_mono_ms() + 1000;
-				return;
-			}
-		}
-		if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0) {
-			d->start_failures++;
-			d->start_retry_ms = pgl_mono_ms() + 1000;
-			return;
-		}
-		d->start_failures = 0;
-		d->following[0] = '\0';
-	}
+	if (d->pm_pid == 0 && !start_standby(d, h, now))
+		return;
 	if (d->pg_mode != PGL_PG_STANDBY)
 		return;
 	if (strcmp(d->following, h->name) != 0 || d->follow_term != d->lease.term) {

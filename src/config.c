@@ -231,6 +231,21 @@ bad:
 	return false;
 }
 
+/* True if val is one of k's choices; else the reason, listing them, in why. */
+static bool
+choice_valid(const struct conf_key *k, const char *val, char *why, size_t whylen)
+{
+	size_t n = 0;
+
+	for (const char *const *c = k->choices; *c; c++)
+		if (strcmp(*c, val) == 0)
+			return true;
+	n += snprintf(why, whylen, "'%s' is not one of", val);
+	for (const char *const *c = k->choices; *c && n < whylen; c++)
+		n += snprintf(why + n, whylen - n, "%s %s", c == k->choices ? "" : ",", *c);
+	return false;
+}
+
 /* Stores `val` into the field of `k`; on error writes a reason into why. */
 static bool
 set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
@@ -281,21 +296,10 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 			return false;
 		}
 		break;
-	case KEY_CHOICE: {
-		const char *const *c;
-
-		for (c = k->choices; *c && strcmp(*c, val) != 0; c++)
-			;
-		if (*c == NULL) {
-			size_t n = 0;
-
-			n += snprintf(why + n, whylen - n, "'%s' is not one of", val);
-			for (c = k->choices; *c && n < whylen; c++)
-				n += snprintf(why + n, whylen - n, "%s %s", c == k->choices ? "" : ",", *c);
+	case KEY_CHOICE:
+		if (!choice_valid(k, val, why, whylen))
 			return false;
-		}
 		break;
-	}
 	case KEY_NETWORK:
 		if (!network_valid(val, why, whylen))
 			return false;
