@@ -800,12 +800,11 @@ tick(struct pgl_daemon *d)
 	supervise(d);
 	if ((rc = pgl_store_read_lease(d->st, &d->lease)) < 0) {
 		/* Reported when the reason changes; the deadline fences a holder meanwhile. */
-		static char last[256];
 		const char *why = pgl_store_errmsg(d->st);
 
-		if (strcmp(last, why) != 0) {
+		if (strcmp(d->lease_read_err, why) != 0) {
 			pgl_log_error("cannot read the lease: %s (%s)", pgl_strerror(rc), why);
-			pgl_strlcpy(last, why, sizeof(last));
+			pgl_strlcpy(d->lease_read_err, why, sizeof(d->lease_read_err));
 		}
 		return;
 	}

@@ -39,6 +39,7 @@ struct pgl_daemon {
 	dev_t store_dev;			/* identity of the store file opened at startup */
 	ino_t store_ino;
 	int64_t store_checked_ms;
+	char lease_read_err[256];	/* last reason a lease read failed, logged once */
 	struct pgl_watch *watch;
 	int sig_fd;
 	int lock_fd;				/* alive/<node>.lock, inherited by the postmaster */
