@@ -37,8 +37,6 @@
 #include "pglease/log.h"
 #include "pglease/pgctl.h"
 
-static void holder_duties(struct pgl_daemon *d, int64_t now);
-
 /* ---- the fence watchdog ---- */
 
 /*
@@ -106,10 +104,21 @@ wd_update(struct pgl_daemon *d)
 	if (wd == NULL)
 		return;
 	__atomic_store_n(&wd->pm_pid, d->pm_pid, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&wd->deadline_ms, d->term ? d->deadline_ms : 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&wd->deadline_ms, d->dc.term ? d->dc.deadline_ms : 0, __ATOMIC_SEQ_CST);
 }
 
-/* ---- events that must not be lost ---- */
+/* ---- events and log lines ---- */
+
+static void
+log_at(int level, const char *text)
+{
+	switch (level) {
+	case PGL_ALOG_ERROR: pgl_log_error("%s", text); break;
+	case PGL_ALOG_WARN: pgl_log_warn("%s", text); break;
+	case PGL_ALOG_INFO: pgl_log_info("%s", text); break;
+	default: pgl_log_debug("%s", text); break;
+	}
+}
 
 /*
  * Writes an event, or keeps it for later when the store cannot be written
@@ -117,16 +126,12 @@ wd_update(struct pgl_daemon *d)
  * recorded once the store is back.  Kept events are written by
  * flush_events() with their original time in the detail.
  */
-static void __attribute__((format(printf, 4, 5)))
-agent_event(struct pgl_daemon *d, int64_t term, const char *kind, const char *fmt, ...)
+static void
+agent_event(struct pgl_daemon *d, int64_t term, const char *kind, const char *detail)
 {
 	struct pgl_pending_event *e;
-	char detail[512], ts[PGL_TS_MAX];
-	va_list ap;
+	char ts[PGL_TS_MAX];
 
-	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
-	va_end(ap);
 	if (d->n_pending == 0 &&
 		pgl_store_event(d->st, term, d->cfg.node_name, kind, "%s", detail) == 0)
 		return;
@@ -141,6 +146,15 @@ agent_event(struct pgl_daemon *d, int64_t term, const char *kind, const char *fm
 	snprintf(e->detail, sizeof(e->detail), "%s (happened at %s; recorded late, the store "
 			 "was unavailable)", detail, ts);
 	pgl_log_warn("event %s kept until the store can be written", kind);
+}
+
+/* The log line (when there is one) and the event, together. */
+static void
+note(struct pgl_daemon *d, const struct pgl_action *a)
+{
+	if (a->text[0])
+		log_at(a->level, a->text);
+	agent_event(d, a->term, a->kind, a->detail);
 }
 
 static void
@@ -160,134 +174,263 @@ flush_events(struct pgl_daemon *d)
 	}
 }
 
-/* ---- holder ---- */
+/* ---- the holder's actions ---- */
 
-void
-pgl_agent_fence(struct pgl_daemon *d, const char *why)
+static void
+do_fence(struct pgl_daemon *d, const struct pgl_action *a)
 {
-	int64_t term = d->term;
-
-	d->term = 0;
 	wd_update(d);
 	pgl_node_kill(d);
 	pgl_strlcpy(d->state, "fenced", sizeof(d->state));
-	pgl_log_error("fenced: %s (gave up term %lld; postgres stopped immediately)", why,
-				  (long long) term);
+	pgl_log_error("%s", a->text);
+	/* Recorded now if the store allows it soon, else kept for later. */
 	pgl_store_set_busy_ms(d->st, 200);
-	agent_event(d, term, "fenced", "%s", why);
-	pgl_store_set_busy_ms(d->st, 500);
+	agent_event(d, a->term, "fenced", a->detail);
+	pgl_store_set_busy_ms(d->st, d->busy_ms);
 	pgl_log_set_term(-1);
 }
 
 static void
-renew(struct pgl_daemon *d)
+do_renew(struct pgl_daemon *d, struct pgl_actions *out)
 {
 	int64_t t0 = pgl_mono_ms(), dl = 0, renewals = 0;
-	int64_t late = d->last_renew_ms ? t0 - (d->last_renew_ms + d->cfg.renew_interval_ms) : 0;
+	const struct pgl_decide_cfg *c = &d->dc.cfg;
 	int rc;
 
-	rc = pgl_store_renew(d->st, d->cfg.node_name, d->term, t0, d->cfg.lease_ttl_ms,
-						 d->cfg.fence_margin_ms, d->deadline_ms, &dl, &renewals);
+	rc = pgl_store_renew(d->st, c->node_name, d->dc.term, t0, c->lease_ttl_ms,
+						 c->fence_margin_ms, d->dc.deadline_ms, &dl, &renewals);
+	pgl_decide_renewed(&d->dc, rc, t0, dl, rc < 0 ? pgl_store_errmsg(d->st) : NULL,
+					   pgl_mono_ms(), out);
 	if (rc == 0) {
-		if (late > d->cfg.renew_interval_ms / 2) {
-			pgl_log_warn("renewal late by %lld ms", (long long) late);
-			if (late >= d->cfg.renew_interval_ms)
-				agent_event(d, d->term, "renewed-late", "late by %lld ms", (long long) late);
-		}
-		d->deadline_ms = dl;
-		d->last_renew_ms = t0;
-		d->next_renew_ms = t0 + d->cfg.renew_interval_ms;
 		wd_update(d);
 		pgl_node_fence_arm(d);
-		return;
 	}
-	if (rc == -PGL_ENOTHOLDER) {
-		pgl_agent_fence(d, "higher term seen: the lease is no longer ours");
-		return;
-	}
-	pgl_log_warn("renewal failed: %s (%s); fencing in %lld ms unless a renewal succeeds",
-				 pgl_strerror(rc), pgl_store_errmsg(d->st),
-				 (long long) (d->deadline_ms - pgl_mono_ms()));
-	d->next_renew_ms = pgl_mono_ms() + 100;
 }
 
 static void
-holder_duties(struct pgl_daemon *d, int64_t now)
+do_claim(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *out)
 {
-	if (d->term == 0 || d->in_tick_renew)
-		return;
-	d->in_tick_renew = true;
-	if (now >= d->deadline_ms)
-		pgl_agent_fence(d, "deadline passed without a successful renewal");
-	else if (now >= d->next_renew_ms)
-		renew(d);
-	d->in_tick_renew = false;
+	int64_t t0 = pgl_mono_ms(), term = 0;
+	int rc = pgl_store_claim(d->st, &a->lease, d->cfg.node_name, d->cfg.lease_ttl_ms,
+							 a->detail, &term);
+
+	if (rc < 0 && rc != -PGL_ECONFLICT && d->dc.claim_failures % 20 == 0)
+		pgl_log_warn("claim failed: %s (%s)", pgl_strerror(rc), pgl_store_errmsg(d->st));
+	if (rc == 0) {
+		pgl_log_set_term(term);
+		pgl_log_info("claimed term %lld: %s", (long long) term, a->detail);
+	}
+	pgl_decide_claimed(&d->dc, rc, term, t0, out);
+	wd_update(d);
+}
+
+static void
+do_release(struct pgl_daemon *d, const struct pgl_action *a)
+{
+	const char *lsn = a->lsn[0] ? a->lsn : NULL;
+	int rc = pgl_store_release(d->st, d->cfg.node_name, a->term, lsn, a->detail);
+
+	if (rc < 0)
+		pgl_log_error("cannot release term %lld: %s", (long long) a->term, pgl_strerror(rc));
+	else
+		pgl_log_info("released term %lld%s%s: %s", (long long) a->term,
+					 lsn ? " at " : "", lsn ? lsn : "", a->detail);
+	wd_update(d);
+	pgl_log_set_term(-1);
+}
+
+/* ---- the local server's status ---- */
+
+static int
+local_status(struct pgl_daemon *d, struct pgl_pg_status *s)
+{
+	PGconn *c = d->pm_pid > 0 ? pgl_node_conn(d) : NULL;
+
+	if (c == NULL || pgl_pg_status(c, s) < 0) {
+		if (c)
+			pgl_node_disconnect(d);
+		return -PGL_EPG;
+	}
+	return 0;
+}
+
+static void
+heartbeat(struct pgl_daemon *d)
+{
+	struct pgl_node n;
+	struct pgl_pg_status s;
+
+	memset(&n, 0, sizeof(n));
+	pgl_strlcpy(n.name, d->cfg.node_name, sizeof(n.name));
+	snprintf(n.conninfo, sizeof(n.conninfo), "host=%s port=%d", d->cfg.advertise_host,
+			 d->cfg.pg_port);
+	n.priority = d->cfg.priority;
+	strcpy(n.role, "unknown");
+	if (local_status(d, &s) == 0) {
+		strcpy(n.role, s.in_recovery ? "standby" : "primary");
+		n.timeline = s.timeline;
+		n.receive_lsn_int = s.receive_lsn > s.replay_lsn ? s.receive_lsn : s.replay_lsn;
+		n.replay_lsn_int = s.replay_lsn;
+		pgl_lsn_format(n.receive_lsn_int, n.receive_lsn, sizeof(n.receive_lsn));
+		pgl_lsn_format(n.replay_lsn_int, n.replay_lsn, sizeof(n.replay_lsn));
+		if (s.in_recovery) {
+			pgl_strlcpy(n.state, s.streaming ? "streaming" : "recovering", sizeof(n.state));
+			pgl_strlcpy(n.upstream, d->dc.following, sizeof(n.upstream));
+		} else
+			pgl_strlcpy(n.state, "running", sizeof(n.state));
+	} else
+		pgl_strlcpy(n.state, pgl_node_has_data(d) ? (d->state[0] ? d->state : "stopped")
+					: (d->state[0] ? d->state : "empty"), sizeof(n.state));
+	if (pgl_store_node_upsert(d->st, &n) < 0)
+		pgl_log_debug("heartbeat not written: %s", pgl_store_errmsg(d->st));
+}
+
+/* ---- jobs ---- */
+
+static int
+job_bootstrap(struct pgl_daemon *d)
+{
+	char sysid[32], detail[128];
+	int rc = pgl_node_bootstrap(d, sysid, sizeof(sysid));
+
+	if (rc < 0)
+		return rc;
+	if ((rc = pgl_store_set_sysid(d->st, sysid)) < 0) {
+		pgl_log_error("cannot record system identifier %s in the store: %s", sysid,
+					  pgl_strerror(rc));
+		return rc;
+	}
+	snprintf(detail, sizeof(detail), "initdb --data-checksums; system identifier %s", sysid);
+	agent_event(d, d->dc.term, "bootstrap", detail);
+	return 0;
+}
+
+static int
+job_promote(struct pgl_daemon *d, struct pgl_job_result *r)
+{
+	struct pgl_pg_status s;
+	int rc = pgl_node_promote(d);
+
+	if (rc == 0 && local_status(d, &s) == 0)
+		r->timeline = s.timeline;
+	return rc;
+}
+
+/* Clean stop: fast shutdown; clean when pg_controldata says "shut down". */
+static int
+job_stop(struct pgl_daemon *d, struct pgl_job_result *r)
+{
+	struct pgl_controldata cd;
+	int rc;
+
+	if (d->dc.term)
+		pgl_strlcpy(d->state, "stopping", sizeof(d->state));
+	rc = pgl_node_stop(d, true, 60000);
+	if (rc == 0 && d->dc.term && pgl_pg_controldata(&d->cfg, &cd) == 0 &&
+		strcmp(cd.state, "shut down") == 0) {
+		r->clean = true;
+		pgl_lsn_format(cd.checkpoint_lsn, r->lsn, sizeof(r->lsn));
+	}
+	return rc;
+}
+
+/* Carries out a job (today in the loop, renewing through pgl_agent_keepalive). */
+static void
+run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result *r)
+{
+	const char *up = a->has_node ? a->node.name : NULL;
+
+	memset(r, 0, sizeof(*r));
+	r->job = a->job;
+	switch (a->job) {
+	case PGL_JOB_BOOTSTRAP: r->rc = job_bootstrap(d); break;
+	case PGL_JOB_CLONE: r->rc = pgl_node_clone(d, &a->node); break;
+	case PGL_JOB_REWIND: r->rc = pgl_node_rewind(d, &a->node, r); break;
+	case PGL_JOB_START: r->rc = pgl_node_start(d, a->mode, up); break;
+	case PGL_JOB_PROMOTE: r->rc = job_promote(d, r); break;
+	case PGL_JOB_STOP: r->rc = job_stop(d, r); break;
+	default: r->rc = -PGL_EINVAL; break;
+	}
+	wd_update(d);
+}
+
+/* ---- carrying out actions ---- */
+
+static void
+do_arm_fence(struct pgl_daemon *d)
+{
+	if (pgl_node_fence_setup(d) < 0)
+		pgl_log_warn("in-server fence not armed; relying on the agent and its watchdog");
+	pgl_strlcpy(d->state, "running", sizeof(d->state));
+	wd_update(d);
+}
+
+static void
+do_follow(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *out)
+{
+	int rc = pgl_node_follow(d, &a->node);
+
+	if (rc == 0)
+		d->state[0] = '\0';
+	pgl_decide_followed(&d->dc, &a->node, rc, pgl_mono_ms(), out);
+}
+
+/*
+ * Carries out the actions of one step, in order; results may append more
+ * (a won claim asks for a promotion).  Returns true when something changed
+ * that the next step should look at at once (a job ended, a claim won).
+ */
+static bool
+execute(struct pgl_daemon *d, struct pgl_actions *acts)
+{
+	bool again = false;
+
+	for (int i = 0; i < acts->n; i++) {
+		const struct pgl_action *a = &acts->a[i];
+		struct pgl_job_result r;
+
+		switch (a->type) {
+		case PGL_ACT_LOG: log_at(a->level, a->text); break;
+		case PGL_ACT_EVENT: note(d, a); break;
+		case PGL_ACT_RENEW: do_renew(d, acts); break;
+		case PGL_ACT_FENCE: do_fence(d, a); break;
+		case PGL_ACT_CLAIM: do_claim(d, a, acts); again = true; break;
+		case PGL_ACT_RELEASE: do_release(d, a); break;
+		case PGL_ACT_FOLLOW: do_follow(d, a, acts); break;
+		case PGL_ACT_KILL: pgl_node_kill(d); wd_update(d); break;
+		case PGL_ACT_ARM_FENCE: do_arm_fence(d); break;
+		case PGL_ACT_SYNC_SLOTS: pgl_node_sync_slots(d); break;
+		case PGL_ACT_HEARTBEAT: heartbeat(d); break;
+		case PGL_ACT_EXIT: d->exit = true; d->fatal |= a->fatal; break;
+		case PGL_ACT_JOB:
+			run_job(d, a, &r);
+			pgl_decide_job_done(&d->dc, &r, pgl_mono_ms(), acts);
+			again = true;
+			break;
+		}
+	}
+	return again;
 }
 
 void
 pgl_agent_keepalive(void *arg)
 {
-	holder_duties(arg, pgl_mono_ms());
+	struct pgl_daemon *d = arg;
+	struct pgl_actions *acts;
+
+	if (d->in_keepalive || d->dc.term == 0)
+		return;
+	if ((acts = malloc(sizeof(*acts))) == NULL)
+		return;					/* the watchdog fences at the deadline regardless */
+	d->in_keepalive = true;
+	acts->n = 0;
+	pgl_decide_holder(&d->dc, pgl_mono_ms(), acts);
+	execute(d, acts);
+	d->in_keepalive = false;
+	free(acts);
 }
 
-/* Releases the lease (lsn may be NULL) and forgets the term. */
-static void
-release(struct pgl_daemon *d, const char *lsn, const char *why)
-{
-	int rc = pgl_store_release(d->st, d->cfg.node_name, d->term, lsn, why);
-
-	if (rc < 0)
-		pgl_log_error("cannot release term %lld: %s", (long long) d->term, pgl_strerror(rc));
-	else
-		pgl_log_info("released term %lld%s%s: %s", (long long) d->term,
-					 lsn ? " at " : "", lsn ? lsn : "", why);
-	d->term = 0;
-	wd_update(d);
-	pgl_log_set_term(-1);
-}
-
-/* ---- liveness of the other nodes ---- */
-
-static void
-track_heartbeats(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t now)
-{
-	for (int i = 0; i < n; i++) {
-		int j;
-
-		for (j = 0; j < d->n_hb; j++)
-			if (strcmp(d->hb[j].name, nodes[i].name) == 0)
-				break;
-		if (j == d->n_hb) {
-			d->hb = realloc(d->hb, (d->n_hb + 1) * sizeof(*d->hb));
-			pgl_strlcpy(d->hb[j].name, nodes[i].name, sizeof(d->hb[j].name));
-			d->hb[j].heartbeat = -1;
-			d->n_hb++;
-		}
-		if (d->hb[j].heartbeat != nodes[i].heartbeat) {
-			d->hb[j].heartbeat = nodes[i].heartbeat;
-			d->hb[j].changed_ms = now;
-		}
-	}
-}
-
-/* Monotonic time this node last saw name's heartbeat change, 0 if never. */
-static int64_t
-hb_changed_at(const struct pgl_daemon *d, const char *name)
-{
-	for (int j = 0; j < d->n_hb; j++)
-		if (strcmp(d->hb[j].name, name) == 0)
-			return d->hb[j].changed_ms;
-	return 0;
-}
-
-/* Live: its heartbeat was seen changing within ttl on this node's clock. */
-static bool
-node_live(const struct pgl_daemon *d, const char *name, int64_t now, int64_t ttl)
-{
-	int64_t at = hb_changed_at(d, name);
-
-	return at > 0 && now - at < ttl;
-}
+/* ---- observing ---- */
 
 /*
  * Opens <store dir>/alive/<node>.lock.  The shared directory is input, not
@@ -360,218 +503,37 @@ holder_processes_gone(struct pgl_daemon *d, const char *holder)
 	return gone;
 }
 
-/* ---- the local server's status ---- */
 
-static int
-local_status(struct pgl_daemon *d, struct pgl_pg_status *s)
-{
-	PGconn *c = d->pm_pid > 0 ? pgl_node_conn(d) : NULL;
-
-	if (c == NULL || pgl_pg_status(c, s) < 0) {
-		if (c)
-			pgl_node_disconnect(d);
-		return -PGL_EPG;
-	}
-	return 0;
-}
-
-static void
-heartbeat(struct pgl_daemon *d, int64_t now)
-{
-	struct pgl_node n;
-	struct pgl_pg_status s;
-
-	if (now < d->next_heartbeat_ms)
-		return;
-	d->next_heartbeat_ms = now + d->cfg.renew_interval_ms;
-	memset(&n, 0, sizeof(n));
-	pgl_strlcpy(n.name, d->cfg.node_name, sizeof(n.name));
-	snprintf(n.conninfo, sizeof(n.conninfo), "host=%s port=%d", d->cfg.advertise_host,
-			 d->cfg.pg_port);
-	n.priority = d->cfg.priority;
-	strcpy(n.role, "unknown");
-	if (local_status(d, &s) == 0) {
-		strcpy(n.role, s.in_recovery ? "standby" : "primary");
-		n.timeline = s.timeline;
-		n.receive_lsn_int = s.receive_lsn > s.replay_lsn ? s.receive_lsn : s.replay_lsn;
-		n.replay_lsn_int = s.replay_lsn;
-		pgl_lsn_format(n.receive_lsn_int, n.receive_lsn, sizeof(n.receive_lsn));
-		pgl_lsn_format(n.replay_lsn_int, n.replay_lsn, sizeof(n.replay_lsn));
-		if (s.in_recovery) {
-			pgl_strlcpy(n.state, s.streaming ? "streaming" : "recovering", sizeof(n.state));
-			pgl_strlcpy(n.upstream, d->following, sizeof(n.upstream));
-		} else
-			pgl_strlcpy(n.state, "running", sizeof(n.state));
-	} else
-		pgl_strlcpy(n.state, pgl_node_has_data(d) ? (d->state[0] ? d->state : "stopped")
-					: (d->state[0] ? d->state : "empty"), sizeof(n.state));
-	if (pgl_store_node_upsert(d->st, &n) < 0)
-		pgl_log_debug("heartbeat not written: %s", pgl_store_errmsg(d->st));
-}
-
-/* ---- becoming primary ---- */
-
-static void
-become_primary(struct pgl_daemon *d)
-{
-	int rc;
-
-	if (!pgl_node_has_data(d)) {
-		rc = pgl_node_bootstrap(d);
-		if (rc == 0)
-			pgl_log_info("bootstrapped the cluster as primary");
-	} else {
-		rc = pgl_node_promote(d);
-		if (rc == 0) {
-			struct pgl_pg_status s;
-
-			local_status(d, &s);
-			pgl_log_info("promoted: now primary on timeline %lld", (long long) s.timeline);
-			agent_event(d, d->term, "promoted", "pg_promote() done; timeline %lld",
-						(long long) s.timeline);
-		}
-	}
-	if (d->term == 0)
-		return;					/* fenced meanwhile */
-	if (rc < 0) {
-		pgl_log_error("could not become primary (%s); releasing the lease", pgl_strerror(rc));
-		agent_event(d, d->term, "promotion-failed", "%s", pgl_strerror(rc));
-		pgl_node_kill(d);
-		release(d, NULL, "promotion failed");
-		return;
-	}
-	if (pgl_node_fence_setup(d) < 0)
-		pgl_log_warn("in-server fence not armed; relying on the agent and its watchdog");
-	d->following[0] = '\0';
-	pgl_strlcpy(d->state, "running", sizeof(d->state));
-	pgl_node_sync_slots(d);
-	d->slots_checked_ms = pgl_mono_ms();
-	d->next_heartbeat_ms = 0;
-	wd_update(d);
-}
-
-static void
-claim(struct pgl_daemon *d, const char *rule)
-{
-	int64_t t0 = pgl_mono_ms(), term = 0;
-	char detail[256];
-	int rc;
-
-	snprintf(detail, sizeof(detail), "%s (previous holder %s, term %lld)", rule,
-			 d->lease.holder[0] ? d->lease.holder : "none", (long long) d->lease.term);
-	rc = pgl_store_claim(d->st, &d->lease, d->cfg.node_name, d->cfg.lease_ttl_ms, detail, &term);
-	if (rc == -PGL_ECONFLICT) {
-		pgl_log_info("lost the claim for term %lld: the lease changed", (long long) d->lease.term + 1);
-		return;
-	}
-	if (rc < 0) {
-		/* Back off: a full or locked store must not turn every wake into a retry. */
-		if (d->claim_failures++ % 20 == 0)
-			pgl_log_warn("claim failed: %s (%s); retrying every 250 ms", pgl_strerror(rc),
-						 pgl_store_errmsg(d->st));
-		d->claim_retry_ms = t0 + 250;
-		return;
-	}
-	d->claim_failures = 0;
-	d->term = term;
-	d->deadline_ms = t0 + d->cfg.lease_ttl_ms - d->cfg.fence_margin_ms;
-	d->last_renew_ms = t0;
-	d->next_renew_ms = t0 + d->cfg.renew_interval_ms;
-	d->expired_since_ms = 0;
-	wd_update(d);
-	pgl_log_set_term(term);
-	pgl_log_info("claimed term %lld: %s", (long long) term, detail);
-	become_primary(d);
-}
-
-struct cand {
-	const char *name;
-	uint64_t lsn;
-	int64_t priority;
-};
-
-/* True when a ranks before b: received LSN, then priority, then name. */
-static bool
-ranks_before(const struct cand *a, const struct cand *b)
-{
-	if (a->lsn != b->lsn)
-		return a->lsn > b->lsn;
-	if (a->priority != b->priority)
-		return a->priority > b->priority;
-	return strcmp(a->name, b->name) < 0;
-}
 
 /*
- * Decides whether this node claims the claimable lease now.
- *
- * Candidates rank by received LSN, priority, name.  The LSNs in the nodes
- * table are up to one heartbeat old, so every candidate publishes a fresh
- * heartbeat the moment it finds the lease claimable, and the best claims at
- * once only when every live candidate has published since then: with
- * synchronous replication, the standby holding an acknowledged commit is
- * never outranked by a stale reading.  Others wait election_grace_ms, and
- * even then defer to a fresher, better candidate until three graces pass.
+ * A store fault: the store's path no longer names the file this agent
+ * opened (deleted or replaced: the cluster would split in two, the old
+ * inode and the new file), or the file no longer starts with a pglease
+ * store's header (overwritten in place: each agent reads it differently,
+ * some from a cached page, some from the disk).  Checked once per renewal
+ * interval.
  */
-static void
-maybe_claim(struct pgl_daemon *d, const struct pgl_node *nodes, int n, int64_t now, int64_t ttl)
+static enum pgl_store_fault
+store_fault(struct pgl_daemon *d, int64_t now, char *why, size_t len)
 {
-	const struct pgl_lease *l = &d->lease;
-	bool bootstrap = (l->term == 0 && l->holder[0] == '\0');
-	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
-	struct cand me = { d->cfg.node_name, 0, d->cfg.priority };
-	int64_t waited = now - d->expired_since_ms;
-	bool best = true, all_fresh = true, fresher_better = false;
-	struct pgl_cluster c;
-	struct pgl_pg_status s;
+	char msg[PGL_PATH_MAX + 128];
+	struct stat sb;
 
-	if (d->cfg.priority == 0 || d->stop || now < d->claim_retry_ms)
-		return;
-	if (pgl_store_read_cluster(d->st, &c) == 0 && c.paused)
-		return;
-	if (pgl_node_has_data(d)) {
-		if (d->pm_pid == 0 || d->pg_mode != PGL_PG_STANDBY || local_status(d, &s) < 0)
-			return;				/* a candidate is a running standby */
-		me.lsn = s.receive_lsn > s.replay_lsn ? s.receive_lsn : s.replay_lsn;
-	} else if (!bootstrap)
-		return;					/* nothing to promote; wait for a primary to clone */
-	/*
-	 * released_lsn is the start of the old primary's shutdown checkpoint
-	 * record; a candidate must have received past it, so that the new
-	 * timeline forks after that record and the old primary can follow
-	 * without a rewind.
-	 */
-	if (released && me.lsn <= l->released_lsn_int) {
-		pgl_log_debug("not a candidate: received %llX, not past released %s",
-					  (unsigned long long) me.lsn, l->released_lsn);
-		return;
+	if (now - d->store_checked_ms < d->cfg.renew_interval_ms)
+		return PGL_STORE_FINE;
+	d->store_checked_ms = now;
+	if (stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino) {
+		snprintf(why, len, "%s was deleted or replaced while running; stopping (restart the "
+				 "agents once the store is in place)", d->cfg.lease_db);
+		return PGL_STORE_REPLACED;
 	}
-	for (int i = 0; i < n; i++) {
-		struct cand o = { nodes[i].name, nodes[i].receive_lsn_int, nodes[i].priority };
-		bool fresh;
-
-		if (strcmp(o.name, me.name) == 0 || o.priority <= 0 || !node_live(d, o.name, now, ttl))
-			continue;
-		if (bootstrap ? strcmp(nodes[i].state, "empty") != 0 && strcmp(nodes[i].role, "standby") != 0
-			: strcmp(nodes[i].role, "standby") != 0)
-			continue;
-		if (released && o.lsn <= l->released_lsn_int)
-			continue;
-		fresh = hb_changed_at(d, o.name) >= d->expired_since_ms;
-		if (!fresh)
-			all_fresh = false;
-		if (ranks_before(&o, &me)) {
-			best = false;
-			if (fresh)
-				fresher_better = true;
-		}
+	if (pgl_store_check_file(d->st, msg, sizeof(msg)) == -PGL_EFOREIGN) {
+		snprintf(why, len, "%s; stopping (restore the store from a copy, or create a new one "
+				 "with every agent stopped)", msg);
+		return PGL_STORE_CORRUPT;
 	}
-	if ((best && all_fresh) ||
-		(waited >= d->cfg.election_grace_ms && !fresher_better) ||
-		waited >= 3 * (int64_t) d->cfg.election_grace_ms)
-		claim(d, d->expiry_rule);
+	return PGL_STORE_FINE;
 }
-
-/* ---- following ---- */
 
 static bool
 has_standby_signal(const struct pgl_daemon *d)
@@ -582,223 +544,55 @@ has_standby_signal(const struct pgl_daemon *d)
 	return access(p, F_OK) == 0;
 }
 
-/*
- * Starts the local server as a standby of h.  A data directory that was a
- * primary, or one that failed to start as a standby twice (e.g. "requested
- * timeline N is not a child of this server's history"), is rewound first;
- * one that failed twice more after that is re-cloned.  Returns true once
- * postgres runs; false to try again later.
- */
-static bool
-start_standby(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
-{
-	bool primary = strcmp(h->role, "primary") == 0;
-
-	if (now < d->start_retry_ms)
-		return false;
-	if (d->start_failures >= 4) {
-		if (!primary)
-			return false;
-		pgl_log_warn("postgres failed to start as a standby %d times, also after "
-					 "pg_rewind; re-cloning from %s", d->start_failures, h->name);
-		agent_event(d, d->lease.term, "recloned", "postgres failed to start %d times, "
-					"also after pg_rewind; data directory re-cloned from %s",
-					d->start_failures, h->name);
-		if (pgl_node_clone(d, h) < 0)
-			goto retry;
-		d->start_failures = 0;
-	} else if (!has_standby_signal(d) || d->start_failures >= 2) {
-		if (!primary)
-			return false;
-		if (pgl_node_rewind(d, h) < 0)
-			goto retry;
-	}
-	if (pgl_node_start(d, PGL_PG_STANDBY, h->name) < 0) {
-		d->start_failures++;
-		goto retry;
-	}
-	d->start_failures = 0;
-	d->following[0] = '\0';
-	return true;
-retry:
-	d->start_retry_ms = pgl_mono_ms() + 1000;
-	return false;
-}
-
+/* The local server: reaps it if it exited, and asks its status when needed. */
 static void
-follow(struct pgl_daemon *d, const struct pgl_node *h, int64_t now)
+observe_server(struct pgl_daemon *d, int64_t now, struct pgl_server_obs *s)
 {
-	struct pgl_pg_status s;
-	char host[256];
-	int port = 0;
+	struct pgl_pg_status st;
 
-	if (!pgl_node_has_data(d)) {
-		if (strcmp(h->role, "primary") != 0)
-			return;				/* wait until it runs */
-		if (pgl_node_clone(d, h) < 0) {
-			d->next_heartbeat_ms = 0;
-			return;
-		}
-		agent_event(d, d->lease.term, "cloned", "pg_basebackup from %s", h->name);
-	}
-	if (d->pm_pid == 0 && !start_standby(d, h, now))
-		return;
-	if (d->pg_mode != PGL_PG_STANDBY)
-		return;
-	if (strcmp(d->following, h->name) != 0 || d->follow_term != d->lease.term) {
-		if (pgl_node_follow(d, h) < 0)
-			return;
-		pgl_log_info("following %s (term %lld)", h->name, (long long) d->lease.term);
-		agent_event(d, d->lease.term, "followed", "primary_conninfo now points at %s",
-					h->name);
-		pgl_strlcpy(d->following, h->name, sizeof(d->following));
-		d->follow_term = d->lease.term;
-		d->follow_since_ms = now;
-		d->not_streaming_since_ms = 0;
-		pgl_strlcpy(d->state, "", sizeof(d->state));
-		return;
-	}
-	if (local_status(d, &s) < 0)
-		return;
-	pgl_node_addr(h, host, sizeof(host), &port);
-	if (s.streaming && s.sender_port == port) {
-		d->not_streaming_since_ms = 0;
-		return;
-	}
-	if (d->not_streaming_since_ms == 0)
-		d->not_streaming_since_ms = now;
-	/*
-	 * Rewind only when the primary answers: a standby cut off from the
-	 * network is not a forked timeline, and must keep its data.
-	 */
-	if (strcmp(h->role, "primary") == 0 &&
-		now - d->follow_since_ms > d->cfg.follow_timeout_ms &&
-		now - d->not_streaming_since_ms > d->cfg.follow_timeout_ms / 2 &&
-		pgl_pg_ping_remote(host, port)) {
-		pgl_log_warn("not streaming from %s after %d ms: timeline forked? rewinding",
-					 h->name, d->cfg.follow_timeout_ms);
-		if (pgl_node_rewind(d, h) == 0) {
-			if (pgl_node_start(d, PGL_PG_STANDBY, h->name) == 0)
-				d->following[0] = '\0';
-			else
-				d->start_failures++;
-		}
-		d->follow_since_ms = pgl_mono_ms();
-	}
-}
-
-/* ---- one pass of the loop ---- */
-
-static const struct pgl_node *
-find_node(const struct pgl_node *nodes, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(nodes[i].name, name) == 0)
-			return &nodes[i];
-	return NULL;
-}
-
-/* Is the lease claimable as seen from here?  Sets d->expiry_rule. */
-static bool
-claimable(struct pgl_daemon *d, int64_t now, int64_t ttl)
-{
-	const struct pgl_lease *l = &d->lease;
-
-	if (l->holder[0] == '\0') {
-		if (l->has_released_lsn)
-			snprintf(d->expiry_rule, sizeof(d->expiry_rule), "lease released at %s",
-					 l->released_lsn);
-		else
-			snprintf(d->expiry_rule, sizeof(d->expiry_rule),
-					 l->term == 0 ? "no lease yet" : "lease released");
-		return true;
-	}
-	if (strcmp(l->holder, d->cfg.node_name) == 0) {
-		/* We hold our own alive lock, so the previous incarnation is gone. */
-		snprintf(d->expiry_rule, sizeof(d->expiry_rule), "own previous term is dead");
-		return true;
-	}
-	if (holder_processes_gone(d, l->holder)) {
-		snprintf(d->expiry_rule, sizeof(d->expiry_rule), "holder's processes gone");
-		return true;
-	}
-	if (pgl_observer_expired(&d->obs, now, ttl)) {
-		snprintf(d->expiry_rule, sizeof(d->expiry_rule), "lease unchanged for %lld ms",
-				 (long long) (now - d->obs.first_seen_ms));
-		return true;
-	}
-	return false;
-}
-
-static void
-supervise(struct pgl_daemon *d)
-{
-	if (!pgl_node_reap(d) || d->stop)
-		return;
-	wd_update(d);
-	if (d->term == 0) {
+	if (pgl_node_reap(d)) {
+		s->exited = true;
 		d->pg_mode = PGL_PG_NONE;
-		return;					/* a standby is restarted by the follow logic */
+		wd_update(d);
 	}
-	pgl_log_warn("postgres exited while primary; restarting it under term %lld (crash recovery)",
-				 (long long) d->term);
-	agent_event(d, d->term, "restarted", "postgres exited; crash recovery under the same term");
-	if (pgl_node_start(d, PGL_PG_PRIMARY, NULL) < 0 && d->term) {
-		pgl_node_kill(d);
-		release(d, NULL, "postgres could not be restarted");
-	} else if (d->term && pgl_node_fence_setup(d) < 0)
-		pgl_log_warn("in-server fence not armed after the restart");
-	wd_update(d);
-}
-
-/*
- * True while the store's path still names the file this agent opened and
- * that file still starts with a pglease store's header.  A store deleted or
- * replaced under running agents would split the cluster in two (the old
- * inode and the new file); one overwritten in place is read differently by
- * each agent (some from a cached page, some from the disk).  Either way the
- * agent fences and stops.
- */
-static bool
-store_still_there(struct pgl_daemon *d, int64_t now)
-{
-	char why[PGL_PATH_MAX + 128];
-	struct stat sb;
-
-	if (now - d->store_checked_ms < d->cfg.renew_interval_ms)
-		return true;
-	d->store_checked_ms = now;
-	if (stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino) {
-		if (d->term)
-			pgl_agent_fence(d, "the lease store file was deleted or replaced");
-		pgl_log_error("%s was deleted or replaced while running; stopping (restart the agents "
-					  "once the store is in place)", d->cfg.lease_db);
-	} else if (pgl_store_check_file(d->st, why, sizeof(why)) == -PGL_EFOREIGN) {
-		/* Overwritten in place: the agents' caches no longer agree with the file. */
-		if (d->term)
-			pgl_agent_fence(d, "the lease store file is corrupt");
-		pgl_log_error("%s; stopping (restore the store from a copy, or create a new one with "
-					  "every agent stopped)", why);
-	} else
-		return true;
-	d->stop = 1;
-	d->fatal = true;
-	return false;
-}
-
-static void
-tick(struct pgl_daemon *d)
-{
-	int64_t now = pgl_mono_ms(), ttl;
-	struct pgl_node *nodes = NULL;
-	const struct pgl_node *h;
-	int n = 0, rc;
-
-	if (!store_still_there(d, now))
+	s->has_data = pgl_node_has_data(d);
+	s->standby_signal = s->has_data && has_standby_signal(d);
+	s->running = d->pm_pid > 0;
+	s->mode = d->pg_mode;
+	/* A primary's status is needed only for its heartbeat. */
+	if (!s->running || (d->dc.term && now < d->dc.next_heartbeat_ms))
 		return;
-	holder_duties(d, now);
-	supervise(d);
-	if ((rc = pgl_store_read_lease(d->st, &d->lease)) < 0) {
+	if (local_status(d, &st) == 0) {
+		s->status_ok = true;
+		s->in_recovery = st.in_recovery;
+		s->streaming = st.streaming;
+		s->sender_port = st.sender_port;
+		s->timeline = st.timeline;
+		s->receive_lsn = st.receive_lsn > st.replay_lsn ? st.receive_lsn : st.replay_lsn;
+	}
+}
+
+/* Could the lease be claimable now?  Only then is the cluster row read. */
+static bool
+maybe_claimable(const struct pgl_daemon *d, const struct pgl_obs *o)
+{
+	const struct pgl_lease *l = &o->lease;
+	int64_t ttl = l->ttl_ms > d->cfg.lease_ttl_ms ? l->ttl_ms : d->cfg.lease_ttl_ms;
+
+	return d->dc.term == 0 && (l->holder[0] == '\0' || o->holder_gone ||
+							   strcmp(l->holder, d->cfg.node_name) == 0 ||
+							   (pgl_observer_matches(&d->dc.obs, l) &&
+								pgl_observer_expired(&d->dc.obs, o->now, ttl)));
+}
+
+/* The lease, the cluster row, the node rows and the holder's lock. */
+static void
+observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
+{
+	struct pgl_cluster c;
+	int rc;
+
+	if ((rc = pgl_store_read_lease(d->st, &o->lease)) < 0) {
 		/* Reported when the reason changes; the deadline fences a holder meanwhile. */
 		const char *why = pgl_store_errmsg(d->st);
 
@@ -808,47 +602,63 @@ tick(struct pgl_daemon *d)
 		}
 		return;
 	}
+	o->lease_ok = true;
 	if (d->n_pending)
 		flush_events(d);
-	if (pgl_observer_see(&d->obs, &d->lease, now) && d->lease.term > d->seen_term) {
-		if (d->seen_term && d->term == 0)
-			pgl_log_info("lease term %lld now held by %s", (long long) d->lease.term,
-						 d->lease.holder[0] ? d->lease.holder : "nobody");
-		d->seen_term = d->lease.term;
-	}
-	if (d->term && (d->lease.term != d->term || strcmp(d->lease.holder, d->cfg.node_name) != 0))
-		pgl_agent_fence(d, "higher term seen");
-	if (pgl_store_list_nodes(d->st, &nodes, &n) < 0)
+	if (o->lease.holder[0] && strcmp(o->lease.holder, d->cfg.node_name) != 0 && d->dc.term == 0)
+		o->holder_gone = holder_processes_gone(d, o->lease.holder);
+	if (maybe_claimable(d, o) && pgl_store_read_cluster(d->st, &c) == 0)
+		o->paused = c.paused;
+	if (pgl_store_list_nodes(d->st, nodes, &o->n_nodes) == 0) {
+		o->nodes_ok = true;
+		o->nodes = *nodes;
+	} else
+		o->n_nodes = 0;
+}
+
+static void
+observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
+{
+	memset(o, 0, sizeof(*o));
+	*nodes = NULL;
+	o->now = pgl_mono_ms();
+	o->stop = d->stop;
+	o->store_fault = store_fault(d, o->now, o->store_why, sizeof(o->store_why));
+	if (o->store_fault != PGL_STORE_FINE)
 		return;
-	track_heartbeats(d, nodes, n, now);
-	ttl = d->lease.ttl_ms > d->cfg.lease_ttl_ms ? d->lease.ttl_ms : d->cfg.lease_ttl_ms;
-	if (d->term == 0) {
-		if (claimable(d, now, ttl)) {
-			if (d->expired_since_ms == 0) {
-				d->expired_since_ms = now;
-				/* Publish a fresh LSN for the election right away. */
-				d->next_heartbeat_ms = 0;
-				heartbeat(d, now);
-				if (d->lease.holder[0])
-					pgl_log_info("lease term %lld of %s claimable as seen here: %s",
-								 (long long) d->lease.term, d->lease.holder, d->expiry_rule);
-			}
-			/* A data directory without a primary runs as a standby, to be a candidate. */
-			if (d->pm_pid == 0 && pgl_node_has_data(d) && !d->stop)
-				pgl_node_start(d, PGL_PG_STANDBY, NULL);
-			maybe_claim(d, nodes, n, now, ttl);
-		} else {
-			d->expired_since_ms = 0;
-			h = find_node(nodes, n, d->lease.holder);
-			if (h)
-				follow(d, h, now);
-		}
-	} else if (now - d->slots_checked_ms > 5000) {
-		pgl_node_sync_slots(d);
-		d->slots_checked_ms = now;
+	observe_server(d, o->now, &o->server);
+	observe_store(d, o, nodes);
+}
+
+/* ---- one pass of the loop ---- */
+
+/*
+ * Observe, decide, carry out; again at once (a few times at most) when a
+ * job ended or a claim was won, so the next decision sees the new state.
+ */
+static void
+tick(struct pgl_daemon *d)
+{
+	struct pgl_actions *acts = malloc(sizeof(*acts));
+
+	if (acts == NULL) {
+		pgl_log_error("out of memory; retrying");
+		return;
 	}
-	heartbeat(d, pgl_mono_ms());
-	free(nodes);
+	for (int round = 0; round < 4 && !d->exit; round++) {
+		struct pgl_node *nodes = NULL;
+		struct pgl_obs o;
+		bool again;
+
+		observe(d, &o, &nodes);
+		acts->n = 0;
+		pgl_decide_step(&d->dc, &o, acts);
+		again = execute(d, acts);
+		free(nodes);
+		if (!again)
+			break;
+	}
+	free(acts);
 }
 
 /* ---- startup and shutdown ---- */
@@ -1005,29 +815,13 @@ check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 	return 0;
 }
 
+/* After the loop: the last heartbeat says the node stopped. */
 static void
 shutdown_node(struct pgl_daemon *d)
 {
-	struct pgl_controldata cd;
-	char lsn[PGL_LSN_TEXT_MAX];
-
-	if (d->term) {
-		pgl_log_info("clean stop: fast shutdown, then releasing term %lld", (long long) d->term);
-		pgl_strlcpy(d->state, "stopping", sizeof(d->state));
-		if (pgl_node_stop(d, true, 60000) == 0 && d->term &&
-			pgl_pg_controldata(&d->cfg, &cd) == 0 && strcmp(cd.state, "shut down") == 0) {
-			pgl_lsn_format(cd.checkpoint_lsn, lsn, sizeof(lsn));
-			release(d, lsn, "clean stop: fast shutdown; standbys that reached the shutdown "
-					"checkpoint may claim at once");
-		} else if (d->term) {
-			pgl_node_kill(d);
-			release(d, NULL, "stop without a clean shutdown checkpoint");
-		}
-	} else
-		pgl_node_stop(d, true, 60000);
+	pgl_node_stop(d, true, 60000);		/* already stopped unless the loop broke early */
 	pgl_strlcpy(d->state, "stopped", sizeof(d->state));
-	d->next_heartbeat_ms = 0;
-	heartbeat(d, pgl_mono_ms());
+	heartbeat(d);
 }
 
 static void
@@ -1074,7 +868,8 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
 	}
-	pgl_store_set_busy_ms(d->st, 500);
+	d->busy_ms = 500;
+	pgl_store_set_busy_ms(d->st, d->busy_ms);
 	{
 		struct stat sb;
 
@@ -1143,18 +938,26 @@ read_signals(struct pgl_daemon *d)
 static int
 next_timeout(const struct pgl_daemon *d)
 {
-	int64_t now = pgl_mono_ms(), t = 100;	/* observers probe the holder's lock often */
+	int64_t t = d->dc.wake_ms - pgl_mono_ms();
 
-	if (d->term) {
-		t = d->next_renew_ms - now;
-		if (d->deadline_ms - now < t)
-			t = d->deadline_ms - now;
-	}
-	if (t < 0)
-		t = 0;
-	if (t > d->cfg.renew_interval_ms)
-		t = d->cfg.renew_interval_ms;
-	return (int) t;
+	return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int) t;
+}
+
+/* The decision module's view of the configuration. */
+static void
+decide_init(struct pgl_daemon *d)
+{
+	struct pgl_decide_cfg c = {
+		.priority = d->cfg.priority,
+		.lease_ttl_ms = d->cfg.lease_ttl_ms,
+		.renew_interval_ms = d->cfg.renew_interval_ms,
+		.fence_margin_ms = d->cfg.fence_margin_ms,
+		.election_grace_ms = d->cfg.election_grace_ms,
+		.follow_timeout_ms = d->cfg.follow_timeout_ms,
+	};
+
+	pgl_strlcpy(c.node_name, d->cfg.node_name, sizeof(c.node_name));
+	pgl_decide_init(&d->dc, &c);
 }
 
 int
@@ -1189,9 +992,15 @@ pgl_agent_main(int argc, char **argv)
 		return PGL_EXIT_USAGE;
 	}
 	d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		fprintf(stderr, "pglease run: out of memory\n");
+		return PGL_EXIT_FAIL;
+	}
 	d->lock_fd = d->sig_fd = -1;
 	rc = setup(d, conf, lease_db);
-	while (rc == PGL_EXIT_OK && !d->stop) {
+	if (rc == PGL_EXIT_OK)
+		decide_init(d);
+	while (rc == PGL_EXIT_OK && !d->exit) {
 		struct pollfd p[2] = {
 			{ .fd = pgl_watch_fd(d->watch), .events = POLLIN },
 			{ .fd = d->sig_fd, .events = POLLIN },
@@ -1212,7 +1021,7 @@ pgl_agent_main(int argc, char **argv)
 	pgl_node_disconnect(d);
 	pgl_watch_close(d->watch);
 	pgl_store_close(d->st);
-	free(d->hb);
+	pgl_decide_free(&d->dc);
 	free(d);
 	return rc;
 }

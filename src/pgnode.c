@@ -406,7 +406,7 @@ pgl_node_fence_setup(struct pgl_daemon *d)
 	char dl[32];
 	const char *params[1] = { dl };
 
-	if (!d->fence_on || c == NULL || d->term == 0)
+	if (!d->fence_on || c == NULL || d->dc.term == 0)
 		return 0;
 	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
 		return -PGL_EPG;
@@ -414,7 +414,7 @@ pgl_node_fence_setup(struct pgl_daemon *d)
 	d->fence_conn = pgl_pg_connect_local(&d->cfg, 2);
 	if (d->fence_conn == NULL)
 		return -PGL_EPG;
-	snprintf(dl, sizeof(dl), "%lld", (long long) d->deadline_ms);
+	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
 	if (pgl_pg_exec(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, params) < 0) {
 		pgl_node_fence_close(d);
 		return -PGL_EPG;
@@ -447,7 +447,7 @@ pgl_node_fence_arm(struct pgl_daemon *d)
 	}
 	if (PQisBusy(d->fence_conn))
 		return;					/* the server has not answered the last one yet */
-	snprintf(dl, sizeof(dl), "%lld", (long long) d->deadline_ms);
+	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
 	if (!PQsendQueryParams(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, NULL, params,
 						   NULL, NULL, 0))
 		pgl_log_warn("arming the in-server fence failed: %s", PQerrorMessage(d->fence_conn));
@@ -761,38 +761,36 @@ rewind_error(const char *out, char *buf, size_t len)
 	snprintf(buf, len, "%.*s", (int) strcspn(p, "\n"), p);
 }
 
-int
-pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
+/*
+ * The source's CHECKPOINT before pg_rewind.  A just-promoted source still
+ * has the old timeline in its control file until its first checkpoint, and
+ * pg_rewind would then wrongly find "no rewind required".  The replication
+ * role is a member of pg_checkpoint, so it can force that checkpoint.
+ */
+static void
+checkpoint_source(struct pgl_daemon *d, const struct pgl_node *from, const char *host, int port)
 {
-	char exe[PGL_PATH_MAX + 32], host[256], out[32768], sum[256];
-	char *src = NULL, *srcarg = NULL;
-	struct pgl_controldata before;
-	int port, rc;
+	PGconn *c = connect_remote(d, host, port);
 
-	if (!pgl_node_addr(from, host, sizeof(host), &port))
-		return -PGL_EINVAL;
-	if (d->pm_pid > 0)
-		pgl_node_stop(d, true, 30000);
-	/*
-	 * A just-promoted source still has the old timeline in its control file
-	 * until its first checkpoint, and pg_rewind would then wrongly find
-	 * "no rewind required".  The replication role is a member of
-	 * pg_checkpoint, so it can force that checkpoint.
-	 */
-	{
-		PGconn *c = connect_remote(d, host, port);
+	if (PQstatus(c) != CONNECTION_OK || pgl_pg_exec(c, "CHECKPOINT", 0, NULL) < 0)
+		pgl_log_warn("CHECKPOINT on %s before pg_rewind failed: %s", from->name,
+					 PQerrorMessage(c));
+	PQfinish(c);
+}
 
-		if (PQstatus(c) != CONNECTION_OK || pgl_pg_exec(c, "CHECKPOINT", 0, NULL) < 0)
-			pgl_log_warn("CHECKPOINT on %s before pg_rewind failed: %s", from->name,
-						 PQerrorMessage(c));
-		PQfinish(c);
-	}
-	memset(&before, 0, sizeof(before));
-	pgl_pg_controldata(&d->cfg, &before);
+/* Runs pg_rewind against host:port; its output goes into out. */
+static int
+run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, int port,
+		   char *out, size_t outlen)
+{
+	char exe[PGL_PATH_MAX + 32], *src = NULL, *srcarg = NULL;
+	int rc;
+
 	snprintf(exe, sizeof(exe), "%s/pg_rewind", d->cfg.pg_bindir);
 	src = remote_conninfo(d, host, port, "postgres", 5);
 	if (src == NULL || asprintf(&srcarg, "--source-server=%s", src) < 0) {
 		free(src);
+		snprintf(out, outlen, "out of memory");
 		return -PGL_ESYS;
 	}
 	free(src);
@@ -801,47 +799,68 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from)
 
 		pgl_strlcpy(d->state, "rewinding", sizeof(d->state));
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
-		rc = run_pg_tool(d, argv, 1800 * 1000, out, sizeof(out));
+		rc = run_pg_tool(d, argv, 1800 * 1000, out, outlen);
 	}
 	free(srcarg);
+	return rc;
+}
+
+/* The "rewound" event's detail: what pg_rewind did and what was discarded. */
+static void
+rewound_detail(const struct pgl_node *from, const char *out, const struct pgl_controldata *before,
+			   char *buf, size_t len)
+{
+	char sum[256], a[PGL_LSN_TEXT_MAX];
+
+	rewind_summary(out, sum, sizeof(sum));
+	pgl_lsn_format(before->checkpoint_lsn, a, sizeof(a));
+	pgl_log_info("rewound against %s: %s", from->name, sum);
+	if (strstr(out, "no rewind required"))
+		snprintf(buf, len, "against %s: no rewind required (timeline %lld, last checkpoint "
+				 "%s); nothing discarded", from->name, (long long) before->timeline, a);
+	else
+		snprintf(buf, len, "against %s: %s; discarded this node's WAL from the divergence "
+				 "point up to its old end (timeline %lld, last checkpoint %s)",
+				 from->name, sum, (long long) before->timeline, a);
+}
+
+int
+pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
+{
+	char host[256], out[32768];
+	struct pgl_controldata before;
+	int port, rc;
+
+	r->text[0] = '\0';
+	if (!pgl_node_addr(from, host, sizeof(host), &port)) {
+		snprintf(r->text, sizeof(r->text), "no address for %s", from->name);
+		return -PGL_EINVAL;
+	}
+	/* A standby cut off from the network is not a fork: it keeps running and its data. */
+	if (!pgl_pg_ping_remote(host, port)) {
+		pgl_log_info("%s (%s:%d) does not answer; not rewinding", from->name, host, port);
+		r->unreachable = true;
+		return -PGL_EPG;
+	}
+	pgl_log_warn("rewinding against %s: not streaming from it, or postgres did not start "
+				 "as its standby", from->name);
+	if (d->pm_pid > 0)
+		pgl_node_stop(d, true, 30000);
+	checkpoint_source(d, from, host, port);
+	memset(&before, 0, sizeof(before));
+	pgl_pg_controldata(&d->cfg, &before);
+	rc = run_rewind(d, from, host, port, out, sizeof(out));
 	if (rc < 0 && !pgl_pg_ping_remote(host, port)) {
 		pgl_log_warn("pg_rewind against %s failed and %s:%d does not answer; will retry",
 					 from->name, host, port);
+		r->unreachable = true;
 		return rc;
 	}
 	if (rc < 0) {
-		char why[400];
-
-		rewind_error(out, why, sizeof(why));
-		/* One failure may be transient (the source restarting): retry once. */
-		if (++d->rewind_failures < 2) {
-			pgl_log_warn("pg_rewind against %s failed: %s; will retry", from->name, why);
-			return rc;
-		}
-		pgl_log_warn("pg_rewind against %s failed again: %s; re-cloning", from->name, why);
-		pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "recloned",
-						"pg_rewind against %s failed twice (%s); data directory re-cloned",
-						from->name, why);
-		d->rewind_failures = 0;
-		return pgl_node_clone(d, from);
+		rewind_error(out, r->text, sizeof(r->text));
+		return rc;
 	}
-	d->rewind_failures = 0;
-	rewind_summary(out, sum, sizeof(sum));
-	{
-		char a[PGL_LSN_TEXT_MAX];
-
-		pgl_lsn_format(before.checkpoint_lsn, a, sizeof(a));
-		pgl_log_info("rewound against %s: %s", from->name, sum);
-		if (strstr(out, "no rewind required"))
-			pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
-							"against %s: no rewind required (timeline %lld, last checkpoint "
-							"%s); nothing discarded", from->name, (long long) before.timeline, a);
-		else
-			pgl_store_event(d->st, d->lease.term, d->cfg.node_name, "rewound",
-							"against %s: %s; discarded this node's WAL from the divergence "
-							"point up to its old end (timeline %lld, last checkpoint %s)",
-							from->name, sum, (long long) before.timeline, a);
-	}
+	rewound_detail(from, out, &before, r->text, sizeof(r->text));
 	return write_standby_conf(d, from);
 }
 
@@ -901,7 +920,7 @@ pgl_node_promote(struct pgl_daemon *d)
 			d->pg_mode = PGL_PG_PRIMARY;
 			return 0;
 		}
-		if (d->pm_pid == 0 || d->term == 0)
+		if (d->pm_pid == 0 || d->dc.term == 0)
 			return -PGL_EPG;
 		pgl_agent_keepalive(d);
 		usleep(20000);
@@ -1028,7 +1047,7 @@ out:
 }
 
 int
-pgl_node_bootstrap(struct pgl_daemon *d)
+pgl_node_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 {
 	char exe[PGL_PATH_MAX + 32], out[16384];
 	char *argv[] = { exe, "-D", d->cfg.pgdata, "-U", "postgres", "--data-checksums",
@@ -1055,13 +1074,7 @@ pgl_node_bootstrap(struct pgl_daemon *d)
 		return rc;
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0)
 		return rc;
-	if ((rc = pgl_store_set_sysid(d->st, cd.sysid)) < 0) {
-		pgl_log_error("cannot record system identifier %s in the store: %s", cd.sysid,
-					  pgl_strerror(rc));
-		return rc;
-	}
-	pgl_store_event(d->st, d->term, d->cfg.node_name, "bootstrap",
-					"initdb --data-checksums; system identifier %s", cd.sysid);
+	pgl_strlcpy(sysid, cd.sysid, sysidlen);
 	return 0;
 }
 

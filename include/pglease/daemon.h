@@ -13,16 +13,15 @@
 #include <libpq-fe.h>
 
 #include "pglease/config.h"
+#include "pglease/decide.h"
 #include "pglease/store.h"
 #include "pglease/watch.h"
 
-enum pgl_pg_mode { PGL_PG_NONE = 0, PGL_PG_STANDBY, PGL_PG_PRIMARY };
-
-struct pgl_hb_seen {
-	char name[PGL_NAME_MAX];
-	int64_t heartbeat;
-	int64_t changed_ms;			/* monotonic time the counter was last seen to change */
-};
+/* How the local server was started: the decision module's names. */
+#define pgl_pg_mode pgl_server_mode
+#define PGL_PG_NONE PGL_SERVER_NONE
+#define PGL_PG_STANDBY PGL_SERVER_STANDBY
+#define PGL_PG_PRIMARY PGL_SERVER_PRIMARY
 
 /* An event that could not be written yet (the store was locked or full). */
 struct pgl_pending_event {
@@ -55,50 +54,22 @@ struct pgl_daemon {
 	int64_t pm_started_ms;
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
 
-	/* The lease as holder. */
-	int64_t term;				/* term this node holds, 0 when none */
-	int64_t deadline_ms;		/* fence deadline on CLOCK_MONOTONIC */
-	int64_t next_renew_ms;
-	int64_t last_renew_ms;
-	int64_t slots_checked_ms;
-	int64_t last_removed_event;
-
-	/* The lease as observer. */
-	struct pgl_observer obs;
-	struct pgl_lease lease;		/* last read */
-	bool lease_valid;
-	int64_t expired_since_ms;	/* when this node first judged the lease claimable, 0 if not */
-	char expiry_rule[64];		/* why it is claimable, for the event log */
-	int64_t seen_term;			/* highest term seen, for logs */
-	int64_t claim_retry_ms;		/* no claim before this after a store error */
-	int claim_failures;			/* consecutive store errors on claims */
-
-	/* Following. */
-	char following[PGL_NAME_MAX];
-	int64_t follow_term;
-	int64_t follow_since_ms;
-	int64_t not_streaming_since_ms;
-	int rewind_failures;		/* consecutive pg_rewind failures */
-	int start_failures;			/* consecutive failed starts as a standby */
-	int64_t start_retry_ms;		/* no standby start before this */
-
-	/* Liveness of the other nodes. */
-	struct pgl_hb_seen *hb;
-	int n_hb;
-	int64_t next_heartbeat_ms;
+	/* The decisions: role, term, deadline, the lease as seen, following. */
+	struct pgl_decider dc;
+	int64_t last_removed_event;	/* newest "removed" event whose slot was dropped */
+	int busy_ms;				/* the store's normal lock wait */
+	bool exit;					/* the decision said: leave the loop */
+	bool in_keepalive;
 
 	struct pgl_pending_event pending[PGL_MAX_PENDING];
 	int n_pending;
 
 	volatile sig_atomic_t stop;	/* SIGTERM/SIGINT seen */
 	bool fatal;					/* stopping because of an error */
-	bool in_tick_renew;
 };
 
-/* agent.c: renews when due; safe to call while waiting on a child program. */
+/* agent.c: renews when due (or fences); safe to call while waiting on a child program. */
 void pgl_agent_keepalive(void *daemon);
-/* agent.c: stops the server immediately and gives up the term. */
-void pgl_agent_fence(struct pgl_daemon *d, const char *why);
 
 /*
  * pgnode.c — the local server.  Functions return 0 or a negative PGL_E*
@@ -109,8 +80,11 @@ void pgl_agent_fence(struct pgl_daemon *d, const char *why);
 bool pgl_node_has_data(const struct pgl_daemon *d);
 /* Refuses (-PGL_EFOREIGN, message in err) a data directory of another cluster. */
 int pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen);
-/* Term-1 winner: initdb --data-checksums, start as primary, create the role. */
-int pgl_node_bootstrap(struct pgl_daemon *d);
+/*
+ * Term-1 winner: initdb --data-checksums, start as primary, create the
+ * role; copies the new system identifier into sysid.
+ */
+int pgl_node_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen);
 /* Starts the postmaster as our child and waits until it accepts connections. */
 int pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream);
 /* Fast (SIGINT) or immediate shutdown; immediate after timeout_ms. */
@@ -123,8 +97,12 @@ bool pgl_node_reap(struct pgl_daemon *d);
 int pgl_node_promote(struct pgl_daemon *d);
 /* Empties pgdata and runs pg_basebackup from `from` (through our slot if it exists). */
 int pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from);
-/* Stops the server and runs pg_rewind against `from`; re-clones if rewind fails. */
-int pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from);
+/*
+ * Runs pg_rewind against `from` after stopping the server.  When `from`
+ * does not answer, changes nothing and sets r->unreachable.  r->text gets
+ * the "rewound" event's detail, or pg_rewind's error.
+ */
+int pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */
 int pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from);
 /* Primary: creates missing slots of known nodes, drops those of removed ones. */

@@ -1,0 +1,894 @@
+/*
+ * decide.c — the agent's decisions as one pure state machine (DESIGN.md
+ * sections 2 and 3).
+ *
+ * Every safety rule lives here: when the holder renews and when it fences,
+ * when the lease is claimable as seen from this node, which candidate claims,
+ * when a standby clones, rewinds or re-clones, when a crashed primary is
+ * restarted under its term, and how a clean stop releases.  The agent
+ * (agent.c) observes and carries out; this file never does I/O, never reads
+ * a clock and keeps no global, so test/unit/test_decide.c runs the same code
+ * on a fake clock.
+ *
+ * A step runs in a fixed order: store faults, the holder's duties, a clean
+ * stop, the server's exit, the lease reading, then the role's own rules,
+ * then the heartbeat.  Safety (fencing) always comes first.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pglease/decide.h"
+#include "pglease/log.h"
+
+/* Observers look at the holder's lock this often when nothing wakes them. */
+#define OBSERVE_MS 100
+/* A failed claim (store locked or full) is retried after this. */
+#define CLAIM_RETRY_MS 250
+/* A failed renewal is retried after this, until the deadline. */
+#define RENEW_RETRY_MS 100
+/* A failed standby start, clone or rewind is retried after this. */
+#define START_RETRY_MS 1000
+/* The primary re-checks its replication slots this often. */
+#define SLOTS_MS 5000
+
+const char *
+pgl_role_name(enum pgl_role r)
+{
+	static const char *const names[] = {
+		"standby", "candidate", "promoting", "primary", "fenced", "stopping", "stopped",
+	};
+
+	return (unsigned) r < PGL_ARRAY_LEN(names) ? names[r] : "?";
+}
+
+const char *
+pgl_job_name(enum pgl_job j)
+{
+	static const char *const names[] = {
+		"none", "bootstrap", "clone", "rewind", "start", "promote", "stop",
+	};
+
+	return (unsigned) j < PGL_ARRAY_LEN(names) ? names[j] : "?";
+}
+
+void
+pgl_decide_init(struct pgl_decider *dc, const struct pgl_decide_cfg *cfg)
+{
+	memset(dc, 0, sizeof(*dc));
+	dc->cfg = *cfg;
+	dc->role = PGL_ROLE_STANDBY;
+}
+
+void
+pgl_decide_free(struct pgl_decider *dc)
+{
+	if (dc == NULL)
+		return;
+	free(dc->hb);
+	dc->hb = NULL;
+	dc->n_hb = 0;
+}
+
+/* ---- building actions ---- */
+
+/*
+ * Appends an action of type t.  No step asks for more than a handful; were
+ * the list full, the last action (never a fence: fencing comes first) would
+ * be replaced.
+ */
+static struct pgl_action *
+add(struct pgl_actions *out, enum pgl_act t)
+{
+	struct pgl_action *a;
+
+	assert(out->n < PGL_MAX_ACTIONS);
+	if (out->n == PGL_MAX_ACTIONS)
+		out->n--;
+	a = &out->a[out->n++];
+	memset(a, 0, sizeof(*a));
+	a->type = t;
+	return a;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+say(struct pgl_actions *out, int level, const char *fmt, ...)
+{
+	struct pgl_action *a = add(out, PGL_ACT_LOG);
+	va_list ap;
+
+	a->level = level;
+	va_start(ap, fmt);
+	vsnprintf(a->text, sizeof(a->text), fmt, ap);
+	va_end(ap);
+}
+
+/* An event; its log line (may be NULL) is set by the caller through the return. */
+static struct pgl_action * __attribute__((format(printf, 4, 5)))
+event(struct pgl_actions *out, int64_t term, const char *kind, const char *fmt, ...)
+{
+	struct pgl_action *a = add(out, PGL_ACT_EVENT);
+	va_list ap;
+
+	a->term = term;
+	a->level = PGL_ALOG_INFO;
+	pgl_strlcpy(a->kind, kind, sizeof(a->kind));
+	va_start(ap, fmt);
+	vsnprintf(a->detail, sizeof(a->detail), fmt, ap);
+	va_end(ap);
+	return a;
+}
+
+static void
+job(struct pgl_actions *out, enum pgl_job j, enum pgl_server_mode mode, const struct pgl_node *n)
+{
+	struct pgl_action *a = add(out, PGL_ACT_JOB);
+
+	a->job = j;
+	a->mode = mode;
+	if (n) {
+		a->node = *n;
+		a->has_node = true;
+	}
+}
+
+/* ---- the holder ---- */
+
+/* Gives up the term at once: the server is killed before anything else. */
+static void
+fence(struct pgl_decider *dc, const char *why, struct pgl_actions *out)
+{
+	struct pgl_action *a = add(out, PGL_ACT_FENCE);
+
+	a->term = dc->term;
+	pgl_strlcpy(a->detail, why, sizeof(a->detail));
+	snprintf(a->text, sizeof(a->text), "fenced: %s (gave up term %" PRId64
+			 "; postgres stopped immediately)", why, dc->term);
+	dc->term = 0;
+	dc->role = PGL_ROLE_FENCED;
+	dc->following[0] = '\0';
+}
+
+void
+pgl_decide_holder(struct pgl_decider *dc, int64_t now, struct pgl_actions *out)
+{
+	if (dc->term == 0)
+		return;
+	if (now >= dc->deadline_ms) {
+		fence(dc, "deadline passed without a successful renewal", out);
+		return;
+	}
+	if (now >= dc->next_renew_ms && now >= dc->renew_retry_ms)
+		add(out, PGL_ACT_RENEW)->term = dc->term;
+}
+
+void
+pgl_decide_renewed(struct pgl_decider *dc, int rc, int64_t t0, int64_t deadline,
+				   const char *why, int64_t now, struct pgl_actions *out)
+{
+	int64_t iv = dc->cfg.renew_interval_ms;
+	int64_t late = dc->last_renew_ms ? t0 - (dc->last_renew_ms + iv) : 0;
+
+	if (dc->term == 0)
+		return;
+	if (rc == 0) {
+		if (late > iv / 2) {
+			say(out, PGL_ALOG_WARN, "renewal late by %" PRId64 " ms", late);
+			if (late >= iv)
+				event(out, dc->term, "renewed-late", "late by %" PRId64 " ms", late);
+		}
+		dc->deadline_ms = deadline;
+		dc->last_renew_ms = t0;
+		dc->next_renew_ms = t0 + iv;
+		dc->renew_retry_ms = 0;
+		return;
+	}
+	if (rc == -PGL_ENOTHOLDER) {
+		fence(dc, "higher term seen: the lease is no longer ours", out);
+		return;
+	}
+	say(out, PGL_ALOG_WARN, "renewal failed: %s (%s); fencing in %" PRId64 " ms unless a "
+		"renewal succeeds", pgl_strerror(rc), why ? why : "", dc->deadline_ms - now);
+	dc->renew_retry_ms = now + RENEW_RETRY_MS;
+}
+
+/* Releases the held term (lsn "" for none) and forgets it. */
+static void
+release(struct pgl_decider *dc, const char *lsn, const char *why, struct pgl_actions *out)
+{
+	struct pgl_action *a = add(out, PGL_ACT_RELEASE);
+
+	a->term = dc->term;
+	pgl_strlcpy(a->lsn, lsn ? lsn : "", sizeof(a->lsn));
+	pgl_strlcpy(a->detail, why, sizeof(a->detail));
+	dc->term = 0;
+	dc->following[0] = '\0';
+}
+
+/* ---- liveness of the other nodes ---- */
+
+static int
+track_heartbeats(struct pgl_decider *dc, const struct pgl_node *nodes, int n, int64_t now)
+{
+	for (int i = 0; i < n; i++) {
+		int j;
+
+		for (j = 0; j < dc->n_hb; j++)
+			if (strcmp(dc->hb[j].name, nodes[i].name) == 0)
+				break;
+		if (j == dc->n_hb) {
+			struct pgl_hb_seen *hb = realloc(dc->hb, (dc->n_hb + 1) * sizeof(*hb));
+
+			if (hb == NULL)
+				return -PGL_ESYS;
+			dc->hb = hb;
+			pgl_strlcpy(hb[j].name, nodes[i].name, sizeof(hb[j].name));
+			hb[j].heartbeat = -1;
+			dc->n_hb++;
+		}
+		if (dc->hb[j].heartbeat != nodes[i].heartbeat) {
+			dc->hb[j].heartbeat = nodes[i].heartbeat;
+			dc->hb[j].changed_ms = now;
+		}
+	}
+	return 0;
+}
+
+/* Monotonic time this node last saw name's heartbeat change, 0 if never. */
+static int64_t
+hb_changed_at(const struct pgl_decider *dc, const char *name)
+{
+	for (int j = 0; j < dc->n_hb; j++)
+		if (strcmp(dc->hb[j].name, name) == 0)
+			return dc->hb[j].changed_ms;
+	return 0;
+}
+
+bool
+pgl_decide_node_live(const struct pgl_decider *dc, const char *name, int64_t now, int64_t ttl)
+{
+	int64_t at = hb_changed_at(dc, name);
+
+	return at > 0 && now - at < ttl;
+}
+
+bool
+pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
+						char *why, size_t len)
+{
+	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : 5000) / 1000.0;
+	char name[4 * PGL_NAME_MAX];
+
+	pgl_text_escape(name, sizeof(name), l->holder);
+	if (!l->holder[0])
+		snprintf(why, len, "the lease has no holder (term %" PRId64 ")", l->term);
+	else if (h == NULL)
+		snprintf(why, len, "holder %s has no node row", name);
+	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
+		snprintf(why, len, "holder %s's last heartbeat is %s", name,
+				 h->age_s < 0 ? "unknown" : "stale");
+	else if (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s)
+		snprintf(why, len, "holder %s has not renewed the lease within its TTL", name);
+	else
+		return true;
+	return false;
+}
+
+static void start_job(struct pgl_decider *dc, enum pgl_job j, enum pgl_server_mode mode,
+					  const struct pgl_node *n, struct pgl_actions *out);
+
+/* ---- claimability and the election ---- */
+
+/* The TTL an observer waits: the longer of its own and the holder's. */
+static int64_t
+observer_ttl(const struct pgl_decider *dc)
+{
+	int64_t ttl = dc->lease.ttl_ms > dc->cfg.lease_ttl_ms ? dc->lease.ttl_ms
+		: dc->cfg.lease_ttl_ms;
+
+#ifdef PGL_DECIDE_BROKEN_FOR_TEST
+	ttl /= 2;				/* a deliberately broken rule: the simulation must catch it */
+#endif
+	return ttl;
+}
+
+/* Is the lease claimable as seen from here?  Sets dc->expiry_rule. */
+static bool
+claimable(struct pgl_decider *dc, const struct pgl_obs *obs)
+{
+	const struct pgl_lease *l = &dc->lease;
+	char *r = dc->expiry_rule;
+	size_t rl = sizeof(dc->expiry_rule);
+
+	if (l->holder[0] == '\0') {
+		if (l->has_released_lsn)
+			snprintf(r, rl, "lease released at %s", l->released_lsn);
+		else
+			snprintf(r, rl, l->term == 0 ? "no lease yet" : "lease released");
+		return true;
+	}
+	if (strcmp(l->holder, dc->cfg.node_name) == 0) {
+		/* This agent holds its own alive lock, so the previous incarnation is gone. */
+		snprintf(r, rl, "own previous term is dead");
+		return true;
+	}
+	if (obs->holder_gone) {
+		snprintf(r, rl, "holder's processes gone");
+		return true;
+	}
+	if (pgl_observer_expired(&dc->obs, obs->now, observer_ttl(dc))) {
+		snprintf(r, rl, "lease unchanged for %" PRId64 " ms", obs->now - dc->obs.first_seen_ms);
+		return true;
+	}
+	return false;
+}
+
+struct cand {
+	const char *name;
+	uint64_t lsn;
+	int64_t priority;
+};
+
+/* True when a ranks before b: received LSN, then priority, then name. */
+static bool
+ranks_before(const struct cand *a, const struct cand *b)
+{
+	if (a->lsn != b->lsn)
+		return a->lsn > b->lsn;
+	if (a->priority != b->priority)
+		return a->priority > b->priority;
+	return strcmp(a->name, b->name) < 0;
+}
+
+/* May node row o stand in this election (other than this node)? */
+static bool
+rival(const struct pgl_decider *dc, const struct pgl_node *o, bool bootstrap, int64_t now)
+{
+	if (strcmp(o->name, dc->cfg.node_name) == 0 || o->priority <= 0 ||
+		!pgl_decide_node_live(dc, o->name, now, observer_ttl(dc)))
+		return false;
+	if (strcmp(o->role, "standby") == 0)
+		return true;
+	return bootstrap && strcmp(o->state, "empty") == 0;
+}
+
+/*
+ * Decides whether this node claims the claimable lease now.
+ *
+ * Candidates rank by received LSN, priority, name.  The LSNs in the nodes
+ * table are up to one heartbeat old, so every candidate publishes a fresh
+ * heartbeat the moment it finds the lease claimable, and the best claims at
+ * once only when every live candidate has published since then: with
+ * synchronous replication, the standby holding an acknowledged commit is
+ * never outranked by a stale reading.  Others wait election_grace_ms, and
+ * even then defer to a fresher, better candidate until three graces pass.
+ */
+static bool
+should_claim(struct pgl_decider *dc, const struct pgl_obs *obs)
+{
+	const struct pgl_lease *l = &dc->lease;
+	const struct pgl_server_obs *s = &obs->server;
+	bool bootstrap = (l->term == 0 && l->holder[0] == '\0');
+	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
+	struct cand me = { dc->cfg.node_name, 0, dc->cfg.priority };
+	int64_t waited = obs->now - dc->expired_since_ms, grace = dc->cfg.election_grace_ms;
+	bool best = true, all_fresh = true, fresher_better = false;
+
+	if (dc->cfg.priority == 0 || obs->paused || obs->now < dc->claim_retry_ms || dc->claiming)
+		return false;
+	if (s->has_data) {
+		if (!s->running || s->mode != PGL_SERVER_STANDBY || !s->status_ok)
+			return false;		/* a candidate is a running standby */
+		me.lsn = s->receive_lsn;
+	} else if (!bootstrap)
+		return false;			/* nothing to promote; wait for a primary to clone */
+	/*
+	 * released_lsn is the start of the old primary's shutdown checkpoint
+	 * record; a candidate must have received past it, so that the new
+	 * timeline forks after that record and the old primary can follow
+	 * without a rewind.
+	 */
+	if (released && me.lsn <= l->released_lsn_int)
+		return false;
+	for (int i = 0; i < obs->n_nodes; i++) {
+		const struct pgl_node *o = &obs->nodes[i];
+		struct cand c = { o->name, o->receive_lsn_int, o->priority };
+		bool fresh;
+
+		if (!rival(dc, o, bootstrap, obs->now) || (released && c.lsn <= l->released_lsn_int))
+			continue;
+		fresh = hb_changed_at(dc, o->name) >= dc->expired_since_ms;
+		all_fresh &= fresh;
+		if (ranks_before(&c, &me)) {
+			best = false;
+			fresher_better |= fresh;
+		}
+	}
+	return (best && all_fresh) || (waited >= grace && !fresher_better) || waited >= 3 * grace;
+}
+
+/* The lease is claimable as seen from here: stand as a candidate. */
+static void
+candidate(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	struct pgl_action *a;
+
+	if (dc->expired_since_ms == 0) {
+		dc->expired_since_ms = obs->now;
+		dc->role = PGL_ROLE_CANDIDATE;
+		/* Publish a fresh LSN for the election right away. */
+		add(out, PGL_ACT_HEARTBEAT);
+		dc->next_heartbeat_ms = obs->now + dc->cfg.renew_interval_ms;
+		if (dc->lease.holder[0])
+			say(out, PGL_ALOG_INFO, "lease term %" PRId64 " of %s claimable as seen here: %s",
+				dc->lease.term, dc->lease.holder, dc->expiry_rule);
+	}
+	/* A data directory without a primary runs as a standby, to be a candidate. */
+	if (!obs->server.running && obs->server.has_data && obs->job == PGL_JOB_NONE) {
+		job(out, PGL_JOB_START, PGL_SERVER_STANDBY, NULL);
+		return;
+	}
+	if (obs->job != PGL_JOB_NONE || !should_claim(dc, obs))
+		return;
+	a = add(out, PGL_ACT_CLAIM);
+	a->lease = dc->lease;
+	snprintf(a->detail, sizeof(a->detail), "%s (previous holder %s, term %" PRId64 ")",
+			 dc->expiry_rule, dc->lease.holder[0] ? dc->lease.holder : "none", dc->lease.term);
+	dc->claiming = true;
+}
+
+void
+pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
+				   struct pgl_actions *out)
+{
+	dc->claiming = false;
+	if (rc == -PGL_ECONFLICT) {
+		say(out, PGL_ALOG_INFO, "lost the claim for term %" PRId64 ": the lease changed",
+			dc->lease.term + 1);
+		return;
+	}
+	if (rc < 0) {
+		/* Back off: a full or locked store must not turn every wake into a retry. */
+		if (dc->claim_failures++ % 20 == 0)
+			say(out, PGL_ALOG_WARN, "claim failed: %s; retrying every %d ms",
+				pgl_strerror(rc), CLAIM_RETRY_MS);
+		dc->claim_retry_ms = t0 + CLAIM_RETRY_MS;
+		return;
+	}
+	dc->claim_failures = 0;
+	dc->term = new_term;
+	dc->deadline_ms = t0 + dc->cfg.lease_ttl_ms - dc->cfg.fence_margin_ms;
+	dc->last_renew_ms = t0;
+	dc->next_renew_ms = t0 + dc->cfg.renew_interval_ms;
+	dc->renew_retry_ms = 0;
+	dc->expired_since_ms = 0;
+	dc->role = PGL_ROLE_PROMOTING;
+	dc->following[0] = '\0';
+	/* Bootstrap an empty node, promote a standby. */
+	start_job(dc, dc->has_data ? PGL_JOB_PROMOTE : PGL_JOB_BOOTSTRAP, PGL_SERVER_PRIMARY, NULL,
+			  out);
+}
+
+/* The term is ours and the server runs as primary. */
+static void
+primary_ready(struct pgl_decider *dc, int64_t now, struct pgl_actions *out)
+{
+	dc->role = PGL_ROLE_PRIMARY;
+	dc->following[0] = '\0';
+	add(out, PGL_ACT_ARM_FENCE);
+	add(out, PGL_ACT_SYNC_SLOTS);
+	dc->slots_checked_ms = now;
+	dc->next_heartbeat_ms = 0;
+}
+
+/* ---- following ---- */
+
+/* Remembers the job about to start, so its result can be judged. */
+static void
+start_job(struct pgl_decider *dc, enum pgl_job j, enum pgl_server_mode mode,
+		  const struct pgl_node *n, struct pgl_actions *out)
+{
+	dc->job = j;
+	dc->job_mode = mode;
+	dc->job_has_node = n != NULL;
+	if (n)
+		dc->job_node = *n;
+	else
+		memset(&dc->job_node, 0, sizeof(dc->job_node));
+	job(out, j, mode, n);
+}
+
+/*
+ * Starts the local server as a standby of h.  A data directory that was a
+ * primary, or one that failed to start as a standby twice (e.g. "requested
+ * timeline N is not a child of this server's history"), is rewound first;
+ * one that failed twice more after that is re-cloned.  Only a running
+ * primary is rewound or cloned from.
+ */
+static void
+start_standby(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *h,
+			  struct pgl_actions *out)
+{
+	bool primary = strcmp(h->role, "primary") == 0;
+
+	if (obs->now < dc->start_retry_ms)
+		return;
+	if (dc->start_failures >= 4) {
+		if (!primary)
+			return;
+		say(out, PGL_ALOG_WARN, "postgres failed to start as a standby %d times, also after "
+			"pg_rewind; re-cloning from %s", dc->start_failures, h->name);
+		event(out, dc->lease.term, "recloned", "postgres failed to start %d times, also after "
+			  "pg_rewind; data directory re-cloned from %s", dc->start_failures, h->name);
+		start_job(dc, PGL_JOB_CLONE, PGL_SERVER_STANDBY, h, out);
+	} else if (!dc->rewound && (!obs->server.standby_signal || dc->start_failures >= 2)) {
+		if (primary)
+			start_job(dc, PGL_JOB_REWIND, PGL_SERVER_STANDBY, h, out);
+	} else {
+		dc->rewound = false;
+		start_job(dc, PGL_JOB_START, PGL_SERVER_STANDBY, h, out);
+	}
+}
+
+/* A running standby that has not streamed from h for long: a forked timeline? */
+static void
+check_streaming(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *h,
+				struct pgl_actions *out)
+{
+	const struct pgl_server_obs *s = &obs->server;
+	int64_t now = obs->now, ft = dc->cfg.follow_timeout_ms;
+	char host[256];
+	int port = 0;
+
+	pgl_conninfo_host_port(h->conninfo, host, sizeof(host), &port);
+	if (s->streaming && s->sender_port == port) {
+		dc->not_streaming_since_ms = 0;
+		return;
+	}
+	if (dc->not_streaming_since_ms == 0)
+		dc->not_streaming_since_ms = now;
+	/*
+	 * Rewind only when the primary answers (the job checks first and changes
+	 * nothing when it does not): a standby cut off from the network is not a
+	 * forked timeline, and must keep its data.
+	 */
+	if (strcmp(h->role, "primary") == 0 && now - dc->follow_since_ms > ft &&
+		now - dc->not_streaming_since_ms > ft / 2) {
+		say(out, PGL_ALOG_INFO, "not streaming from %s after %" PRId64 " ms: timeline forked? "
+			"rewinding if it answers", h->name, ft);
+		dc->rewound = false;
+		start_job(dc, PGL_JOB_REWIND, PGL_SERVER_STANDBY, h, out);
+	}
+}
+
+/* Not holding, the lease is held by h: clone, start, re-point, watch the stream. */
+static void
+follow(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *h,
+	   struct pgl_actions *out)
+{
+	const struct pgl_server_obs *s = &obs->server;
+	struct pgl_action *a;
+
+	dc->role = PGL_ROLE_STANDBY;
+	if (obs->job != PGL_JOB_NONE)
+		return;
+	if (!s->has_data) {
+		if (strcmp(h->role, "primary") == 0 && obs->now >= dc->start_retry_ms)
+			start_job(dc, PGL_JOB_CLONE, PGL_SERVER_STANDBY, h, out);
+		return;					/* else wait until it runs */
+	}
+	if (!s->running) {
+		start_standby(dc, obs, h, out);
+		return;
+	}
+	if (s->mode != PGL_SERVER_STANDBY)
+		return;
+	if (strcmp(dc->following, h->name) != 0 || dc->follow_term != dc->lease.term) {
+		a = add(out, PGL_ACT_FOLLOW);
+		a->node = *h;
+		a->has_node = true;
+		a->term = dc->lease.term;
+		return;
+	}
+	if (s->status_ok)
+		check_streaming(dc, obs, h, out);
+}
+
+void
+pgl_decide_followed(struct pgl_decider *dc, const struct pgl_node *h, int rc, int64_t now,
+					struct pgl_actions *out)
+{
+	struct pgl_action *a;
+
+	if (rc < 0)
+		return;
+	a = event(out, dc->lease.term, "followed", "primary_conninfo now points at %s", h->name);
+	snprintf(a->text, sizeof(a->text), "following %s (term %" PRId64 ")", h->name,
+			 dc->lease.term);
+	pgl_strlcpy(dc->following, h->name, sizeof(dc->following));
+	dc->follow_term = dc->lease.term;
+	dc->follow_since_ms = now;
+	dc->not_streaming_since_ms = 0;
+}
+
+/* ---- results of jobs ---- */
+
+/* Bootstrap or promotion failed: the term is given back. */
+static void
+promotion_failed(struct pgl_decider *dc, int rc, struct pgl_actions *out)
+{
+	struct pgl_action *a = event(out, dc->term, "promotion-failed", "%s", pgl_strerror(rc));
+
+	a->level = PGL_ALOG_ERROR;
+	snprintf(a->text, sizeof(a->text), "could not become primary (%s); releasing the lease",
+			 pgl_strerror(rc));
+	add(out, PGL_ACT_KILL);
+	release(dc, NULL, "promotion failed", out);
+	dc->role = PGL_ROLE_STANDBY;
+}
+
+static void
+primary_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t now,
+				 struct pgl_actions *out)
+{
+	struct pgl_action *a;
+
+	if (dc->term == 0)
+		return;					/* fenced meanwhile */
+	if (r->job == PGL_JOB_START) {
+		/* A restart after a crash under the same term. */
+		if (r->rc < 0) {
+			add(out, PGL_ACT_KILL);
+			release(dc, NULL, "postgres could not be restarted", out);
+			dc->role = PGL_ROLE_STANDBY;
+		} else
+			add(out, PGL_ACT_ARM_FENCE);
+		return;
+	}
+	if (r->rc < 0) {
+		promotion_failed(dc, r->rc, out);
+		return;
+	}
+	if (r->job == PGL_JOB_BOOTSTRAP)
+		say(out, PGL_ALOG_INFO, "bootstrapped the cluster as primary");
+	else {
+		a = event(out, dc->term, "promoted", "pg_promote() done; timeline %" PRId64, r->timeline);
+		snprintf(a->text, sizeof(a->text), "promoted: now primary on timeline %" PRId64,
+				 r->timeline);
+	}
+	primary_ready(dc, now, out);
+}
+
+static void
+rewind_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t now,
+			struct pgl_actions *out)
+{
+	const struct pgl_node *h = &dc->job_node;
+
+	dc->follow_since_ms = now;
+	if (r->rc == 0) {
+		dc->rewind_failures = 0;
+		dc->rewound = true;
+		event(out, dc->lease.term, "rewound", "%s", r->text);
+		return;
+	}
+	dc->start_retry_ms = now + START_RETRY_MS;
+	if (r->unreachable)
+		return;					/* not a fork: keep the data, try again later */
+	/* One failure may be transient (the source restarting): retry once. */
+	if (++dc->rewind_failures < 2) {
+		say(out, PGL_ALOG_WARN, "pg_rewind against %s failed: %s; will retry", h->name, r->text);
+		return;
+	}
+	say(out, PGL_ALOG_WARN, "pg_rewind against %s failed again: %s; re-cloning", h->name,
+		r->text);
+	event(out, dc->lease.term, "recloned", "pg_rewind against %s failed twice (%s); data "
+		  "directory re-cloned", h->name, r->text);
+	dc->rewind_failures = 0;
+	dc->start_retry_ms = 0;
+	start_job(dc, PGL_JOB_CLONE, PGL_SERVER_STANDBY, h, out);
+}
+
+static void
+standby_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t now,
+				 struct pgl_actions *out)
+{
+	switch (r->job) {
+	case PGL_JOB_CLONE:
+		if (r->rc < 0) {
+			dc->start_retry_ms = now + START_RETRY_MS;
+			dc->next_heartbeat_ms = 0;
+			return;
+		}
+		if (dc->start_failures < 4)		/* a re-clone was recorded when it began */
+			event(out, dc->lease.term, "cloned", "pg_basebackup from %s", dc->job_node.name);
+		dc->start_failures = 0;
+		break;
+	case PGL_JOB_REWIND:
+		rewind_done(dc, r, now, out);
+		break;
+	case PGL_JOB_START:
+		if (!dc->job_has_node)
+			break;				/* a candidate's start: no upstream to count against */
+		if (r->rc < 0) {
+			dc->start_failures++;
+			dc->start_retry_ms = now + START_RETRY_MS;
+		} else {
+			dc->start_failures = 0;
+			dc->following[0] = '\0';
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* The clean stop finished: release at the shutdown checkpoint, or without an LSN. */
+static void
+stop_done(struct pgl_decider *dc, const struct pgl_job_result *r, struct pgl_actions *out)
+{
+	if (dc->term) {
+		if (r->rc == 0 && r->clean)
+			release(dc, r->lsn, "clean stop: fast shutdown; standbys that reached the shutdown "
+					"checkpoint may claim at once", out);
+		else {
+			add(out, PGL_ACT_KILL);
+			release(dc, NULL, "stop without a clean shutdown checkpoint", out);
+		}
+	}
+	dc->role = PGL_ROLE_STOPPED;
+	add(out, PGL_ACT_EXIT)->fatal = dc->fatal;
+}
+
+void
+pgl_decide_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t now,
+					struct pgl_actions *out)
+{
+	dc->job = PGL_JOB_NONE;
+	if (r->job == PGL_JOB_STOP) {
+		stop_done(dc, r, out);
+		return;
+	}
+	if (dc->stop_asked)
+		return;
+	if (r->job == PGL_JOB_BOOTSTRAP || r->job == PGL_JOB_PROMOTE ||
+		(r->job == PGL_JOB_START && dc->job_mode == PGL_SERVER_PRIMARY))
+		primary_job_done(dc, r, now, out);
+	else
+		standby_job_done(dc, r, now, out);
+}
+
+/* ---- one step ---- */
+
+/* SIGTERM, or a fatal store fault: stop the server, release, exit. */
+static void
+begin_stop(struct pgl_decider *dc, struct pgl_actions *out)
+{
+	dc->stop_asked = true;
+	dc->role = PGL_ROLE_STOPPING;
+	if (dc->term)
+		say(out, PGL_ALOG_INFO, "clean stop: fast shutdown, then releasing term %" PRId64,
+			dc->term);
+	start_job(dc, PGL_JOB_STOP, PGL_SERVER_NONE, NULL, out);
+}
+
+/* The store file was replaced or overwritten: fence, and stop with an error. */
+static void
+store_fault(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	if (dc->term)
+		fence(dc, obs->store_fault == PGL_STORE_REPLACED ?
+			  "the lease store file was deleted or replaced" :
+			  "the lease store file is corrupt", out);
+	say(out, PGL_ALOG_ERROR, "%s", obs->store_why);
+	dc->fatal = true;
+	begin_stop(dc, out);
+}
+
+/* Takes in the lease row; fences a holder that sees another term. */
+static void
+see_lease(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	dc->lease = obs->lease;
+	if (pgl_observer_see(&dc->obs, &dc->lease, obs->now) && dc->lease.term > dc->seen_term) {
+		if (dc->seen_term && dc->term == 0)
+			say(out, PGL_ALOG_INFO, "lease term %" PRId64 " now held by %s", dc->lease.term,
+				dc->lease.holder[0] ? dc->lease.holder : "nobody");
+		dc->seen_term = dc->lease.term;
+	}
+	if (dc->term && (dc->lease.term != dc->term ||
+					 strcmp(dc->lease.holder, dc->cfg.node_name) != 0))
+		fence(dc, "higher term seen", out);
+}
+
+/* Holding a term: restart a crashed server under it, keep the slots. */
+static void
+hold(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	if (dc->role != PGL_ROLE_PRIMARY || obs->job != PGL_JOB_NONE)
+		return;
+	if (!obs->server.running) {
+		struct pgl_action *a = event(out, dc->term, "restarted", "postgres exited; crash "
+									 "recovery under the same term");
+
+		a->level = PGL_ALOG_WARN;
+		snprintf(a->text, sizeof(a->text), "postgres exited while primary; restarting it "
+				 "under term %" PRId64 " (crash recovery)", dc->term);
+		start_job(dc, PGL_JOB_START, PGL_SERVER_PRIMARY, NULL, out);
+		return;
+	}
+	if (obs->now - dc->slots_checked_ms > SLOTS_MS) {
+		add(out, PGL_ACT_SYNC_SLOTS);
+		dc->slots_checked_ms = obs->now;
+	}
+}
+
+static const struct pgl_node *
+find_node(const struct pgl_obs *obs, const char *name)
+{
+	for (int i = 0; i < obs->n_nodes; i++)
+		if (strcmp(obs->nodes[i].name, name) == 0)
+			return &obs->nodes[i];
+	return NULL;
+}
+
+/* When the next step is due at the latest. */
+static void
+set_wake(struct pgl_decider *dc, int64_t now)
+{
+	int64_t t = now + OBSERVE_MS;		/* observers probe the holder's lock often */
+
+	if (dc->term) {
+		t = dc->renew_retry_ms > dc->next_renew_ms ? dc->renew_retry_ms : dc->next_renew_ms;
+		if (dc->deadline_ms < t)
+			t = dc->deadline_ms;
+	}
+	if (t > now + dc->cfg.renew_interval_ms)
+		t = now + dc->cfg.renew_interval_ms;
+	dc->wake_ms = t < now ? now : t;
+}
+
+void
+pgl_decide_step(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	const struct pgl_node *h;
+
+	dc->has_data = obs->server.has_data;
+	if (dc->stop_asked) {
+		pgl_decide_holder(dc, obs->now, out);	/* renew through a slow shutdown */
+		set_wake(dc, obs->now);
+		return;
+	}
+	if (obs->store_fault != PGL_STORE_FINE) {
+		store_fault(dc, obs, out);
+		return;
+	}
+	pgl_decide_holder(dc, obs->now, out);
+	if (obs->stop) {
+		begin_stop(dc, out);
+		return;
+	}
+	set_wake(dc, obs->now);
+	if (!obs->lease_ok)
+		return;					/* the deadline fences a holder meanwhile */
+	see_lease(dc, obs, out);
+	if (!obs->nodes_ok || track_heartbeats(dc, obs->nodes, obs->n_nodes, obs->now) < 0)
+		return;
+	if (dc->term)
+		hold(dc, obs, out);
+	else if (claimable(dc, obs))
+		candidate(dc, obs, out);
+	else {
+		dc->expired_since_ms = 0;
+		if ((h = find_node(obs, dc->lease.holder)) != NULL)
+			follow(dc, obs, h, out);
+	}
+	if (obs->now >= dc->next_heartbeat_ms) {
+		add(out, PGL_ACT_HEARTBEAT);
+		dc->next_heartbeat_ms = obs->now + dc->cfg.renew_interval_ms;
+	}
+	set_wake(dc, obs->now);
+}
