@@ -24,7 +24,7 @@ LIBSRCS := $(filter-out src/main.c,$(SRCS))
 OBJS    := $(SRCS:src/%.c=$(BUILD)/%.o)
 LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
-UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%)
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%) $(BUILD)/unit/test_decide_broken
 
 .PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench fuzz fuzz-build nemesis nemesis-check
 
@@ -45,6 +45,15 @@ $(BUILD)/%.o: src/%.c $(wildcard include/pglease/*.h) | $(BUILD)
 $(BUILD)/unit/%: test/unit/%.c test/unit/harness.h $(LIBOBJS) | $(BUILD)
 	@mkdir -p $(BUILD)/unit
 	$(CC) $(CFLAGS) -Itest/unit -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+# The decision module with a deliberately broken rule (observers wait half
+# the TTL): test_decide's simulation must catch it (test_broken_rule_caught).
+$(BUILD)/unit/decide_broken.o: src/decide.c $(wildcard include/pglease/*.h) | $(BUILD)
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(CFLAGS) -DPGL_DECIDE_BROKEN_FOR_TEST -c -o $@ $<
+
+$(BUILD)/unit/test_decide_broken: test/unit/test_decide.c test/unit/harness.h $(BUILD)/unit/decide_broken.o $(filter-out $(BUILD)/decide.o,$(LIBOBJS)) | $(BUILD)
+	$(CC) $(CFLAGS) -Wno-unused-function -DPGL_DECIDE_BROKEN_FOR_TEST -Itest/unit -o $@ $< $(BUILD)/unit/decide_broken.o $(filter-out $(BUILD)/decide.o,$(LIBOBJS)) $(LDLIBS)
 
 $(BUILD):
 	mkdir -p $(BUILD)

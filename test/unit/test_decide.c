@@ -1,0 +1,1168 @@
+/*
+ * test_decide.c — the agent's decision module (decide.c) on a fake clock:
+ * table-driven cases for each rule of DESIGN.md sections 2 and 3 and their
+ * edges, then a randomized simulation of several agents running the real
+ * decisions against a real SQLite store, with stalls, crashes, clean stops
+ * and lost compare-and-swaps, asserting one holder per term and that every
+ * holder's deadline passes before another node claims.
+ *
+ * Built twice: test_decide runs everything; test_decide_broken links a
+ * decide.c built with PGL_DECIDE_BROKEN_FOR_TEST (observers wait half the
+ * TTL) and passes only if the simulation catches it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pglease/decide.h"
+#include "pglease/store.h"
+
+/* ---- helpers ---- */
+
+static const struct pgl_decide_cfg base_cfg = {
+	.node_name = "me", .priority = 100, .lease_ttl_ms = 5000, .renew_interval_ms = 1000,
+	.fence_margin_ms = 1000, .election_grace_ms = 1000, .follow_timeout_ms = 10000,
+};
+
+static struct pgl_decider dc;
+static struct pgl_actions acts;
+static struct pgl_node rows[8];
+static struct pgl_obs ob;
+
+/* A fresh decider and an observation: a running standby with data, lease held by pg1. */
+static void
+reset(void)
+{
+	pgl_decide_free(&dc);
+	pgl_decide_init(&dc, &base_cfg);
+	memset(&acts, 0, sizeof(acts));
+	memset(rows, 0, sizeof(rows));
+	memset(&ob, 0, sizeof(ob));
+	ob.now = 100000;
+	ob.lease_ok = true;
+	ob.nodes_ok = true;
+	ob.nodes = rows;
+	ob.server.has_data = ob.server.standby_signal = ob.server.running = true;
+	ob.server.mode = PGL_SERVER_STANDBY;
+	ob.server.status_ok = ob.server.in_recovery = true;
+	ob.server.receive_lsn = 0x3000000;
+	strcpy(ob.lease.holder, "pg1");
+	ob.lease.term = 4;
+	ob.lease.renewals = 10;
+	ob.lease.ttl_ms = 5000;
+}
+
+/* Adds a node row. */
+static struct pgl_node *
+row(const char *name, const char *role, uint64_t lsn, int64_t prio, int64_t hb)
+{
+	struct pgl_node *n = &rows[ob.n_nodes++];
+
+	memset(n, 0, sizeof(*n));
+	strcpy(n->name, name);
+	strcpy(n->role, role);
+	strcpy(n->state, strcmp(role, "standby") == 0 ? "streaming" : "running");
+	snprintf(n->conninfo, sizeof(n->conninfo), "host=10.0.0.%d port=5432", ob.n_nodes);
+	n->receive_lsn_int = lsn;
+	n->priority = prio;
+	n->heartbeat = hb;
+	return n;
+}
+
+static void
+step(void)
+{
+	acts.n = 0;
+	pgl_decide_step(&dc, &ob, &acts);
+}
+
+/* The first action of type t (and job j unless PGL_JOB_NONE), or NULL. */
+static const struct pgl_action *
+find(enum pgl_act t, enum pgl_job j)
+{
+	for (int i = 0; i < acts.n; i++)
+		if (acts.a[i].type == t && (j == PGL_JOB_NONE || acts.a[i].job == j))
+			return &acts.a[i];
+	return NULL;
+}
+
+static bool
+has(enum pgl_act t)
+{
+	return find(t, PGL_JOB_NONE) != NULL;
+}
+
+static bool
+has_job(enum pgl_job j)
+{
+	return find(PGL_ACT_JOB, j) != NULL;
+}
+
+static bool
+has_event(const char *kind)
+{
+	for (int i = 0; i < acts.n; i++)
+		if (acts.a[i].type == PGL_ACT_EVENT && strcmp(acts.a[i].kind, kind) == 0)
+			return true;
+	return false;
+}
+
+/* Makes this node the holder of term 5, renewed at `at`. */
+static void
+hold_term(int64_t at)
+{
+	struct pgl_actions tmp = { 0 };
+
+	dc.has_data = true;
+	pgl_decide_claimed(&dc, 0, 5, at, &tmp);
+	dc.job = PGL_JOB_NONE;
+	dc.role = PGL_ROLE_PRIMARY;
+	strcpy(ob.lease.holder, "me");
+	ob.lease.term = 5;
+	ob.server.mode = PGL_SERVER_PRIMARY;
+	ob.server.in_recovery = false;
+}
+
+/* Feeds a job result. */
+static void
+job_done(enum pgl_job j, int rc)
+{
+	struct pgl_job_result r = { .job = j, .rc = rc, .timeline = 3 };
+
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+}
+
+/* ---- the holder: renew and fence ---- */
+
+static void
+test_holder_renew_and_deadline(void)
+{
+	/* t0 = 100000: deadline = t0 + 5000 - 1000, next renewal at t0 + 1000. */
+	static const struct {
+		int64_t at;
+		bool renew, fence;
+	} cases[] = {
+		{ 100999, false, false },
+		{ 101000, true, false },
+		{ 103999, true, false },
+		{ 104000, false, true },		/* the deadline exactly reached */
+		{ 109000, false, true },
+	};
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cases); i++) {
+		reset();
+		hold_term(100000);
+		ob.now = cases[i].at;
+		acts.n = 0;
+		pgl_decide_holder(&dc, ob.now, &acts);
+		CHECKF(has(PGL_ACT_RENEW) == cases[i].renew && has(PGL_ACT_FENCE) == cases[i].fence,
+			   "at %" PRId64 ": renew %d fence %d", cases[i].at, has(PGL_ACT_RENEW),
+			   has(PGL_ACT_FENCE));
+		if (cases[i].fence)
+			CHECK(dc.term == 0 && dc.role == PGL_ROLE_FENCED && acts.a[0].type == PGL_ACT_FENCE);
+	}
+}
+
+static void
+test_renew_results(void)
+{
+	reset();
+	hold_term(100000);
+	acts.n = 0;
+	pgl_decide_renewed(&dc, 0, 101000, 105000, NULL, 101010, &acts);
+	CHECK(dc.deadline_ms == 105000 && dc.next_renew_ms == 102000 && acts.n == 0);
+	/* Late by more than half an interval: a warning; by a whole one: an event. */
+	pgl_decide_renewed(&dc, 0, 102600, 106600, NULL, 102600, &acts);
+	CHECK(acts.n == 1 && acts.a[0].type == PGL_ACT_LOG && !has_event("renewed-late"));
+	acts.n = 0;
+	pgl_decide_renewed(&dc, 0, 104700, 108700, NULL, 104700, &acts);
+	CHECK(has_event("renewed-late"));
+	/* Locked store: keep the deadline, retry soon, no fence before it. */
+	acts.n = 0;
+	pgl_decide_renewed(&dc, -PGL_EBUSY, 105700, 0, "database is locked", 105800, &acts);
+	CHECK(dc.term == 5 && dc.deadline_ms == 108700 && !has(PGL_ACT_FENCE));
+	acts.n = 0;
+	pgl_decide_holder(&dc, 105850, &acts);
+	CHECK(!has(PGL_ACT_RENEW));					/* backs off 100 ms */
+	pgl_decide_holder(&dc, 105900, &acts);
+	CHECK(has(PGL_ACT_RENEW));
+	/* Not the holder any more: fence at once. */
+	acts.n = 0;
+	pgl_decide_renewed(&dc, -PGL_ENOTHOLDER, 106000, 0, NULL, 106000, &acts);
+	CHECK(dc.term == 0 && has(PGL_ACT_FENCE));
+}
+
+static void
+test_higher_term_fences(void)
+{
+	reset();
+	hold_term(100000);
+	ob.now = 100500;
+	ob.lease.term = 6;
+	strcpy(ob.lease.holder, "pg2");
+	step();
+	CHECK(has(PGL_ACT_FENCE) && dc.term == 0);
+	CHECK(strstr(find(PGL_ACT_FENCE, 0)->detail, "higher term") != NULL);
+	/* Same term, another holder (cannot happen, but fences too). */
+	reset();
+	hold_term(100000);
+	strcpy(ob.lease.holder, "pg2");
+	step();
+	CHECK(has(PGL_ACT_FENCE));
+}
+
+/* ---- claimability ---- */
+
+static void
+test_observer_expiry_edges(void)
+{
+	reset();
+	row("pg1", "primary", 0x3000000, 100, 7);
+	step();								/* first sight of version (4, 10, pg1) */
+	CHECK(dc.expired_since_ms == 0 && !has(PGL_ACT_CLAIM));
+	ob.now += 4999;
+	step();
+	CHECK(dc.expired_since_ms == 0);	/* one ms short of the TTL */
+	ob.now += 1;
+	step();
+	CHECK(dc.expired_since_ms == ob.now && strstr(dc.expiry_rule, "unchanged for 5000 ms"));
+	/* The holder's TTL in the row counts when longer than ours. */
+	reset();
+	ob.lease.ttl_ms = 9000;
+	step();
+	ob.now += 8999;
+	step();
+	CHECK(dc.expired_since_ms == 0);
+	ob.now += 1;
+	step();
+	CHECK(dc.expired_since_ms != 0);
+	/* A renewal (new version) restarts the wait. */
+	reset();
+	step();
+	ob.now += 4000;
+	ob.lease.renewals++;
+	step();
+	ob.now += 4000;
+	step();
+	CHECK(dc.expired_since_ms == 0);
+}
+
+static void
+test_holder_gone_and_own_term(void)
+{
+	reset();
+	ob.holder_gone = true;
+	step();
+	CHECK(dc.expired_since_ms != 0 && strcmp(dc.expiry_rule, "holder's processes gone") == 0);
+	CHECK(has(PGL_ACT_CLAIM));
+	CHECK(find(PGL_ACT_CLAIM, 0)->lease.term == 4);		/* a CAS over the version seen */
+	/* A restarted former holder never resumes its term: it claims a new one over it. */
+	reset();
+	strcpy(ob.lease.holder, "me");
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "own previous term is dead") == 0);
+	CHECK(dc.term == 0);
+	acts.n = 0;
+	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	CHECK(dc.term == 5 && has_job(PGL_JOB_PROMOTE));
+}
+
+/* The election: each case is this node ("me") and one rival "b". */
+static void
+test_election_table(void)
+{
+	static const struct {
+		const char *what;
+		uint64_t my_lsn, b_lsn;
+		int64_t my_prio, b_prio;
+		bool b_fresh;			/* b heartbeated after the expiry */
+		bool b_live;			/* b heartbeated within the TTL at all */
+		int64_t waited;			/* ms since the expiry was first seen */
+		bool claim;
+	} cases[] = {
+		{ "best and all fresh", 0x5000, 0x4000, 100, 100, true, true, 0, true },
+		{ "best, rival stale: waits", 0x5000, 0x4000, 100, 100, false, true, 0, false },
+		{ "best, rival stale, grace over", 0x5000, 0x4000, 100, 100, false, true, 1000, true },
+		{ "behind a fresh better rival", 0x4000, 0x5000, 100, 100, true, true, 1000, false },
+		{ "behind it for 3 graces", 0x4000, 0x5000, 100, 100, true, true, 3000, true },
+		{ "behind a stale better rival, grace", 0x4000, 0x5000, 100, 100, false, true, 1000, true },
+		{ "equal LSN, higher priority", 0x5000, 0x5000, 200, 100, true, true, 0, true },
+		{ "equal LSN, lower priority", 0x5000, 0x5000, 100, 200, true, true, 0, false },
+		{ "equal LSN and priority: name", 0x5000, 0x5000, 100, 100, true, true, 0, false },
+		{ "rival with priority 0", 0x4000, 0x5000, 100, 0, true, true, 0, true },
+		{ "rival not live", 0x4000, 0x5000, 100, 100, false, false, 0, true },
+		{ "me priority 0", 0x5000, 0x4000, 0, 100, true, true, 9000, false },
+	};
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cases); i++) {
+		struct pgl_decide_cfg c = base_cfg;
+		struct pgl_node *b;
+		bool claimed;
+
+		reset();
+		strcpy(c.node_name, "me");		/* "b" < "me" by name */
+		c.priority = cases[i].my_prio;
+		pgl_decide_init(&dc, &c);
+		ob.server.receive_lsn = cases[i].my_lsn;
+		b = row("b", "standby", cases[i].b_lsn, cases[i].b_prio, 1);
+		row("pg1", "primary", 0x3000, 100, 1);
+		if (!cases[i].b_live) {
+			step();						/* b seen once ... */
+			ob.now += 6000;				/* ... and never again: not live */
+			ob.lease.renewals++;		/* while the holder renewed */
+		}
+		step();							/* the first sight of everyone */
+		ob.holder_gone = true;
+		ob.now += 10;
+		step();							/* expired here: publishes its own LSN */
+		claimed = has(PGL_ACT_CLAIM);	/* at once when nobody else stands */
+		if (cases[i].b_fresh)
+			b->heartbeat++;				/* b publishes after the expiry */
+		ob.now += 5 + cases[i].waited;
+		step();
+		claimed |= has(PGL_ACT_CLAIM);
+		CHECKF(claimed == cases[i].claim, "%s: claim %d", cases[i].what, claimed);
+	}
+}
+
+static void
+test_fresh_heartbeat_needed_before_best_claims(void)
+{
+	struct pgl_node *b;
+
+	reset();
+	b = row("b", "standby", 0x1000, 100, 1);
+	row("pg1", "primary", 0x3000, 100, 1);
+	step();
+	ob.holder_gone = true;
+	ob.now += 10;
+	step();
+	/* Publishes its own LSN at once, and waits for b's fresh one. */
+	CHECK(has(PGL_ACT_HEARTBEAT) && !has(PGL_ACT_CLAIM));
+	b->heartbeat++;
+	ob.now += 50;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+}
+
+static void
+test_released_lsn(void)
+{
+	reset();
+	ob.lease.holder[0] = '\0';
+	ob.lease.has_released_lsn = true;
+	ob.lease.released_lsn_int = 0x3000000;
+	strcpy(ob.lease.released_lsn, "0/3000000");
+	ob.server.receive_lsn = 0x3000000;		/* at it, not past it */
+	step();
+	CHECK(dc.expired_since_ms != 0 && !has(PGL_ACT_CLAIM));
+	ob.now += 60000;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	ob.server.receive_lsn = 0x3000028;
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && strstr(dc.expiry_rule, "released at 0/3000000"));
+}
+
+static void
+test_paused_and_not_a_candidate(void)
+{
+	reset();
+	ob.paused = true;
+	ob.holder_gone = true;
+	step();
+	ob.now += 60000;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	/* Not running as a standby: not a candidate; a stopped data directory is started. */
+	reset();
+	ob.holder_gone = true;
+	ob.server.running = false;
+	ob.server.status_ok = false;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM) && has_job(PGL_JOB_START));
+	/* No data and a cluster that exists: wait for a primary to clone from. */
+	reset();
+	ob.holder_gone = true;
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM) && !has(PGL_ACT_JOB));
+}
+
+static void
+test_bootstrap(void)
+{
+	reset();
+	memset(&ob.lease, 0, sizeof(ob.lease));
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "no lease yet") == 0);
+	acts.n = 0;
+	pgl_decide_claimed(&dc, 0, 1, ob.now, &acts);
+	CHECK(has_job(PGL_JOB_BOOTSTRAP) && dc.role == PGL_ROLE_PROMOTING);
+	job_done(PGL_JOB_BOOTSTRAP, 0);
+	CHECK(has(PGL_ACT_ARM_FENCE) && has(PGL_ACT_SYNC_SLOTS) && dc.role == PGL_ROLE_PRIMARY);
+	/* Another empty node at bootstrap is a rival; a stopped one is not. */
+	reset();
+	memset(&ob.lease, 0, sizeof(ob.lease));
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	strcpy(row("a", "unknown", 0, 100, 1)->state, "empty");
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));				/* "a" ranks first by name */
+}
+
+/* ---- promotion and the primary ---- */
+
+static void
+test_promotion_results(void)
+{
+	reset();
+	ob.holder_gone = true;
+	step();
+	acts.n = 0;
+	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	CHECK(has_job(PGL_JOB_PROMOTE));
+	job_done(PGL_JOB_PROMOTE, 0);
+	CHECK(has_event("promoted") && has(PGL_ACT_ARM_FENCE) && dc.term == 5);
+	/* A failed promotion kills the server and gives the term back. */
+	reset();
+	ob.holder_gone = true;
+	step();
+	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	job_done(PGL_JOB_PROMOTE, -PGL_ETIMEOUT);
+	CHECK(has_event("promotion-failed") && has(PGL_ACT_KILL) && has(PGL_ACT_RELEASE));
+	CHECK(dc.term == 0);
+	/* Lost CAS and store errors: no term, a back-off after errors. */
+	reset();
+	pgl_decide_claimed(&dc, -PGL_ECONFLICT, 0, ob.now, &acts);
+	CHECK(dc.term == 0 && dc.claim_retry_ms == 0);
+	pgl_decide_claimed(&dc, -PGL_EBUSY, 0, ob.now, &acts);
+	CHECK(dc.term == 0 && dc.claim_retry_ms == ob.now + 250);
+}
+
+static void
+test_primary_crash_restart(void)
+{
+	reset();
+	hold_term(ob.now);
+	ob.server.running = false;
+	ob.now += 10;
+	step();
+	CHECK(has_event("restarted") && has_job(PGL_JOB_START) && dc.term == 5);
+	CHECK(find(PGL_ACT_JOB, PGL_JOB_START)->mode == PGL_SERVER_PRIMARY);
+	job_done(PGL_JOB_START, 0);
+	CHECK(has(PGL_ACT_ARM_FENCE) && dc.term == 5);
+	/* Cannot restart: kill and release. */
+	reset();
+	hold_term(ob.now);
+	ob.server.running = false;
+	step();
+	job_done(PGL_JOB_START, -PGL_EPG);
+	CHECK(has(PGL_ACT_KILL) && has(PGL_ACT_RELEASE) && dc.term == 0);
+	/* The primary re-checks its slots every 5 s. */
+	reset();
+	hold_term(ob.now);
+	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
+	dc.slots_checked_ms = ob.now;
+	ob.now += 5001;
+	step();
+	CHECK(has(PGL_ACT_SYNC_SLOTS));
+}
+
+/* ---- following ---- */
+
+static void
+test_follow_rules(void)
+{
+	struct pgl_node *p;
+
+	/* No data: clone from a running primary only. */
+	reset();
+	ob.server.has_data = ob.server.running = false;
+	p = row("pg1", "unknown", 0, 100, 1);
+	step();
+	CHECK(!has(PGL_ACT_JOB));
+	strcpy(p->role, "primary");
+	step();
+	CHECK(has_job(PGL_JOB_CLONE) && strcmp(find(PGL_ACT_JOB, PGL_JOB_CLONE)->node.name, "pg1") == 0);
+	job_done(PGL_JOB_CLONE, 0);
+	CHECK(has_event("cloned"));
+	/* Stopped with standby.signal: start; without: rewind first, then start. */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.running = false;
+	step();
+	CHECK(has_job(PGL_JOB_START));
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.running = ob.server.standby_signal = false;
+	step();
+	CHECK(has_job(PGL_JOB_REWIND));
+	job_done(PGL_JOB_REWIND, 0);
+	CHECK(has_event("rewound"));
+	ob.now += 10;
+	step();
+	CHECK(has_job(PGL_JOB_START));
+	/* Running: re-point once per holder and term. */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	CHECK(has(PGL_ACT_FOLLOW));
+	acts.n = 0;
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	CHECK(has_event("followed") && strcmp(dc.following, "pg1") == 0);
+	step();
+	CHECK(!has(PGL_ACT_FOLLOW));
+	ob.lease.term++;
+	step();
+	CHECK(has(PGL_ACT_FOLLOW));
+}
+
+static void
+test_start_failure_escalation(void)
+{
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.running = false;
+	for (int i = 0; i < 2; i++) {
+		step();
+		CHECKF(has_job(PGL_JOB_START), "start %d", i);
+		job_done(PGL_JOB_START, -PGL_EPG);
+		ob.now += 999;
+		step();
+		CHECK(!has(PGL_ACT_JOB));			/* retried after a second */
+		ob.now += 1;
+	}
+	for (int i = 0; i < 2; i++) {
+		step();
+		CHECKF(has_job(PGL_JOB_REWIND), "rewind %d", i);
+		job_done(PGL_JOB_REWIND, 0);
+		step();
+		CHECKF(has_job(PGL_JOB_START), "start after rewind %d", i);
+		job_done(PGL_JOB_START, -PGL_EPG);
+		ob.now += 1000;
+	}
+	step();
+	CHECK(has_job(PGL_JOB_CLONE) && has_event("recloned"));
+	job_done(PGL_JOB_CLONE, 0);
+	CHECK(!has_event("cloned") && dc.start_failures == 0);
+	/* A rewind that fails twice re-clones; one whose source is unreachable waits. */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.running = ob.server.standby_signal = false;
+	step();
+	job_done(PGL_JOB_REWIND, -PGL_EPG);
+	CHECK(!has(PGL_ACT_JOB));
+	ob.now += 1000;
+	step();
+	job_done(PGL_JOB_REWIND, -PGL_EPG);
+	CHECK(has_job(PGL_JOB_CLONE) && has_event("recloned"));
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.running = ob.server.standby_signal = false;
+	for (int i = 0; i < 5; i++) {
+		struct pgl_job_result r = { .job = PGL_JOB_REWIND, .rc = -PGL_EPG, .unreachable = true };
+
+		step();
+		CHECK(has_job(PGL_JOB_REWIND));
+		acts.n = 0;
+		pgl_decide_job_done(&dc, &r, ob.now, &acts);
+		CHECK(!has(PGL_ACT_JOB) && dc.rewind_failures == 0);
+		ob.now += 1000;
+	}
+}
+
+static void
+test_not_streaming_rewinds(void)
+{
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	ob.server.streaming = false;
+	ob.now += 10001;
+	ob.lease.renewals++;				/* the holder keeps renewing */
+	step();
+	CHECK(!has(PGL_ACT_JOB));				/* not streaming noticed now */
+	ob.now += 5001;
+	ob.lease.renewals++;
+	step();
+	CHECK(has_job(PGL_JOB_REWIND));
+	/* Streaming from the holder's port: nothing to do. */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	ob.server.streaming = true;
+	ob.server.sender_port = 5432;
+	ob.now += 60000;
+	ob.lease.renewals++;
+	step();
+	ob.now += 60000;
+	ob.lease.renewals++;
+	step();
+	CHECK(!has(PGL_ACT_JOB));
+}
+
+/* ---- stopping and store faults ---- */
+
+static void
+test_clean_stop(void)
+{
+	struct pgl_job_result r = { .job = PGL_JOB_STOP, .clean = true, .lsn = "0/5000028" };
+
+	reset();
+	hold_term(ob.now);
+	ob.stop = true;
+	step();
+	CHECK(has_job(PGL_JOB_STOP) && dc.role == PGL_ROLE_STOPPING);
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+	CHECK(has(PGL_ACT_RELEASE) && strcmp(find(PGL_ACT_RELEASE, 0)->lsn, "0/5000028") == 0);
+	CHECK(has(PGL_ACT_EXIT) && !find(PGL_ACT_EXIT, 0)->fatal && dc.term == 0);
+	/* Not clean: killed, released without an LSN. */
+	reset();
+	hold_term(ob.now);
+	ob.stop = true;
+	step();
+	r.clean = false;
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+	CHECK(has(PGL_ACT_KILL) && find(PGL_ACT_RELEASE, 0)->lsn[0] == '\0');
+	/* A standby just stops. */
+	reset();
+	ob.stop = true;
+	step();
+	job_done(PGL_JOB_STOP, 0);
+	CHECK(!has(PGL_ACT_RELEASE) && has(PGL_ACT_EXIT));
+	/* While stopping, the holder still renews. */
+	reset();
+	hold_term(ob.now);
+	ob.stop = true;
+	step();
+	ob.now += 1000;
+	step();
+	CHECK(has(PGL_ACT_RENEW) && !has(PGL_ACT_JOB));
+}
+
+static void
+test_store_fault_fences_first(void)
+{
+	reset();
+	hold_term(ob.now);
+	ob.store_fault = PGL_STORE_REPLACED;
+	strcpy(ob.store_why, "lease.db was deleted or replaced");
+	step();
+	CHECK(acts.n >= 3 && acts.a[0].type == PGL_ACT_FENCE && has_job(PGL_JOB_STOP));
+	job_done(PGL_JOB_STOP, 0);
+	CHECK(has(PGL_ACT_EXIT) && find(PGL_ACT_EXIT, 0)->fatal && !has(PGL_ACT_RELEASE));
+}
+
+static void
+test_unreadable_lease_only_holder_duties(void)
+{
+	reset();
+	hold_term(ob.now);
+	ob.lease_ok = false;
+	ob.now += 4000;
+	step();
+	CHECK(has(PGL_ACT_FENCE) && acts.n == 1);
+	reset();
+	ob.lease_ok = false;
+	ob.holder_gone = true;
+	step();
+	CHECK(acts.n == 0);
+}
+
+static void
+test_wake_time(void)
+{
+	reset();
+	step();
+	CHECK(dc.wake_ms == ob.now + 100);
+	hold_term(ob.now);
+	step();
+	CHECK(dc.wake_ms == ob.now + 1000);
+}
+
+static void
+test_primary_live_rule(void)
+{
+	struct pgl_lease l = { .holder = "pg1", .term = 3, .ttl_ms = 2000, .renewed_age_s = 1.0 };
+	struct pgl_node h = { .name = "pg1", .age_s = 3.9 };
+	char why[256];
+
+	CHECK(pgl_decide_primary_live(&l, &h, why, sizeof(why)));
+	h.age_s = 4.1;
+	CHECK(!pgl_decide_primary_live(&l, &h, why, sizeof(why)) && strstr(why, "stale"));
+	h.age_s = 1;
+	l.renewed_age_s = 2.1;
+	CHECK(!pgl_decide_primary_live(&l, &h, why, sizeof(why)) && strstr(why, "within its TTL"));
+	CHECK(!pgl_decide_primary_live(&l, NULL, why, sizeof(why)) && strstr(why, "no node row"));
+	l.holder[0] = '\0';
+	CHECK(!pgl_decide_primary_live(&l, &h, why, sizeof(why)) && strstr(why, "no holder"));
+}
+
+/* ---- randomized interleavings: several agents, the real decisions, a real store ---- */
+
+static uint64_t rng_state;
+
+static uint64_t
+rnd(void)
+{
+	/* xorshift64* */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 2685821657736338717ULL;
+}
+
+/* Uniform in [lo, hi]. */
+static int64_t
+rr(int64_t lo, int64_t hi)
+{
+	return lo + (int64_t) (rnd() % (uint64_t) (hi - lo + 1));
+}
+
+enum { SIM_NODES = 3 };
+
+/* What a node is doing between its steps. */
+enum sim_busy { SIM_READY, SIM_RENEWING, SIM_CLAIMING, SIM_DOWN };
+
+struct simnode {
+	char name[16];
+	struct pgl_store *st;		/* its own connection */
+	struct pgl_decider dc;
+	int64_t off;				/* its monotonic clock = true time + off */
+	int64_t next;				/* true time of its next step */
+	enum sim_busy busy;
+	int64_t t0;					/* own clock when the pending renewal or claim began */
+	struct pgl_action pending;	/* the claim in flight */
+	bool primary;				/* its server runs as primary */
+	bool stopping;
+	int64_t writable_until;		/* true time its postgres may write until; INT64_MIN: never */
+	uint64_t lsn;
+};
+
+struct simstats {
+	long steps, renewals, claims, conflicts, fences, releases, stalls, crashes;
+	long violations, unexpected;
+	char first[300];
+};
+
+struct sim {
+	struct simnode n[SIM_NODES];
+	int64_t t, last_term;
+	char term_holder[64];
+	struct simstats ss;
+	struct pgl_decide_cfg cfg;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+violation(struct sim *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->ss.violations++ == 0) {
+		va_start(ap, fmt);
+		vsnprintf(s->ss.first, sizeof(s->ss.first), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* At the claim's commit: may any other node still write? */
+static void
+check_claim(struct sim *s, int i, bool released)
+{
+	for (int j = 0; j < SIM_NODES; j++) {
+		int64_t need = released ? 0 : s->cfg.fence_margin_ms;
+
+		if (j != i && s->n[j].writable_until != INT64_MIN &&
+			s->n[j].writable_until + need > s->t)
+			violation(s, "%s claims at %" PRId64 " but %s may write until %" PRId64
+					  " (margin %" PRId64 ")", s->n[i].name, s->t, s->n[j].name,
+					  s->n[j].writable_until, need);
+	}
+}
+
+static void
+sim_fence(struct simnode *n, int64_t t)
+{
+	if (n->writable_until > t)
+		n->writable_until = t;
+	n->primary = false;
+}
+
+/* A job finishes at once; clean stops release at a checkpoint. */
+static void
+sim_job(struct sim *s, struct simnode *n, const struct pgl_action *a, struct pgl_actions *out)
+{
+	struct pgl_job_result r = { .job = a->job, .rc = 0, .timeline = 2 };
+
+	if (a->job == PGL_JOB_PROMOTE || a->job == PGL_JOB_BOOTSTRAP ||
+		(a->job == PGL_JOB_START && a->mode == PGL_SERVER_PRIMARY))
+		n->primary = true;
+	if (a->job == PGL_JOB_STOP) {
+		sim_fence(n, s->t);			/* the server is down before the release */
+		r.clean = true;
+		snprintf(r.lsn, sizeof(r.lsn), "0/%" PRIX64, n->lsn);
+	}
+	pgl_decide_job_done(&n->dc, &r, s->t + n->off, out);
+}
+
+static void
+sim_claim_commit(struct sim *s, struct simnode *n, struct pgl_actions *out)
+{
+	int64_t term = 0;
+	int rc = pgl_store_claim(n->st, &n->pending.lease, n->name, s->cfg.lease_ttl_ms, "sim", &term);
+
+	n->busy = SIM_READY;
+	if (rc == 0) {
+		if (term != s->last_term + 1)
+			violation(s, "%s won term %" PRId64 " after term %" PRId64, n->name, term,
+					  s->last_term);
+		s->last_term = term;
+		check_claim(s, (int) (n - s->n), n->pending.lease.holder[0] == '\0' ||
+					strstr(n->dc.expiry_rule, "gone") != NULL);
+		n->writable_until = n->t0 - n->off + s->cfg.lease_ttl_ms - s->cfg.fence_margin_ms;
+		s->ss.claims++;
+	} else if (rc == -PGL_ECONFLICT)
+		s->ss.conflicts++;
+	else
+		s->ss.unexpected++;
+	pgl_decide_claimed(&n->dc, rc, term, n->t0, out);
+}
+
+static void
+sim_renew_commit(struct sim *s, struct simnode *n, struct pgl_actions *out)
+{
+	int64_t dl = 0, ren = 0;
+	const struct pgl_decide_cfg *c = &s->cfg;
+	int rc = pgl_store_renew(n->st, n->name, n->dc.term, n->t0, c->lease_ttl_ms,
+							 c->fence_margin_ms, INT64_MAX / 2, &dl, &ren);
+
+	n->busy = SIM_READY;
+	if (rc == 0) {
+		s->ss.renewals++;
+		if (n->primary && dl - n->off > n->writable_until)
+			n->writable_until = dl - n->off;
+	} else if (rc != -PGL_ENOTHOLDER)
+		s->ss.unexpected++;
+	pgl_decide_renewed(&n->dc, rc, n->t0, dl, NULL, s->t + n->off, out);
+}
+
+/* How long a renewal takes: mostly fast, sometimes a stall past the TTL. */
+static int64_t
+sim_delay(struct sim *s)
+{
+	int64_t r = rr(0, 999);
+
+	if (r < 850)
+		return rr(0, 30);
+	if (r < 950)
+		return rr(30, s->cfg.renew_interval_ms);
+	if (r < 990)
+		return rr(s->cfg.renew_interval_ms, s->cfg.lease_ttl_ms);
+	s->ss.stalls++;
+	return rr(s->cfg.lease_ttl_ms, 3 * s->cfg.lease_ttl_ms);
+}
+
+/* Carries out a node's actions; renewals and claims complete later. */
+static void
+sim_execute(struct sim *s, struct simnode *n, struct pgl_actions *acts)
+{
+	for (int i = 0; i < acts->n; i++) {
+		const struct pgl_action *a = &acts->a[i];
+
+		switch (a->type) {
+		case PGL_ACT_RENEW:
+			n->busy = SIM_RENEWING;
+			n->t0 = s->t + n->off;
+			n->next = s->t + sim_delay(s);
+			break;
+		case PGL_ACT_CLAIM:
+			n->busy = SIM_CLAIMING;
+			n->t0 = s->t + n->off;
+			n->pending = *a;
+			n->next = s->t + rr(0, 60);		/* may lose the CAS meanwhile */
+			break;
+		case PGL_ACT_FENCE:
+		case PGL_ACT_KILL:
+			s->ss.fences += a->type == PGL_ACT_FENCE;
+			sim_fence(n, s->t);
+			break;
+		case PGL_ACT_RELEASE:
+			sim_fence(n, s->t);
+			if (pgl_store_release(n->st, n->name, a->term, a->lsn[0] ? a->lsn : NULL, "sim") != 0)
+				s->ss.unexpected++;
+			s->ss.releases++;
+			break;
+		case PGL_ACT_JOB:
+			sim_job(s, n, a, acts);
+			break;
+		case PGL_ACT_HEARTBEAT: {
+			struct pgl_node r = { .priority = 100 };
+
+			strcpy(r.name, n->name);
+			strcpy(r.role, n->primary ? "primary" : "standby");
+			strcpy(r.conninfo, "host=h port=5432");
+			r.receive_lsn_int = r.replay_lsn_int = n->lsn;
+			pgl_lsn_format(n->lsn, r.receive_lsn, sizeof(r.receive_lsn));
+			pgl_lsn_format(n->lsn, r.replay_lsn, sizeof(r.replay_lsn));
+			if (pgl_store_node_upsert(n->st, &r) != 0)
+				s->ss.unexpected++;
+			break;
+		}
+		case PGL_ACT_EXIT:
+			n->busy = SIM_DOWN;
+			n->next = s->t + rr(1, 2 * s->cfg.lease_ttl_ms);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Builds what node n observes now. */
+static void
+sim_observe(struct sim *s, struct simnode *n, struct pgl_obs *o, struct pgl_node **rows_out)
+{
+	memset(o, 0, sizeof(*o));
+	*rows_out = NULL;
+	o->now = s->t + n->off;
+	o->stop = n->stopping;
+	o->lease_ok = pgl_store_read_lease(n->st, &o->lease) == 0;
+	if (!o->lease_ok)
+		s->ss.unexpected++;
+	if (pgl_store_list_nodes(n->st, rows_out, &o->n_nodes) == 0) {
+		o->nodes_ok = true;
+		o->nodes = *rows_out;
+	}
+	for (int j = 0; j < SIM_NODES; j++)
+		if (s->n[j].busy == SIM_DOWN && strcmp(s->n[j].name, o->lease.holder) == 0)
+			o->holder_gone = true;			/* its alive lock is free */
+	o->server.has_data = o->server.standby_signal = true;
+	o->server.running = true;
+	o->server.mode = n->primary ? PGL_SERVER_PRIMARY : PGL_SERVER_STANDBY;
+	o->server.status_ok = true;
+	o->server.in_recovery = !n->primary;
+	o->server.receive_lsn = n->lsn;
+}
+
+/* Random trouble for a ready node: a crash, or a clean stop. */
+static bool
+sim_trouble(struct sim *s, struct simnode *n)
+{
+	int64_t r = rr(0, 9999);
+
+	if (r < 15) {
+		/* kill -9 of the whole node: postgres dies with it. */
+		sim_fence(n, s->t);
+		n->busy = SIM_DOWN;
+		n->next = s->t + rr(1, 2 * s->cfg.lease_ttl_ms);
+		s->ss.crashes++;
+		return true;
+	}
+	if (r < 40 && n->dc.term)
+		n->stopping = true;
+	return false;
+}
+
+static void
+sim_node_step(struct sim *s, struct simnode *n, struct pgl_actions *acts)
+{
+	struct pgl_node *rows_out = NULL;
+	struct pgl_obs o;
+
+	acts->n = 0;
+	if (n->busy == SIM_DOWN) {
+		/* Restarted with a fresh agent: a former holder never resumes its term. */
+		pgl_decide_free(&n->dc);
+		pgl_decide_init(&n->dc, &s->cfg);
+		strcpy(n->dc.cfg.node_name, n->name);
+		n->busy = SIM_READY;
+		n->primary = n->stopping = false;
+	} else if (n->busy == SIM_RENEWING)
+		sim_renew_commit(s, n, acts);
+	else if (n->busy == SIM_CLAIMING)
+		sim_claim_commit(s, n, acts);
+	else if (sim_trouble(s, n))
+		return;
+	n->lsn = (uint64_t) s->t / 10 + (uint64_t) rr(0, 50);
+	sim_execute(s, n, acts);
+	if (n->busy != SIM_READY)
+		return;
+	sim_observe(s, n, &o, &rows_out);
+	acts->n = 0;
+	pgl_decide_step(&n->dc, &o, acts);
+	free(rows_out);
+	n->next = n->dc.wake_ms - n->off + rr(0, 20);
+	sim_execute(s, n, acts);
+	if (n->next <= s->t)
+		n->next = s->t + 1;
+}
+
+static struct pgl_store *
+sim_store(const char *path, int flags)
+{
+	struct pgl_store *st = NULL;
+	char err[512];
+
+	if (pgl_store_open(path, flags, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "open %s: %s\n", path, err);
+		return NULL;
+	}
+	pgl_store_set_busy_ms(st, 5000);
+	return st;
+}
+
+static void
+sim_run(uint64_t seed, long steps, struct simstats *out)
+{
+	static const int64_t params[][3] = {
+		{ 5000, 1000, 1000 }, { 2000, 500, 500 }, { 1000, 200, 300 }, { 3000, 1000, 1000 },
+	};
+	struct sim *s = calloc(1, sizeof(*s));
+	struct pgl_actions *acts = calloc(1, sizeof(*acts));
+	char path[1024];
+
+	if (s == NULL || acts == NULL)
+		exit(2);
+	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+	s->cfg = base_cfg;
+	s->cfg.lease_ttl_ms = params[seed % 4][0];
+	s->cfg.renew_interval_ms = params[seed % 4][1];
+	s->cfg.fence_margin_ms = params[seed % 4][2];
+	s->cfg.election_grace_ms = s->cfg.renew_interval_ms;
+	s->t = 1000000;
+	/* Memory-backed when possible: the run is about decisions, not fsync. */
+	snprintf(path, sizeof(path), "%s/pglease-sim-%d-%" PRIu64 ".db",
+			 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : test_dir(), (int) getpid(), seed);
+	unlink(path);
+	for (int i = 0; i < SIM_NODES; i++) {
+		struct simnode *n = &s->n[i];
+
+		snprintf(n->name, sizeof(n->name), "n%d", i + 1);
+		if ((n->st = sim_store(path, PGL_STORE_CREATE)) == NULL)
+			exit(2);
+		pgl_decide_init(&n->dc, &s->cfg);
+		strcpy(n->dc.cfg.node_name, n->name);
+		n->off = rr(-1000000000, 1000000000);
+		n->writable_until = INT64_MIN;
+		n->next = s->t + rr(0, 500);
+	}
+	for (s->ss.steps = 0; s->ss.steps < steps; s->ss.steps++) {
+		int i = 0, writers = 0;
+
+		for (int j = 1; j < SIM_NODES; j++)
+			if (s->n[j].next < s->n[i].next)
+				i = j;
+		s->t = s->n[i].next;
+		sim_node_step(s, &s->n[i], acts);
+		for (int j = 0; j < SIM_NODES; j++)
+			writers += s->n[j].writable_until > s->t;
+		if (writers > 1)
+			violation(s, "two nodes may write at %" PRId64, s->t);
+	}
+	{
+		struct pgl_lease l;
+
+		if (pgl_store_read_lease(s->n[0].st, &l) != 0 || l.term != s->last_term)
+			s->ss.unexpected++;
+	}
+	for (int i = 0; i < SIM_NODES; i++) {
+		pgl_store_close(s->n[i].st);
+		pgl_decide_free(&s->n[i].dc);
+	}
+	unlink(path);
+	*out = s->ss;
+	free(s);
+	free(acts);
+}
+
+static const uint64_t seeds[] = { 1, 2, 3, 42, 2024, 987654321 };
+
+static void
+test_random_interleavings(void)
+{
+	long total = 0, conflicts = 0;
+
+	for (size_t k = 0; k < PGL_ARRAY_LEN(seeds); k++) {
+		struct simstats ss;
+
+		sim_run(seeds[k], 12000, &ss);
+		total += ss.steps;
+		conflicts += ss.conflicts;
+		printf("sim seed %" PRIu64 ": %ld steps, %ld renewals, %ld claims, %ld CAS lost, "
+			   "%ld fences, %ld releases, %ld crashes, %ld stalls\n", seeds[k], ss.steps,
+			   ss.renewals, ss.claims, ss.conflicts, ss.fences, ss.releases, ss.crashes,
+			   ss.stalls);
+		CHECKF(ss.violations == 0, "seed %" PRIu64 ": %ld violations; first: %s", seeds[k],
+			   ss.violations, ss.first);
+		CHECKF(ss.unexpected == 0, "seed %" PRIu64 ": %ld unexpected results", seeds[k],
+			   ss.unexpected);
+		/* The run exercised every path. */
+		CHECK(ss.claims > 10 && ss.renewals > 300 && ss.fences > 0 && ss.stalls > 0);
+		CHECK(ss.releases > 0 && ss.crashes > 0);
+	}
+	CHECK(total >= 70000);
+	CHECK(conflicts > 0);
+}
+
+#ifdef PGL_DECIDE_BROKEN_FOR_TEST
+/* Built with PGL_DECIDE_BROKEN_FOR_TEST: the simulation must catch the broken rule. */
+static void
+test_broken_rule_caught(void)
+{
+	long found = 0;
+
+	for (size_t k = 0; k < PGL_ARRAY_LEN(seeds); k++) {
+		struct simstats ss;
+
+		sim_run(seeds[k], 12000, &ss);
+		found += ss.violations;
+		if (ss.violations)
+			printf("broken rule caught, seed %" PRIu64 ": %s\n", seeds[k], ss.first);
+	}
+	CHECKF(found > 0, "observers waiting half the TTL went unnoticed");
+}
+#else
+
+#endif
+
+int
+main(void)
+{
+#ifdef PGL_DECIDE_BROKEN_FOR_TEST
+	TEST(test_broken_rule_caught);
+#else
+	TEST(test_holder_renew_and_deadline);
+	TEST(test_renew_results);
+	TEST(test_higher_term_fences);
+	TEST(test_observer_expiry_edges);
+	TEST(test_holder_gone_and_own_term);
+	TEST(test_election_table);
+	TEST(test_fresh_heartbeat_needed_before_best_claims);
+	TEST(test_released_lsn);
+	TEST(test_paused_and_not_a_candidate);
+	TEST(test_bootstrap);
+	TEST(test_promotion_results);
+	TEST(test_primary_crash_restart);
+	TEST(test_follow_rules);
+	TEST(test_start_failure_escalation);
+	TEST(test_not_streaming_rewinds);
+	TEST(test_clean_stop);
+	TEST(test_store_fault_fences_first);
+	TEST(test_unreadable_lease_only_holder_duties);
+	TEST(test_wake_time);
+	TEST(test_primary_live_rule);
+	TEST(test_random_interleavings);
+#endif
+	pgl_decide_free(&dc);
+	return TEST_REPORT();
+}
