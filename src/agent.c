@@ -412,12 +412,20 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 	return again;
 }
 
+static void read_signals(struct pgl_daemon *d);
+
+/*
+ * Called about every 100 ms while a job waits on a child program or on the
+ * server: SIGTERM is seen (the job's program is then killed), and a holder
+ * renews or fences.
+ */
 void
 pgl_agent_keepalive(void *arg)
 {
 	struct pgl_daemon *d = arg;
 	struct pgl_actions *acts;
 
+	read_signals(d);
 	if (d->in_keepalive || d->dc.term == 0)
 		return;
 	if ((acts = malloc(sizeof(*acts))) == NULL)
@@ -843,11 +851,61 @@ usage(FILE *f)
 	pgl_config_print_keys(f);
 }
 
+/* Is the in-server fence (pglease_fence.so) installed, and is it required? */
+/* The store file's identity, to notice it deleted or replaced later. */
+static void
+remember_store_file(struct pgl_daemon *d)
+{
+	struct stat sb;
+
+	if (stat(d->cfg.lease_db, &sb) == 0) {
+		d->store_dev = sb.st_dev;
+		d->store_ino = sb.st_ino;
+	}
+}
+
+static int
+check_fence_lib(struct pgl_daemon *d)
+{
+	char lib[PGL_PATH_MAX + 32];
+
+	pgl_node_fence_lib(&d->cfg, lib, sizeof(lib));
+	d->fence_on = strcmp(d->cfg.in_server_fence, "off") != 0 && access(lib, R_OK) == 0;
+	if (strcmp(d->cfg.in_server_fence, "on") == 0 && !d->fence_on) {
+		fprintf(stderr, "pglease: in_server_fence = on, but %s is not installed "
+				"(make -C src/fence install)\n", lib);
+		return -PGL_ECONFIG;
+	}
+	if (!d->fence_on && strcmp(d->cfg.in_server_fence, "auto") == 0)
+		pgl_log_warn("in-server fence not installed (%s): a primary frozen as a whole "
+					 "may still commit briefly when it thaws", lib);
+	return 0;
+}
+
+/*
+ * SIGTERM, SIGINT, SIGHUP and SIGCHLD arrive through a signalfd the loop
+ * polls; children start with the original mask.
+ */
+static int
+setup_signals(struct pgl_daemon *d)
+{
+	sigset_t mask, orig;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, &orig);
+	pgl_proc_set_child_sigmask(&orig);
+	d->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	return d->sig_fd < 0 ? -PGL_ESYS : 0;
+}
+
 static int
 setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 {
 	char err[4096];
-	sigset_t mask, orig;
 	int rc;
 
 	if ((rc = pgl_config_load(&d->cfg, conf, NULL, err, sizeof(err))) < 0) {
@@ -870,28 +928,9 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	}
 	d->busy_ms = 500;
 	pgl_store_set_busy_ms(d->st, d->busy_ms);
-	{
-		struct stat sb;
-
-		if (stat(d->cfg.lease_db, &sb) == 0) {
-			d->store_dev = sb.st_dev;
-			d->store_ino = sb.st_ino;
-		}
-	}
-	{
-		char lib[PGL_PATH_MAX + 32];
-
-		pgl_node_fence_lib(&d->cfg, lib, sizeof(lib));
-		d->fence_on = strcmp(d->cfg.in_server_fence, "off") != 0 && access(lib, R_OK) == 0;
-		if (strcmp(d->cfg.in_server_fence, "on") == 0 && !d->fence_on) {
-			fprintf(stderr, "pglease: in_server_fence = on, but %s is not installed "
-					"(make -C src/fence install)\n", lib);
-			return PGL_EXIT_USAGE;
-		}
-		if (!d->fence_on && strcmp(d->cfg.in_server_fence, "auto") == 0)
-			pgl_log_warn("in-server fence not installed (%s): a primary frozen as a whole "
-						 "may still commit briefly when it thaws", lib);
-	}
+	remember_store_file(d);
+	if (check_fence_lib(d) < 0)
+		return PGL_EXIT_USAGE;
 	if ((rc = take_alive_lock(d, err, sizeof(err))) < 0 ||
 		(rc = pgl_node_check_identity(d, err, sizeof(err))) < 0 ||
 		(rc = check_no_foreign_postmaster(d, err, sizeof(err))) < 0) {
@@ -900,15 +939,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	}
 	if ((rc = pgl_watch_open(d->cfg.lease_db, &d->watch)) < 0)
 		return PGL_EXIT_FAIL;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	sigaddset(&mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &mask, &orig);
-	pgl_proc_set_child_sigmask(&orig);
-	d->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (d->sig_fd < 0 || watchdog_start() < 0) {
+	if (setup_signals(d) < 0 || watchdog_start() < 0) {
 		fprintf(stderr, "pglease: cannot set up signals or the fence watchdog: %s\n",
 				strerror(errno));
 		return PGL_EXIT_FAIL;
@@ -960,6 +991,26 @@ decide_init(struct pgl_daemon *d)
 	pgl_decide_init(&d->dc, &c);
 }
 
+/* The loop: one step per wake (inotify on the store, a signal, or the timer). */
+static void
+run_loop(struct pgl_daemon *d)
+{
+	while (!d->exit) {
+		struct pollfd p[2] = {
+			{ .fd = pgl_watch_fd(d->watch), .events = POLLIN },
+			{ .fd = d->sig_fd, .events = POLLIN },
+		};
+
+		tick(d);
+		if (poll(p, 2, next_timeout(d)) > 0) {
+			if (p[0].revents)
+				pgl_watch_drain(d->watch);
+			if (p[1].revents)
+				read_signals(d);
+		}
+	}
+}
+
 int
 pgl_agent_main(int argc, char **argv)
 {
@@ -1000,20 +1051,8 @@ pgl_agent_main(int argc, char **argv)
 	rc = setup(d, conf, lease_db);
 	if (rc == PGL_EXIT_OK)
 		decide_init(d);
-	while (rc == PGL_EXIT_OK && !d->exit) {
-		struct pollfd p[2] = {
-			{ .fd = pgl_watch_fd(d->watch), .events = POLLIN },
-			{ .fd = d->sig_fd, .events = POLLIN },
-		};
-
-		tick(d);
-		if (poll(p, 2, next_timeout(d)) > 0) {
-			if (p[0].revents)
-				pgl_watch_drain(d->watch);
-			if (p[1].revents)
-				read_signals(d);
-		}
-	}
+	if (rc == PGL_EXIT_OK)
+		run_loop(d);
 	if (rc == PGL_EXIT_OK)
 		shutdown_node(d);
 	if (rc == PGL_EXIT_OK && d->fatal)

@@ -975,6 +975,43 @@ configure_new_cluster(struct pgl_daemon *d)
 }
 
 /*
+ * What the replication role needs on a pg_rewind source, without superuser:
+ * CHECKPOINT (pg_checkpoint) on a just-promoted source (see pgl_node_rewind)
+ * and the file functions pg_rewind reads with.
+ */
+static int
+grant_rewind_source(PGconn *c, const char *ident)
+{
+	static const char *const funcs[] = {
+		"pg_catalog.pg_ls_dir(text, boolean, boolean)",
+		"pg_catalog.pg_stat_file(text, boolean)",
+		"pg_catalog.pg_read_binary_file(text)",
+		"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+	};
+	char *sql = NULL;
+	int rc = -PGL_EPG;
+
+	if (asprintf(&sql, "GRANT pg_checkpoint TO %s", ident) < 0)
+		return -PGL_ESYS;
+	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+		goto out;
+	for (size_t i = 0; i < PGL_ARRAY_LEN(funcs); i++) {
+		free(sql);
+		if (asprintf(&sql, "GRANT EXECUTE ON FUNCTION %s TO %s", funcs[i], ident) < 0) {
+			sql = NULL;
+			rc = -PGL_ESYS;
+			goto out;
+		}
+		if (pgl_pg_exec(c, sql, 0, NULL) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	free(sql);
+	return rc;
+}
+
+/*
  * The replication role, created with a SCRAM verifier computed here
  * (PQencryptPasswordConn), so the plaintext password never reaches the
  * server; the statement is kept out of the server log (log_statement,
@@ -986,12 +1023,6 @@ create_replication_role(struct pgl_daemon *d)
 {
 	PGconn *c = pgl_node_conn(d);
 	char *ident = NULL, *lit = NULL, *verifier = NULL, *sql = NULL;
-	static const char *const funcs[] = {
-		"pg_catalog.pg_ls_dir(text, boolean, boolean)",
-		"pg_catalog.pg_stat_file(text, boolean)",
-		"pg_catalog.pg_read_binary_file(text)",
-		"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
-	};
 	int rc = -PGL_EPG;
 
 	if (c == NULL)
@@ -1018,25 +1049,9 @@ create_replication_role(struct pgl_daemon *d)
 	pgl_pg_exec(c, "RESET log_min_duration_statement", 0, NULL);
 	if (rc < 0)
 		goto out;
-	rc = -PGL_EPG;
-	free(sql);
-	/* CHECKPOINT on a just-promoted source before pg_rewind (see pgl_node_rewind). */
-	if (asprintf(&sql, "GRANT pg_checkpoint TO %s", ident) < 0) {
-		sql = NULL;
+	rc = grant_rewind_source(c, ident);
+	if (rc < 0)
 		goto out;
-	}
-	if (pgl_pg_exec(c, sql, 0, NULL) < 0)
-		goto out;
-	/* What pg_rewind needs from its source, without superuser. */
-	for (size_t i = 0; i < PGL_ARRAY_LEN(funcs); i++) {
-		free(sql);
-		if (asprintf(&sql, "GRANT EXECUTE ON FUNCTION %s TO %s", funcs[i], ident) < 0) {
-			sql = NULL;
-			goto out;
-		}
-		if (pgl_pg_exec(c, sql, 0, NULL) < 0)
-			goto out;
-	}
 	rc = 0;
 out:
 	free(sql);
