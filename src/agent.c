@@ -30,6 +30,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "pglease/agent.h"
@@ -511,6 +512,81 @@ holder_processes_gone(struct pgl_daemon *d, const char *holder)
 	return gone;
 }
 
+/* ---- death seen at once ---- */
+
+/*
+ * An observer keeps one child process blocked in flock() on the holder's
+ * alive lock.  The kernel hands it the lock the moment the last process of
+ * the holder (agent, postmaster, backends) exits; the child exits 0 at once,
+ * releasing the lock, and its SIGCHLD wakes the loop through the signalfd.
+ * The child keeps only that descriptor (never this agent's own lock or the
+ * store) and dies with the agent.
+ */
+static void
+watch_stop(struct pgl_daemon *d)
+{
+	if (d->watch_pid > 0) {
+		kill(d->watch_pid, SIGKILL);
+		while (waitpid(d->watch_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	d->watch_pid = 0;
+	d->watch_name[0] = '\0';
+	d->watch_term = 0;
+	d->watch_gone = false;
+}
+
+static void __attribute__((noreturn))
+watch_child(int fd, pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(2);
+	if (fd != 3 && dup2(fd, 3) < 0)
+		_exit(2);
+	close_range(4, ~0U, 0);
+	prctl(PR_SET_NAME, "pglease-watch");
+	while (flock(3, LOCK_EX) != 0)
+		if (errno != EINTR)
+			_exit(2);
+	_exit(0);
+}
+
+/* Watches holder's lock at term (no-op when already watching it). */
+static void
+watch_holder(struct pgl_daemon *d, const char *holder, int64_t term)
+{
+	pid_t parent = getpid(), pid;
+	int fd;
+
+	if (strcmp(d->watch_name, holder) == 0 && d->watch_term == term &&
+		(d->watch_pid > 0 || d->watch_gone))
+		return;
+	watch_stop(d);
+	fd = open_alive_lock(d, holder, O_RDONLY | O_CLOEXEC, NULL, 0);
+	if (fd < 0)
+		return;					/* no lock file: no proof, the TTL decides */
+	pid = fork();
+	if (pid == 0)
+		watch_child(fd, parent);
+	close(fd);
+	if (pid < 0)
+		return;
+	d->watch_pid = pid;
+	pgl_strlcpy(d->watch_name, holder, sizeof(d->watch_name));
+	d->watch_term = term;
+}
+
+/* Proof of death for the lease's holder, from the watch or a probe. */
+static bool
+holder_gone(struct pgl_daemon *d, const struct pgl_lease *l)
+{
+	watch_holder(d, l->holder, l->term);
+	if (d->watch_gone && d->watch_term == l->term && strcmp(d->watch_name, l->holder) == 0)
+		return true;
+	return holder_processes_gone(d, l->holder);
+}
+
 
 
 /*
@@ -614,7 +690,9 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 	if (d->n_pending)
 		flush_events(d);
 	if (o->lease.holder[0] && strcmp(o->lease.holder, d->cfg.node_name) != 0 && d->dc.term == 0)
-		o->holder_gone = holder_processes_gone(d, o->lease.holder);
+		o->holder_gone = holder_gone(d, &o->lease);
+	else
+		watch_stop(d);
 	if (maybe_claimable(d, o) && pgl_store_read_cluster(d->st, &c) == 0)
 		o->paused = c.paused;
 	if (pgl_store_list_nodes(d->st, nodes, &o->n_nodes) == 0) {
@@ -1057,6 +1135,7 @@ pgl_agent_main(int argc, char **argv)
 		shutdown_node(d);
 	if (rc == PGL_EXIT_OK && d->fatal)
 		rc = PGL_EXIT_FAIL;
+	watch_stop(d);
 	pgl_node_disconnect(d);
 	pgl_watch_close(d->watch);
 	pgl_store_close(d->st);

@@ -471,6 +471,9 @@ pgl_node_reap(struct pgl_daemon *d)
 				pgl_log_info("postgres exited on signal %d", WTERMSIG(status));
 			else
 				pgl_log_info("postgres exited with status %d", WEXITSTATUS(status));
+		} else if (pid == d->watch_pid) {
+			d->watch_pid = 0;
+			d->watch_gone = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		}
 	}
 	return pm_gone;

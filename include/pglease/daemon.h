@@ -54,6 +54,12 @@ struct pgl_daemon {
 	int64_t pm_started_ms;
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
 
+	/* Death seen at once: a child blocked in flock() on the holder's alive lock. */
+	pid_t watch_pid;			/* 0 when none */
+	char watch_name[PGL_NAME_MAX];	/* the holder it watches ... */
+	int64_t watch_term;			/* ... at this term */
+	bool watch_gone;			/* it got the lock: that holder's processes are gone */
+
 	/* The decisions: role, term, deadline, the lease as seen, following. */
 	struct pgl_decider dc;
 	int64_t last_removed_event;	/* newest "removed" event whose slot was dropped */
@@ -91,7 +97,10 @@ int pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upst
 int pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms);
 /* Immediate shutdown (SIGQUIT), then SIGKILL of the whole tree after 2 s. */
 void pgl_node_kill(struct pgl_daemon *d);
-/* Reaps exited children; true if the postmaster was among them. */
+/*
+ * Reaps exited children; true if the postmaster was among them.  Notes the
+ * holder watch's exit (watch_pid, watch_gone) too.
+ */
 bool pgl_node_reap(struct pgl_daemon *d);
 /* pg_promote() and waits until the server is out of recovery. */
 int pgl_node_promote(struct pgl_daemon *d);
