@@ -23,9 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <sqlite3.h>
 
 #include "pglease/agent.h"
 #include "pglease/cli.h"
@@ -454,10 +451,11 @@ static int
 resolve_path(struct cli *c)
 {
 	char err[4096];
+	int rc = pgl_config_lease_db(c->config, c->path, sizeof(c->path), err, sizeof(err));
 
-	if (pgl_config_lease_db(c->config, c->path, sizeof(c->path), err, sizeof(err)) < 0) {
+	if (rc < 0) {
 		print_config_errors(err);
-		return PGL_EXIT_USAGE;
+		return rc == -PGL_ENOMEM ? PGL_EXIT_FAIL : PGL_EXIT_USAGE;
 	}
 	if (c->lease_db_arg && !pgl_strlcpy(c->path, c->lease_db_arg, sizeof(c->path))) {
 		fprintf(stderr, "pglease %s: --lease-db: path too long\n", c->cmd->name);
@@ -469,44 +467,20 @@ resolve_path(struct cli *c)
 /* ---- store access ---- */
 
 /*
- * Refuses a store path (or its -wal/-shm side file) that exists but is not a
- * regular file: SQLite would block forever opening a FIFO (and watch would
- * then never see SIGTERM), and says "disk I/O error" for a directory.
- * stat() never opens the file, so it cannot block.  A missing path is left
- * to pgl_store_open(), which names it.  Returns 0, or PGL_EXIT_FAIL after
- * printing one line.
+ * Opens c->path; on failure prints the store's one-line reason.  The path
+ * is checked first without opening it (pgl_store_check_path): an SQLite
+ * store or side file that is a FIFO would block the open forever, and watch
+ * would then never see SIGTERM.
  */
-static int
-check_regular(const char *path)
-{
-	static const char *const suffix[] = { "", "-wal", "-shm" };
-	char p[PGL_PATH_MAX + 8];
-	struct stat sb;
-
-	for (size_t i = 0; i < PGL_ARRAY_LEN(suffix); i++) {
-		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
-		if (stat(p, &sb) != 0 || S_ISREG(sb.st_mode))
-			continue;
-		fprintf(stderr, "pglease: %s: cannot open lease store: %snot a regular file (%s)\n",
-				tty(path), i == 0 ? "" : i == 1 ? "its -wal file is " : "its -shm file is ",
-				S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
-				: S_ISSOCK(sb.st_mode) ? "a socket" : S_ISCHR(sb.st_mode) ||
-				S_ISBLK(sb.st_mode) ? "a device" : "not a file");
-		return PGL_EXIT_FAIL;
-	}
-	return 0;
-}
-
-/* Opens c->path; on failure prints the store's one-line reason. */
 static int
 open_store(struct cli *c, const char *path, int flags, struct pgl_store **st)
 {
 	char err[PGL_PATH_MAX + 512];
 	int rc;
 
-	if (check_regular(path) != 0)
-		return PGL_EXIT_FAIL;
-	rc = pgl_store_open(path, flags, st, err, sizeof(err));
+	rc = pgl_store_check_path(path, err, sizeof(err));
+	if (rc == 0)
+		rc = pgl_store_open(path, flags, st, err, sizeof(err));
 	if (rc == 0)
 		return 0;
 	if (rc == -PGL_ENOENT && c->cmd->fn == cmd_primary)
@@ -700,7 +674,8 @@ print_rows(const struct row *rows, int n)
 	}
 }
 
-static void
+/* The status table for people; 0, or PGL_EXIT_FAIL (reported) when out of memory. */
+static int
 print_status_table(const struct snapshot *s)
 {
 	static const struct row header = { { "Name", "Role", "State", "Upstream", "Timeline",
@@ -708,6 +683,10 @@ print_status_table(const struct snapshot *s)
 	char lease[TTY_MAX];
 	struct row *rows = calloc(s->n_nodes + 1, sizeof(*rows));
 
+	if (rows == NULL) {
+		fprintf(stderr, "pglease: status: %s\n", pgl_strerror(-PGL_ENOMEM));
+		return PGL_EXIT_FAIL;
+	}
 	format_lease(&s->lease, lease, sizeof(lease));
 	printf("Cluster %s  %s%s\n\n", tty(s->cluster.name), lease, s->cluster.paused ? "  PAUSED" : "");
 	rows[0] = header;
@@ -718,6 +697,7 @@ print_status_table(const struct snapshot *s)
 	else
 		print_rows(rows, s->n_nodes + 1);
 	free(rows);
+	return 0;
 }
 
 static int
@@ -734,7 +714,7 @@ cmd_status(struct cli *c)
 	if (c->json)
 		print_status_json(&s);
 	else
-		print_status_table(&s);
+		rc = print_status_table(&s);
 out:
 	free(s.nodes);
 	pgl_store_close(st);
@@ -1170,7 +1150,7 @@ cmd_watch(struct cli *c)
 	sigaction(SIGTERM, &sa, NULL);
 	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &w.st)) != 0)
 		goto out;
-	if (pgl_watch_open(c->path, &pw) < 0) {
+	if (pgl_store_watch_open(w.st, &pw) < 0) {
 		fprintf(stderr, "pglease: %s: cannot watch the lease store's directory: %s\n",
 				tty(c->path), strerror(errno));
 		rc = PGL_EXIT_FAIL;
@@ -1292,6 +1272,10 @@ cmd_health(struct cli *c)
 	char err[4096], msg[TTY_MAX];
 	int rc;
 
+	if (cfg == NULL) {
+		fprintf(stderr, "pglease: health: %s\n", pgl_strerror(-PGL_ENOMEM));
+		return PGL_EXIT_FAIL;
+	}
 	if (pgl_config_load(cfg, c->config, NULL, err, sizeof(err)) < 0) {
 		print_config_errors(err);
 		rc = PGL_EXIT_USAGE;

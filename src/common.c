@@ -26,6 +26,7 @@ static const char *const err_names[PGL_E_COUNT] = {
 	[PGL_ETIMEOUT] = "timed out",
 	[PGL_ECONFIG] = "configuration error",
 	[PGL_EDUP] = "duplicate node name",
+	[PGL_ENOMEM] = "out of memory",
 };
 
 const char *
@@ -112,18 +113,43 @@ pgl_host_valid(const char *host)
 	return true;
 }
 
+/* A TCP port as libpq would use it, but strictly: 1 to 5 digits, no sign or space, 1..65535. */
+static int
+port_parse(const char *text)
+{
+	size_t n = strspn(text, "0123456789");
+	long v;
+
+	if (n == 0 || n > 5 || text[n] != '\0')
+		return 0;
+	v = strtol(text, NULL, 10);
+	return v >= 1 && v <= 65535 ? (int) v : 0;
+}
+
+/*
+ * libpq's own parser decides what the text means (quotes, backslashes,
+ * spaces around '=', a URI, a keyword given twice), so the host and port
+ * taken here are exactly those a connection would use.
+ */
 int
 pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *port)
 {
 	PQconninfoOption *opts;
 	const char *h = NULL, *p = NULL;
-	int rc = 0;
+	char *why = NULL;
+	int rc = -PGL_EINVAL;
 
 	if (hostlen)
 		host[0] = '\0';
 	*port = 0;
-	if (conninfo == NULL || (opts = PQconninfoParse(conninfo, NULL)) == NULL)
+	if (conninfo == NULL)
 		return -PGL_EINVAL;
+	if ((opts = PQconninfoParse(conninfo, &why)) == NULL) {
+		/* NULL with no message is libpq's out of memory */
+		rc = why ? -PGL_EINVAL : -PGL_ENOMEM;
+		PQfreemem(why);
+		return rc;
+	}
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
 		if (o->val == NULL)
 			continue;
@@ -133,21 +159,60 @@ pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *po
 			p = o->val;
 		/* anything else (sslmode, password, hostaddr...) is not carried over */
 	}
-	if (rc == 0 && (h == NULL || p == NULL || !pgl_host_valid(h) || strlen(h) >= hostlen))
-		rc = -PGL_EINVAL;
-	if (rc == 0) {
-		char *end;
-		long v = strtol(p, &end, 10);
-
-		if (end == p || *end != '\0' || v < 1 || v > 65535)
-			rc = -PGL_EINVAL;
-		else {
-			*port = (int) v;
-			strcpy(host, h);
-		}
+	if (h && p && pgl_host_valid(h) && strlen(h) < hostlen && (*port = port_parse(p)) > 0) {
+		memcpy(host, h, strlen(h) + 1);
+		rc = 0;
 	}
 	PQconninfoFree(opts);
 	return rc;
+}
+
+/* True if a conninfo value needs no quotes: non-empty, [A-Za-z0-9._:-] only. */
+static bool
+conninfo_bare(const char *v)
+{
+	return *v && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						"0123456789._:-") == strlen(v);
+}
+
+/*
+ * A host that needs them is quoted as libpq reads a conninfo value: in
+ * single quotes, with ' and \ preceded by a backslash.  The length is
+ * computed first, so the text is either complete or not written at all.
+ */
+int
+pgl_conninfo_format(const char *host, int port, char *buf, size_t len)
+{
+	char tail[16];
+	size_t need, used;
+	bool bare;
+
+	if (len)
+		buf[0] = '\0';
+	if (host == NULL || port < 1 || port > 65535)
+		return -PGL_EINVAL;
+	bare = conninfo_bare(host);
+	snprintf(tail, sizeof(tail), " port=%d", port);
+	need = strlen("host=") + strlen(host) + strlen(tail) + 1;
+	if (!bare)
+		for (const char *c = host; *c; c++)
+			need += (*c == '\'' || *c == '\\') ? 1 : 0;
+	need += bare ? 0 : 2;
+	if (need > len)
+		return -PGL_EINVAL;
+	memcpy(buf, "host=", 5);
+	used = 5;
+	if (!bare)
+		buf[used++] = '\'';
+	for (const char *c = host; *c; c++) {
+		if (!bare && (*c == '\'' || *c == '\\'))
+			buf[used++] = '\\';
+		buf[used++] = *c;
+	}
+	if (!bare)
+		buf[used++] = '\'';
+	memcpy(buf + used, tail, strlen(tail) + 1);
+	return 0;
 }
 
 bool

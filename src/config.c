@@ -15,7 +15,9 @@
  *     beginning of a line or after white space, so "a#b" would be ambiguous;
  *   - a control character (C0, DEL) in any value;
  *   - allowed_network other than samenet, samehost or a CIDR ADDRESS/PREFIX
- *     with no host bits set: the value is written into pg_hba.conf.
+ *     with no host bits set: the value is written into pg_hba.conf;
+ *   - advertise_host other than a host name or IP address (pgl_host_valid):
+ *     the value is written into the node's conninfo in the lease store.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -35,7 +37,8 @@
 
 extern char **environ;
 
-enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE, KEY_NETWORK };
+enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE, KEY_NETWORK,
+			   KEY_HOST };
 
 /* Longest line of a config file (without its newline). */
 #define LINE_MAX_LEN 4095
@@ -68,7 +71,7 @@ static const struct conf_key keys[] = {
 	{ "pg_bindir", KEY_STR, OFF(pg_bindir), "", 0, 0,
 	  "directory of postgres, initdb, pg_rewind...; default: PATH, then /usr/lib/postgresql/*/bin", NULL },
 	{ "pg_port", KEY_INT, OFF(pg_port), "5432", 1, 65535, "PostgreSQL port", NULL },
-	{ "advertise_host", KEY_STR, OFF(advertise_host), "", 0, 0,
+	{ "advertise_host", KEY_HOST, OFF(advertise_host), "", 0, 0,
 	  "host name or address other nodes use to reach this one; default: the host name", NULL },
 	{ "replication_user", KEY_NAME, OFF(replication_user), "pglease", 1, 0,
 	  "role used for replication, pg_rewind and pg_basebackup", NULL },
@@ -246,6 +249,27 @@ choice_valid(const struct conf_key *k, const char *val, char *why, size_t whylen
 	return false;
 }
 
+/* Parses an integer key's value into *field, checking its range. */
+static bool
+int_value(const struct conf_key *k, const char *val, int *field, char *why, size_t whylen)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(val, &end, 10);
+	if (errno || end == val || *end != '\0') {
+		snprintf(why, whylen, "'%s' is not an integer", val);
+		return false;
+	}
+	if (v < k->min || v > k->max) {
+		snprintf(why, whylen, "%ld is out of range [%ld, %ld]", v, k->min, k->max);
+		return false;
+	}
+	*field = (int) v;
+	return true;
+}
+
 /* Stores `val` into the field of `k`; on error writes a reason into why. */
 static bool
 set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
@@ -261,23 +285,8 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 		}
 	}
 	switch (k->type) {
-	case KEY_INT: {
-		char *end;
-		long v;
-
-		errno = 0;
-		v = strtol(val, &end, 10);
-		if (errno || end == val || *end != '\0') {
-			snprintf(why, whylen, "'%s' is not an integer", val);
-			return false;
-		}
-		if (v < k->min || v > k->max) {
-			snprintf(why, whylen, "%ld is out of range [%ld, %ld]", v, k->min, k->max);
-			return false;
-		}
-		*(int *) field = (int) v;
-		return true;
-	}
+	case KEY_INT:
+		return int_value(k, val, (int *) field, why, whylen);
 	case KEY_NAME:
 		if (*val != '\0' && !pgl_name_valid(val)) {
 			snprintf(why, whylen, "'%s' is not a valid name ([a-z0-9_-], 1 to 63 characters)", val);
@@ -303,6 +312,12 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 	case KEY_NETWORK:
 		if (!network_valid(val, why, whylen))
 			return false;
+		break;
+	case KEY_HOST:
+		if (*val != '\0' && !pgl_host_valid(val)) {
+			snprintf(why, whylen, "'%s' is not a host name or IP address", val);
+			return false;
+		}
 		break;
 	case KEY_STR:
 		break;
@@ -514,12 +529,16 @@ static void
 parse_file(struct pgl_config *cfg, const char *path, struct errbuf *e)
 {
 	struct seen *seen = calloc(1, sizeof(*seen));
-	FILE *f = open_config(path, e);
+	FILE *f = seen ? open_config(path, e) : NULL;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	int lineno = 0;
 
+	if (seen == NULL) {
+		add_err(e, "%s: cannot read the config file: out of memory", path);
+		goto out;
+	}
 	if (f == NULL)
 		goto out;
 	/* getline, not fgets: a NUL byte must not hide the rest of a line. */
@@ -640,10 +659,12 @@ find_bindir(char *const *envp, char *out, size_t len)
 	DIR *d;
 	struct dirent *de;
 
+	/* Out of memory for the copy of PATH: look in /usr/lib/postgresql only. */
 	if (path) {
 		char *copy = strdup(path), *save = NULL;
+		char *dir = copy ? strtok_r(copy, ":", &save) : NULL;
 
-		for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		for (; dir; dir = strtok_r(NULL, ":", &save)) {
 			snprintf(buf, sizeof(buf), "%s/pg_rewind", dir);
 			if (access(buf, X_OK) == 0) {
 				snprintf(out, len, "%s", dir);
@@ -687,7 +708,7 @@ set_defaults(struct pgl_config *cfg)
 static void
 validate(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 {
-	char host[256];
+	char host[256] = "";
 
 	if (cfg->node_name[0] == '\0') {
 		if (gethostname(host, sizeof(host)) != 0 || !pgl_name_valid(host))
@@ -697,7 +718,10 @@ validate(struct pgl_config *cfg, char *const *envp, struct errbuf *e)
 			strcpy(cfg->node_name, host);
 	}
 	if (cfg->advertise_host[0] == '\0') {
-		if (gethostname(host, sizeof(host)) == 0)
+		if (gethostname(host, sizeof(host)) != 0 || !pgl_host_valid(host))
+			add_err(e, "advertise_host: not set, and the host name '%s' is not a host name "
+					"or IP address", host);
+		else
 			pgl_strlcpy(cfg->advertise_host, host, sizeof(cfg->advertise_host));
 	}
 	if ((long) cfg->renew_interval_ms * 2 > (long) cfg->lease_ttl_ms - cfg->fence_margin_ms)
@@ -740,6 +764,10 @@ pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t e
 
 	if (errlen)
 		err[0] = '\0';
+	if (cfg == NULL) {
+		add_err(&e, "cannot resolve lease_db: out of memory");
+		return -PGL_ENOMEM;
+	}
 	set_defaults(cfg);
 	if (path)
 		parse_file(cfg, path, &e);

@@ -93,7 +93,7 @@ pgl_buf_finish(struct pgl_buf *b, char **out)
 		b->data[0] = '\0';
 	if (b->failed) {
 		pgl_buf_free(b);
-		return -PGL_ESYS;
+		return -PGL_ENOMEM;
 	}
 	*out = b->data;
 	memset(b, 0, sizeof(*b));
@@ -267,7 +267,7 @@ pgl_conf_node_text(const struct pgl_node_conf_in *in, char **out)
 			}
 			if (pgl_buf_finish(&pre, &joined) < 0) {
 				pgl_buf_free(&b);
-				return -PGL_ESYS;
+				return -PGL_ENOMEM;
 			}
 			conf_line(&b, name, joined);
 			free(joined);

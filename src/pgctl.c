@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -60,6 +61,7 @@ child_prepare(int keep_fd)
 		close_range(3, ~0U, 0);
 }
 
+/* environ plus add (the strings are shared); caller frees the array.  NULL: out of memory. */
 static char **
 build_env(char *const *add)
 {
@@ -71,9 +73,54 @@ build_env(char *const *add)
 	while (add && add[m])
 		m++;
 	env = calloc(n + m + 1, sizeof(char *));
+	if (env == NULL)
+		return NULL;
 	memcpy(env, environ, n * sizeof(char *));
 	memcpy(env + n, add, m * sizeof(char *));
 	return env;
+}
+
+/*
+ * Reads the child's output from fd into out (truncated to outlen - 1) until
+ * EOF, calling opts->tick about every 100 ms and SIGKILLing pid once the
+ * timeout passes or the abort flag is set.  Returns true if it killed pid.
+ */
+static bool
+collect_output(pid_t pid, int fd, const struct pgl_run_opts *opts, char *out, size_t outlen)
+{
+	int64_t start = pgl_mono_ms();
+	size_t used = 0;
+	bool killed = false, eof = false;
+
+	if (out && outlen)
+		out[0] = '\0';
+	while (!eof) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[4096];
+		int r = poll(&p, 1, 100);
+
+		if (r > 0) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+
+			if (n <= 0)
+				eof = true;
+			else if (out && used + 1 < outlen) {
+				size_t k = (size_t) n < outlen - 1 - used ? (size_t) n : outlen - 1 - used;
+
+				memcpy(out + used, buf, k);
+				used += k;
+				out[used] = '\0';
+			}
+		}
+		if (opts->tick)
+			opts->tick(opts->tick_arg);
+		if (!killed && ((opts->timeout_ms && pgl_mono_ms() - start > opts->timeout_ms) ||
+						(opts->abort_flag && *opts->abort_flag))) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+	}
+	return killed;
 }
 
 int
@@ -82,9 +129,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 {
 	static const struct pgl_run_opts none;
 	int pfd[2], wstatus = 0, rc = 0;
-	int64_t start = pgl_mono_ms();
-	size_t used = 0;
-	bool killed = false, eof = false;
+	bool killed;
 	char **env;
 	pid_t pid;
 
@@ -92,7 +137,11 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 		opts = &none;
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return -PGL_ESYS;
-	env = build_env(opts->env_add);
+	if ((env = build_env(opts->env_add)) == NULL) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -PGL_ENOMEM;
+	}
 	pid = fork();
 	if (pid < 0) {
 		free(env);
@@ -113,34 +162,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 	}
 	free(env);
 	close(pfd[1]);
-	if (out && outlen)
-		out[0] = '\0';
-	while (!eof) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		char buf[4096];
-		int r = poll(&p, 1, 100);
-
-		if (r > 0) {
-			ssize_t n = read(pfd[0], buf, sizeof(buf));
-
-			if (n <= 0)
-				eof = true;
-			else if (out && used + 1 < outlen) {
-				size_t k = (size_t) n < outlen - 1 - used ? (size_t) n : outlen - 1 - used;
-
-				memcpy(out + used, buf, k);
-				used += k;
-				out[used] = '\0';
-			}
-		}
-		if (opts->tick)
-			opts->tick(opts->tick_arg);
-		if (!killed && ((opts->timeout_ms && pgl_mono_ms() - start > opts->timeout_ms) ||
-						(opts->abort_flag && *opts->abort_flag))) {
-			kill(pid, SIGKILL);
-			killed = true;
-		}
-	}
+	killed = collect_output(pid, pfd[0], opts, out, outlen);
 	close(pfd[0]);
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
@@ -179,24 +201,148 @@ pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 	_exit(127);
 }
 
+/*
+ * pgl_proc_kill_tree() collects at most this many processes (the postmaster,
+ * its backends and whatever they started), and waits at most
+ * KILL_TREE_STOP_MS in all for its SIGSTOPs to take effect: a bound on a
+ * fencing path, not a limit of PostgreSQL's.
+ */
+#define KILL_TREE_MAX 4096
+#define KILL_TREE_STOP_MS 200
+
+/*
+ * Reads the state letter and parent pid of pid from /proc/<pid>/stat with
+ * read(2) (no stdio, no allocation).  False when it is gone.
+ */
+static bool
+proc_stat(pid_t pid, char *state, pid_t *ppid)
+{
+	char path[64], buf[1024], *p;
+	int fd, pp;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ppid ...": comm may hold spaces and parentheses. */
+	if ((p = strrchr(buf, ')')) == NULL || sscanf(p + 1, " %c %d", state, &pp) != 2)
+		return false;
+	*ppid = (pid_t) pp;
+	return true;
+}
+
+/*
+ * Waits until pid is stopped (or dead), or until deadline_ms: once it is,
+ * no fork of its own is still in flight, so its list of children is final.
+ */
+static void
+wait_stopped(pid_t pid, int64_t deadline_ms)
+{
+	char state = '?';
+	pid_t ppid;
+
+	while (proc_stat(pid, &state, &ppid) && state != 'T' && state != 't' && state != 'Z' &&
+		   state != 'X' && pgl_mono_ms() < deadline_ms)
+		usleep(200);
+}
+
+/* Reads fd to its end or len bytes; returns the count (0 on error). */
+static size_t
+read_all(int fd, char *buf, size_t len)
+{
+	size_t used = 0;
+	ssize_t n;
+
+	while (used < len && (n = read(fd, buf + used, len - used)) > 0)
+		used += (size_t) n;
+	return used;
+}
+
+static bool
+in_tree(const pid_t *tree, int n, pid_t pid)
+{
+	for (int i = 0; i < n; i++)
+		if (tree[i] == pid)
+			return true;
+	return false;
+}
+
+/*
+ * Appends to tree (n entries so far) every child of parent not in it yet,
+ * from /proc/<parent>/task/<tid>/children of each of its threads, stopping
+ * each with SIGSTOP as it is found.  A pid is taken only while /proc still
+ * names parent as its parent: a pid reused by an unrelated process is
+ * never signalled.  Returns the new count (at most KILL_TREE_MAX).
+ */
+static int
+add_children(pid_t *tree, int n, pid_t parent)
+{
+	char path[64], file[340], buf[KILL_TREE_MAX * 8 + 1];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int) parent);
+	if ((d = opendir(path)) == NULL)
+		return n;
+	while ((de = readdir(d)) != NULL && n < KILL_TREE_MAX) {
+		char *save = NULL;
+		size_t len;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s/children", path, de->d_name);
+		if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+			continue;
+		len = read_all(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[len] = '\0';
+		for (char *t = strtok_r(buf, " \n", &save); t && n < KILL_TREE_MAX;
+			 t = strtok_r(NULL, " \n", &save)) {
+			pid_t c = (pid_t) strtol(t, NULL, 10), pp;
+			char state;
+
+			if (c > 1 && !in_tree(tree, n, c) && proc_stat(c, &state, &pp) && pp == parent) {
+				kill(c, SIGSTOP);
+				tree[n++] = c;
+			}
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * Stops the tree top-down, then kills it.  A stopped process cannot fork,
+ * and cannot reap a child, so the child's pid cannot be reused while the
+ * walk looks at it; a child forked just before its parent stopped is found
+ * once the parent is seen stopped.  Then SIGKILL goes to the root first and
+ * on down (SIGKILL ends stopped processes too).  Bounded by KILL_TREE_MAX
+ * processes and KILL_TREE_STOP_MS of waiting; a pid already collected is
+ * never collected again, so a cycle (pid reuse) cannot loop.
+ */
 void
 pgl_proc_kill_tree(pid_t pid)
 {
-	char path[64], buf[4096];
-	FILE *f;
+	pid_t tree[KILL_TREE_MAX];
+	int64_t deadline = pgl_mono_ms() + KILL_TREE_STOP_MS;
+	int n = 1;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) pid, (int) pid);
-	f = fopen(path, "r");
-	if (f) {
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		char *save = NULL;
-
-		fclose(f);
-		buf[n] = '\0';
-		for (char *tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
-			kill((pid_t) atoi(tok), SIGKILL);
+	if (pid <= 1)				/* never kill(0), kill(-1) or init */
+		return;
+	tree[0] = pid;
+	kill(pid, SIGSTOP);
+	for (int i = 0; i < n; i++) {
+		wait_stopped(tree[i], deadline);
+		n = add_children(tree, n, tree[i]);
 	}
-	kill(pid, SIGKILL);
+	for (int i = 0; i < n; i++)
+		kill(tree[i], SIGKILL);
 }
 
 static bool

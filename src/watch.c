@@ -20,13 +20,26 @@ struct pgl_watch {
 	char wal[270];		/* "lease.db-wal" */
 };
 
+/*
+ * Returns 0, or -PGL_ESYS / -PGL_ENOMEM after logging why; errno still says
+ * why when it returns (the CLI prints it).
+ */
 int
 pgl_watch_open(const char *store_path, struct pgl_watch **out)
 {
 	struct pgl_watch *w = calloc(1, sizeof(*w));
 	char *c1 = strdup(store_path), *c2 = strdup(store_path);
-	int rc = 0;
+	int rc = 0, e = 0;
 
+	*out = NULL;
+	if (w)
+		w->fd = -1;
+	if (w == NULL || c1 == NULL || c2 == NULL) {
+		e = ENOMEM;
+		pgl_log_error("inotify on %s: %s", store_path, strerror(e));
+		rc = -PGL_ENOMEM;
+		goto out;
+	}
 	pgl_strlcpy(w->base, basename(c1), sizeof(w->base));
 	snprintf(w->wal, sizeof(w->wal), "%s-wal", w->base);
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -34,13 +47,16 @@ pgl_watch_open(const char *store_path, struct pgl_watch **out)
 		inotify_add_watch(w->fd, dirname(c2),
 						  IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE |
 						  IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB) < 0) {
-		pgl_log_error("inotify on %s: %s", store_path, strerror(errno));
+		e = errno;
+		pgl_log_error("inotify on %s: %s", store_path, strerror(e));
 		rc = -PGL_ESYS;
 	}
+out:
 	free(c1);
 	free(c2);
 	if (rc < 0) {
 		pgl_watch_close(w);
+		errno = e;
 		return rc;
 	}
 	*out = w;

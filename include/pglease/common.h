@@ -35,6 +35,7 @@ enum {
 	PGL_ETIMEOUT,       /* deadline passed */
 	PGL_ECONFIG,        /* configuration error */
 	PGL_EDUP,           /* duplicate node name */
+	PGL_ENOMEM,         /* out of memory */
 	PGL_E_COUNT
 };
 
@@ -68,10 +69,19 @@ bool pgl_host_valid(const char *host);
  * Parses a node's conninfo as read from the store with PQconninfoParse and
  * returns its host and port; every other keyword is ignored, never carried
  * over.  The host must pass pgl_host_valid() and fit hostlen, the port be
- * 1..65535.
- * Returns 0, or -PGL_EINVAL for anything else (host "" and port 0 then).
+ * 1 to 5 digits (no sign, no space) worth 1..65535.
+ * Returns 0, or -PGL_EINVAL for anything else, -PGL_ENOMEM when libpq ran
+ * out of memory (host "" and port 0 then).
  */
 int pgl_conninfo_host_port(const char *conninfo, char *host, size_t hostlen, int *port);
+
+/*
+ * Writes the conninfo "host=H port=P" into buf (len bytes) for libpq, so
+ * that PQconninfoParse() reads back exactly host and port.
+ * Returns 0, or -PGL_EINVAL (buf "") for a port outside 1..65535, a NULL
+ * host, or text that does not fit.
+ */
+int pgl_conninfo_format(const char *host, int port, char *buf, size_t len);
 
 /* Copies src into a fixed buffer; returns false (and truncates) if too long. */
 bool pgl_strlcpy(char *dst, const char *src, size_t len);

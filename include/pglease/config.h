@@ -61,7 +61,10 @@ struct pgl_config {
 int pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
 					char *err, size_t errlen);
 
-/* Only the lease_db setting, for CLI commands: file, then env, then default. */
+/*
+ * Only the lease_db setting, for CLI commands: file, then env, then default.
+ * Returns 0, -PGL_ECONFIG or -PGL_ENOMEM, with one line per error in err.
+ */
 int pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t errlen);
 
 /* Prints the keys, their defaults and descriptions (for --help and docs). */

@@ -7,7 +7,7 @@
  *
  * Every function that returns text returns it through an out-parameter as a
  * malloc'd string the caller frees with free(); the return value is 0, or
- * -PGL_ESYS when memory ran out (nothing is returned then).
+ * -PGL_ENOMEM when memory ran out (nothing is returned then).
  */
 #ifndef PGLEASE_PGCONF_H
 #define PGLEASE_PGCONF_H
@@ -32,7 +32,7 @@ void pgl_buf_printf(struct pgl_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /*
  * Hands the text to *out (never NULL on success, "" for an empty buffer) and
- * resets b.  Returns -PGL_ESYS (and frees the text) if any append failed.
+ * resets b.  Returns -PGL_ENOMEM (and frees the text) if any append failed.
  */
 int pgl_buf_finish(struct pgl_buf *b, char **out);
 /* Frees the buffer's text; the buffer may be reused. */

@@ -35,7 +35,8 @@ void pgl_proc_set_child_sigmask(const sigset_t *mask);
  * (so the proof-of-death lock is never inherited).  Captures stdout and
  * stderr together into out (truncated to outlen - 1; may be NULL).  Returns 0
  * when the program exited 0, -PGL_EPG when it exited non-zero (*status gets
- * the wait status), -PGL_ETIMEOUT when killed on timeout or abort.
+ * the wait status), -PGL_ETIMEOUT when killed on timeout or abort,
+ * -PGL_ESYS or -PGL_ENOMEM when it could not be started.
  */
 int pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t outlen,
 			int *status);
@@ -47,7 +48,13 @@ int pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size
  */
 pid_t pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd);
 
-/* SIGKILLs every child of pid (as the kernel lists them), then pid. */
+/*
+ * SIGKILLs pid and every descendant of it (children, grandchildren, ... as
+ * /proc/<pid>/task/<tid>/children lists them): the tree is stopped with
+ * SIGSTOP from the top down while it is collected, so nothing forks away,
+ * then killed root first.  Bounded (4096 processes, 200 ms of waiting);
+ * pid <= 1 is ignored.
+ */
 void pgl_proc_kill_tree(pid_t pid);
 
 /* What pg_controldata says about a data directory. */

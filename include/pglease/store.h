@@ -1,11 +1,16 @@
 /*
- * store.h — the SQLite lease store (DESIGN.md sections 2 and 4).
+ * store.h — the lease store (DESIGN.md sections 2 and 4): one interface,
+ * one backend per kind of store.
  *
- * One file, shared by every node, holding the cluster row, the lease row,
- * one row per node and the event log.  All protocol writes (claim, renew,
- * release) are single BEGIN IMMEDIATE transactions; every statement binds
- * its parameters.  Time is passed in by the caller (monotonic ms), so the
- * protocol can be driven by a fake clock in tests.
+ * The store holds the cluster row, the lease row, one row per node and the
+ * event log, shared by every node.  Callers use the pgl_store_* functions
+ * below; each dispatches through the handle's struct pgl_store_ops.
+ * pgl_store_open() picks the backend from the path: a plain path is the
+ * SQLite backend (store_sqlite.c: one file on the shared volume, protocol
+ * writes in single BEGIN IMMEDIATE transactions, every statement binding its
+ * parameters); a "scheme://" path names another backend, of which there are
+ * none yet.  Time is passed in by the caller (monotonic ms), so the protocol
+ * can be driven by a fake clock in tests.
  *
  * A store handle is used by one thread at a time.
  */
@@ -21,6 +26,7 @@
 #define PGL_APPLICATION_ID 0x70676c73	/* "pgls" */
 
 struct pgl_store;
+struct pgl_watch;
 
 /* Open flags. */
 enum {
@@ -79,13 +85,75 @@ struct pgl_event {
 };
 
 /*
+ * A backend: the operations behind the pgl_store_* functions of the same
+ * names, with the same contracts (see each function below), except that
+ * event takes its detail already formatted.  check_path and open work on a
+ * path (no handle yet); every other op gets a handle this backend's open
+ * made.  Every op is set.
+ */
+struct pgl_store_ops {
+	const char *name;			/* "sqlite", for messages */
+	int (*check_path)(const char *path, char *err, size_t errlen);
+	int (*open)(const char *path, int flags, struct pgl_store **out, char *err,
+				size_t errlen);
+	void (*close)(struct pgl_store *st);
+	int (*check_file)(struct pgl_store *st, char *err, size_t errlen);
+	const char *(*errmsg)(struct pgl_store *st);
+	const char *(*path)(struct pgl_store *st);
+	void (*set_busy_ms)(struct pgl_store *st, int ms);
+	int (*read_lease)(struct pgl_store *st, struct pgl_lease *out);
+	int (*read_cluster)(struct pgl_store *st, struct pgl_cluster *out);
+	int (*data_version)(struct pgl_store *st, int64_t *out);
+	int (*claim)(struct pgl_store *st, const struct pgl_lease *seen, const char *me,
+				 int64_t ttl_ms, const char *detail, int64_t *new_term);
+	int (*renew)(struct pgl_store *st, const char *me, int64_t term, int64_t t0_ms,
+				 int64_t ttl_ms, int64_t margin_ms, int64_t wait_until_ms,
+				 int64_t *deadline_ms, int64_t *renewals);
+	int (*release)(struct pgl_store *st, const char *me, int64_t term,
+				   const char *lsn_text, const char *detail);
+	int (*node_upsert)(struct pgl_store *st, const struct pgl_node *n);
+	int (*list_nodes)(struct pgl_store *st, struct pgl_node **out, int *count);
+	int (*get_node)(struct pgl_store *st, const char *name, struct pgl_node *out);
+	int (*remove_node)(struct pgl_store *st, const char *name, int64_t term);
+	int (*event)(struct pgl_store *st, int64_t term, const char *node, const char *kind,
+				 const char *detail);
+	int (*list_events)(struct pgl_store *st, int n, struct pgl_event **out, int *count);
+	int (*events_after)(struct pgl_store *st, int64_t after_id, struct pgl_event **out,
+						int *count);
+	int (*set_paused)(struct pgl_store *st, bool paused, const char *node);
+	int (*set_sysid)(struct pgl_store *st, const char *sysid);
+	int (*watch_open)(struct pgl_store *st, struct pgl_watch **out);
+};
+
+/*
+ * A store handle.  A backend's own handle begins with this struct, and its
+ * ops cast back to it; nothing else looks inside.
+ */
+struct pgl_store {
+	const struct pgl_store_ops *ops;
+};
+
+/* The backends (store_sqlite.c, ...); pgl_store_open() chooses among them. */
+extern const struct pgl_store_ops pgl_store_sqlite_ops;
+
+/*
+ * Checks, without opening anything, that path can be opened as a store:
+ * for SQLite, that neither it nor its -wal and -shm files exist as anything
+ * but regular files (a FIFO would hang the open).  A missing path passes
+ * (the open names it).  Returns 0, or a negative code with one line naming
+ * the path in err: -PGL_EFOREIGN, or -PGL_EINVAL for an unknown scheme.
+ */
+int pgl_store_check_path(const char *path, char *err, size_t errlen);
+
+/*
  * Opens (and with PGL_STORE_CREATE creates) the store at path.  Creation is
  * atomic: the schema is built in a private file which is then linked into
  * place, so concurrent creators never see a half-made store.  A file that is
  * not a pglease store (foreign application id or tables, truncated, garbage)
  * is refused with -PGL_EFOREIGN, a newer schema with -PGL_ENEWER; neither is
- * ever modified.  err receives one line naming the file.
- * Caller frees with pgl_store_close().
+ * ever modified.  A path "scheme://..." with no backend for its scheme is
+ * refused with -PGL_EINVAL.  err receives one line naming the path.
+ * Caller frees with pgl_store_close(); pgl_store_close(NULL) is a no-op.
  */
 int pgl_store_open(const char *path, int flags, struct pgl_store **out,
 				   char *err, size_t errlen);
@@ -99,8 +167,9 @@ void pgl_store_close(struct pgl_store *st);
  */
 int pgl_store_check_file(struct pgl_store *st, char *err, size_t errlen);
 
-/* Last SQLite error message of this handle (borrowed). */
+/* Why the last call of this handle failed (borrowed; valid until the next call). */
 const char *pgl_store_errmsg(struct pgl_store *st);
+/* The path the store was opened with (borrowed; valid until close). */
 const char *pgl_store_path(struct pgl_store *st);
 
 /* Sets the longest time a write may wait for the store's lock. */
@@ -141,7 +210,12 @@ int pgl_store_renew(struct pgl_store *st, const char *me, int64_t term, int64_t 
 int pgl_store_release(struct pgl_store *st, const char *me, int64_t term,
 					  const char *lsn_text, const char *detail);
 
-/* Inserts or updates a node row (heartbeat is bumped by the store). */
+/*
+ * Inserts or updates a node row (heartbeat is bumped by the store).  Only
+ * the host and port of n->conninfo are written, as "host=H port=P" quoted
+ * for libpq (pgl_conninfo_format()); a conninfo without a valid host and
+ * port is written as none, and the heartbeat still counts.
+ */
 int pgl_store_node_upsert(struct pgl_store *st, const struct pgl_node *n);
 /* Reads all nodes ordered by name.  Caller frees *out with free(). */
 int pgl_store_list_nodes(struct pgl_store *st, struct pgl_node **out, int *count);
@@ -160,6 +234,15 @@ int pgl_store_events_after(struct pgl_store *st, int64_t after_id, struct pgl_ev
 int pgl_store_set_paused(struct pgl_store *st, bool paused, const char *node);
 /* Records the cluster's system identifier once; -PGL_ECONFLICT if another is set. */
 int pgl_store_set_sysid(struct pgl_store *st, const char *sysid);
+
+/*
+ * Opens a change notification for the store: poll pgl_watch_fd(*out) for
+ * POLLIN, or call pgl_watch_wait().  A wake-up is a hint, never the truth:
+ * confirm a change with pgl_store_data_version(), and re-read on a timer
+ * anyway.  Returns 0, or -PGL_ESYS (errno set) or -PGL_ENOMEM.
+ * Caller frees *out with pgl_watch_close().
+ */
+int pgl_store_watch_open(struct pgl_store *st, struct pgl_watch **out);
 
 /*
  * The observer's expiry tracker (DESIGN.md section 2).  It remembers the

@@ -15,7 +15,11 @@
 
 struct pgl_watch;
 
-/* Watches the directory of store_path.  Caller frees with pgl_watch_close(). */
+/*
+ * Watches the directory of store_path (the SQLite backend's watch_open op;
+ * others call pgl_store_watch_open()).  Returns 0, -PGL_ESYS or -PGL_ENOMEM,
+ * with errno set.  Caller frees with pgl_watch_close().
+ */
 int pgl_watch_open(const char *store_path, struct pgl_watch **out);
 void pgl_watch_close(struct pgl_watch *w);
 /* A descriptor to poll(2) for POLLIN. */

@@ -2,7 +2,8 @@
  * mkstore.c — test-only fixture builder for the CLI tests.
  *
  * Builds and changes real lease stores through pglease's own store code
- * (src/store.c), so the CLI is tested against exactly what the agent writes.
+ * (src/store.c and its SQLite backend src/store_sqlite.c), so the CLI is
+ * tested against exactly what the agent writes.
  * One command per invocation:
  *
  *   mkstore PATH create

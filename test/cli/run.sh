@@ -4,7 +4,8 @@
 # Usage: test/cli/run.sh /path/to/pglease
 #
 # Builds the test-only fixture builder test/cli/mkstore.c from pglease's own
-# store code (src/store.c, common.c, log.c; libpq for common.c) into a temporary directory, then
+# store code (src/store.c, store_sqlite.c, watch.c, common.c, log.c; libpq
+# for common.c) into a temporary directory, then
 # runs the pytest suite in test/cli against the given binary.  Needs gcc,
 # pkg-config, sqlite3 headers and python3 with pytest (Debian: python3-pytest).
 # Exits non-zero on any failure; the last line is the summary.
@@ -24,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 # shellcheck disable=SC2046  # pkg-config output is a list of flags
 if ! "${CC:-gcc}" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -I"$root/include" \
 	$(pkg-config --cflags libpq sqlite3) -o "$work/mkstore" "$here/mkstore.c" \
-	"$root/src/store.c" "$root/src/common.c" "$root/src/log.c" $(pkg-config --libs libpq sqlite3); then
+	"$root/src/store.c" "$root/src/store_sqlite.c" "$root/src/watch.c" "$root/src/common.c" "$root/src/log.c" $(pkg-config --libs libpq sqlite3); then
 	echo "cli tests: FAILED (cannot build test/cli/mkstore.c)"
 	exit 1
 fi

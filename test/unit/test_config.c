@@ -166,6 +166,8 @@ test_env_overrides_file(void)
 }
 
 /* Loads a one-line file and expects an error that names file:1 and `needle`. */
+static void expect_ok(const char *text);
+
 static void
 expect_line_error(const char *text, const char *needle)
 {
@@ -207,6 +209,16 @@ test_bad_values(void)
 	expect_line_error("replication_sslmode = on\n", "replication_sslmode");
 	expect_line_error("lease_db =\n", "lease_db");				/* must not be empty */
 	expect_line_error("pg.Bad-Name = 1\n", "Bad-Name");
+	/* advertise_host goes into the node's conninfo: a host name or address only. */
+	expect_line_error("advertise_host = 'evil port=1'\n", "advertise_host");
+	expect_line_error("advertise_host = 'pg1 sslmode=disable'\n", "advertise_host");
+	expect_line_error("advertise_host = /tmp\n", "advertise_host");
+	expect_line_error("advertise_host = 'o''brien'\n", "advertise_host");
+	expect_line_error("advertise_host = pg1,pg2\n", "advertise_host");
+	expect_ok("advertise_host = pg-1.example\n");
+	expect_ok("advertise_host = '::1'\n");
+	expect_ok("advertise_host = 10.0.0.7\n");
+	CHECK(strcmp(cfg.advertise_host, "10.0.0.7") == 0);
 }
 
 /* '' inside quotes is one quote, as in postgresql.conf: a value may hold ' and #. */

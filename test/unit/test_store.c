@@ -1380,6 +1380,107 @@ test_not_regular_file(void)
 }
 
 /*
+ * What a heartbeat writes as conninfo: host and port only, quoted for libpq
+ * (a password in the caller's text never reaches the shared file), and
+ * nothing at all for text without a valid host and port, while the
+ * heartbeat itself still counts.
+ */
+static void
+test_upsert_conninfo(void)
+{
+	static const struct {
+		const char *given, *stored;	/* stored NULL: the column is NULL */
+	} cases[] = {
+		{ "host=pg1 port=5432", "host=pg1 port=5432" },
+		{ "host=pg1 port=5432 password=secret sslmode=disable", "host=pg1 port=5432" },
+		{ "host='pg-1.example' port='6543'", "host=pg-1.example port=6543" },
+		{ "host=evil port=1 host=pg2 port=5433", "host=pg2 port=5433" },
+		{ "host=my host port=5432", NULL },
+		{ "host=pg1 port=' 5432'", NULL },
+		{ "host=pg1", NULL },
+		{ "", "" },
+	};
+	char path[PATHLEN], text[600];
+	struct pgl_store *st = fresh_store("upsert-ci", path);
+	struct pgl_node n = { .name = "n1", .role = "standby" }, got;
+
+	if (st == NULL)
+		return;
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cases); i++) {
+		sqlite3 *db;
+
+		pgl_strlcpy(n.conninfo, cases[i].given, sizeof(n.conninfo));
+		CHECKF(pgl_store_node_upsert(st, &n) == 0, "%s", cases[i].given);
+		db = raw_open(path, SQLITE_OPEN_READONLY);
+		if (db == NULL)
+			continue;
+		strcpy(text, "-");
+		db_text(db, "SELECT coalesce(conninfo, '<null>') FROM nodes WHERE name = 'n1'",
+				text, sizeof(text));
+		CHECKF(strcmp(text, cases[i].stored ? cases[i].stored : "<null>") == 0,
+			   "'%s' stored as '%s'", cases[i].given, text);
+		CHECK(db_int(db, "SELECT heartbeat FROM nodes WHERE name = 'n1'") == (int64_t) i + 1);
+		sqlite3_close(db);
+		CHECK(pgl_store_get_node(st, "n1", &got) == 0);
+		CHECKF(strcmp(got.conninfo, cases[i].stored ? cases[i].stored : "") == 0,
+			   "'%s' read back as '%s'", cases[i].given, got.conninfo);
+	}
+	pgl_store_close(st);
+}
+
+/*
+ * The interface: a plain path is the SQLite backend; a scheme with no
+ * backend is refused in one line naming the path, before anything is
+ * created; the watch comes from the handle.
+ */
+static void
+test_backends(void)
+{
+	static const char *const unknown[] = {
+		"etcd://127.0.0.1:2379/pglease", "sqlite://x.db", "Foo+bar.1://x",
+	};
+	char path[PATHLEN], fifo[PATHLEN + 8];
+	struct pgl_store *st = NULL;
+	struct pgl_watch *w = NULL;
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(unknown); i++) {
+		CHECK(pgl_store_open(unknown[i], PGL_STORE_CREATE, &st, err, sizeof(err)) ==
+			  -PGL_EINVAL && st == NULL);
+		CHECKF(strncmp(err, unknown[i], strlen(unknown[i])) == 0 &&
+			   strstr(err, "no backend") && strchr(err, '\n') == NULL, "%s", err);
+		CHECK(pgl_store_check_path(unknown[i], err, sizeof(err)) == -PGL_EINVAL);
+		CHECK(strstr(err, unknown[i]) != NULL);
+	}
+	CHECK(!exists("etcd:"));
+	/* "a:b" and "x:/y" have no "scheme://": plain paths, and simply missing. */
+	CHECK(pgl_store_open("no-such-dir-x:/lease.db", PGL_STORE_RDONLY, &st, err,
+						 sizeof(err)) == -PGL_ENOENT);
+	st = fresh_store("backends", path);
+	if (st == NULL)
+		return;
+	CHECK(st->ops == &pgl_store_sqlite_ops && strcmp(st->ops->name, "sqlite") == 0);
+	CHECK(strcmp(pgl_store_path(st), path) == 0);
+	CHECK(pgl_store_check_path(path, err, sizeof(err)) == 0 && err[0] == '\0');
+	CHECK(pgl_store_watch_open(st, &w) == 0 && w != NULL);
+	if (w) {
+		CHECK(pgl_watch_wait(w, 0) == 0);
+		CHECK(pgl_store_event(st, 0, "n1", "test", "detail %d", 7) == 0);
+		CHECK(pgl_watch_wait(w, 2000) == 1);
+	}
+	pgl_watch_close(w);
+	pgl_store_close(st);
+	pgl_store_close(NULL);
+	/* check_path: a side file that is not a regular file, named in one line. */
+	snprintf(fifo, sizeof(fifo), "%s-shm", path);
+	CHECK(unlink(fifo) == 0 || errno == ENOENT);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK(pgl_store_check_path(path, err, sizeof(err)) == -PGL_EFOREIGN);
+	CHECKF(strstr(err, path) == err && strstr(err, "its -shm file is not a regular file (a FIFO)"),
+		   "%s", err);
+	unlink(fifo);
+}
+
+/*
  * Rows are input, not truth: names are checked before any truncation (two
  * names that share 63 bytes must not look alike), holders and upstreams
  * must be node names (a holder names a lock file), conninfo carries host
@@ -1991,6 +2092,8 @@ main(void)
 	TEST(test_schema_tampering);
 	TEST(test_not_regular_file);
 	TEST(test_row_validation);
+	TEST(test_upsert_conninfo);
+	TEST(test_backends);
 	TEST(test_bad_input);
 	TEST(test_second_handle_keeps_locks);
 	TEST(test_nodes_and_events);
