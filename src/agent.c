@@ -263,8 +263,7 @@ heartbeat(struct pgl_daemon *d)
 
 	memset(&n, 0, sizeof(n));
 	pgl_strlcpy(n.name, d->cfg.node_name, sizeof(n.name));
-	snprintf(n.conninfo, sizeof(n.conninfo), "host=%s port=%d", d->cfg.advertise_host,
-			 d->cfg.pg_port);
+	pgl_conninfo_format(d->cfg.advertise_host, d->cfg.pg_port, n.conninfo, sizeof(n.conninfo));
 	n.priority = d->cfg.priority;
 	strcpy(n.role, "unknown");
 	if (local_status(d, &s) == 0) {
@@ -1002,7 +1001,8 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
-		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
+		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ? PGL_EXIT_USAGE
+			: PGL_EXIT_FAIL;
 	}
 	d->busy_ms = 500;
 	pgl_store_set_busy_ms(d->st, d->busy_ms);
@@ -1015,7 +1015,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_ESYS || rc == -PGL_ESTORE ? PGL_EXIT_FAIL : PGL_EXIT_USAGE;
 	}
-	if ((rc = pgl_watch_open(d->cfg.lease_db, &d->watch)) < 0)
+	if ((rc = pgl_store_watch_open(d->st, &d->watch)) < 0)
 		return PGL_EXIT_FAIL;
 	if (setup_signals(d) < 0 || watchdog_start() < 0) {
 		fprintf(stderr, "pglease: cannot set up signals or the fence watchdog: %s\n",

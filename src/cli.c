@@ -28,6 +28,7 @@
 #include "pglease/cli.h"
 #include "pglease/common.h"
 #include "pglease/config.h"
+#include "pglease/decide.h"
 #include "pglease/log.h"
 #include "pglease/store.h"
 #include "pglease/watch.h"
@@ -42,7 +43,6 @@ enum {
 };
 
 #define DEFAULT_EVENTS 20
-#define DEFAULT_TTL_MS 5000
 /* watch: the store is re-read at least this often even without inotify. */
 #define WATCH_FALLBACK_MS 1000
 
@@ -830,32 +830,6 @@ out:
 
 /* ---- primary ---- */
 
-/*
- * Decides whether the holder is a live primary (see `primary --help`).  On
- * false, writes the reason into why.  Wall-clock ages, for people and
- * scripts: the agents never use this.
- */
-static bool
-primary_live(const struct pgl_lease *l, const struct pgl_node *h,
-			 char *why, size_t len)
-{
-	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : DEFAULT_TTL_MS) / 1000.0;
-
-	if (!l->holder[0])
-		snprintf(why, len, "the lease has no holder (term %lld)", (long long) l->term);
-	else if (h == NULL)
-		snprintf(why, len, "holder %s has no node row", tty(l->holder));
-	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
-		snprintf(why, len, "holder %s's last heartbeat is %s", tty(l->holder),
-				 h->age_s < 0 ? "unknown" : "stale");
-	else if (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s)
-		snprintf(why, len, "holder %s has not renewed the lease within its TTL",
-				 tty(l->holder));
-	else
-		return true;
-	return false;
-}
-
 static void
 print_primary_json(bool live, const struct pgl_lease *l, const struct pgl_node *h)
 {
@@ -890,7 +864,7 @@ cmd_primary(struct cli *c)
 		}
 		have_row = rc == 0;
 	}
-	live = primary_live(&l, have_row ? &h : NULL, why, sizeof(why));
+	live = pgl_decide_primary_live(&l, have_row ? &h : NULL, why, sizeof(why));
 	if (live && c->conninfo && !c->json && !h.conninfo[0]) {
 		fprintf(stderr, "pglease: primary %s has no conninfo recorded\n", tty(l.holder));
 		rc = PGL_EXIT_FAIL;
@@ -1239,29 +1213,6 @@ cmd_resume(struct cli *c)
 
 /* ---- health ---- */
 
-/* Judges the local node; writes one line into msg.  True when healthy. */
-static bool
-judge_health(const struct pgl_lease *l, const struct pgl_node *n, char *msg, size_t len)
-{
-	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : DEFAULT_TTL_MS) / 1000.0;
-	bool holds = strcmp(l->holder, n->name) == 0;
-
-	if (n->age_s < 0 || n->age_s >= 3 * ttl_s)
-		snprintf(msg, len, "%s: no heartbeat for %s (limit %.1fs)", tty(n->name),
-				 n->age_s < 0 ? "ever" : "too long", 3 * ttl_s);
-	else if (strcmp(n->role, "primary") == 0 && !holds)
-		snprintf(msg, len, "%s: role primary but the lease is held by %s (term %lld)",
-				 tty(n->name), l->holder[0] ? tty(l->holder) : "nobody", (long long) l->term);
-	else if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0)
-		snprintf(msg, len, "%s: role is %s", tty(n->name), n->role[0] ? tty(n->role) : "unknown");
-	else {
-		snprintf(msg, len, "%s: healthy %s%s, heartbeat %.1fs ago, term %lld", tty(n->name),
-				 tty(n->role), holds ? " holding the lease" : "", n->age_s, (long long) l->term);
-		return true;
-	}
-	return false;
-}
-
 static int
 cmd_health(struct cli *c)
 {
@@ -1296,7 +1247,7 @@ cmd_health(struct cli *c)
 		rc = PGL_EXIT_FAIL;
 	} else if (rc < 0)
 		rc = store_failed(st, "read the node row", rc);
-	else if (judge_health(&l, &n, msg, sizeof(msg))) {
+	else if (pgl_decide_node_healthy(&l, &n, msg, sizeof(msg))) {
 		printf("%s\n", msg);
 		rc = PGL_EXIT_OK;
 	} else {

@@ -223,7 +223,7 @@ track_heartbeats(struct pgl_decider *dc, const struct pgl_node *nodes, int n, in
 			struct pgl_hb_seen *hb = realloc(dc->hb, (dc->n_hb + 1) * sizeof(*hb));
 
 			if (hb == NULL)
-				return -PGL_ESYS;
+				return -PGL_ENOMEM;
 			dc->hb = hb;
 			pgl_strlcpy(hb[j].name, nodes[i].name, sizeof(hb[j].name));
 			hb[j].heartbeat = -1;
@@ -255,11 +255,18 @@ pgl_decide_node_live(const struct pgl_decider *dc, const char *name, int64_t now
 	return at > 0 && now - at < ttl;
 }
 
+/* The TTL the CLI judges by: the lease row's, or the default. */
+static double
+cli_ttl_s(const struct pgl_lease *l)
+{
+	return (l->ttl_ms > 0 ? l->ttl_ms : 5000) / 1000.0;
+}
+
 bool
 pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 						char *why, size_t len)
 {
-	double ttl_s = (l->ttl_ms > 0 ? l->ttl_ms : 5000) / 1000.0;
+	double ttl_s = cli_ttl_s(l);
 	char name[4 * PGL_NAME_MAX];
 
 	pgl_text_escape(name, sizeof(name), l->holder);
@@ -279,6 +286,33 @@ pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 
 static void start_job(struct pgl_decider *dc, enum pgl_job j, enum pgl_server_mode mode,
 					  const struct pgl_node *n, struct pgl_actions *out);
+
+bool
+pgl_decide_node_healthy(const struct pgl_lease *l, const struct pgl_node *n, char *msg,
+						size_t len)
+{
+	double ttl_s = cli_ttl_s(l);
+	bool holds = strcmp(l->holder, n->name) == 0;
+	char name[4 * PGL_NAME_MAX], holder[4 * PGL_NAME_MAX], role[4 * sizeof(n->role)];
+
+	pgl_text_escape(name, sizeof(name), n->name);
+	pgl_text_escape(holder, sizeof(holder), l->holder);
+	pgl_text_escape(role, sizeof(role), n->role);
+	if (n->age_s < 0 || n->age_s >= 3 * ttl_s)
+		snprintf(msg, len, "%s: no heartbeat for %s (limit %.1fs)", name,
+				 n->age_s < 0 ? "ever" : "too long", 3 * ttl_s);
+	else if (strcmp(n->role, "primary") == 0 && !holds)
+		snprintf(msg, len, "%s: role primary but the lease is held by %s (term %" PRId64 ")",
+				 name, l->holder[0] ? holder : "nobody", l->term);
+	else if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0)
+		snprintf(msg, len, "%s: role is %s", name, n->role[0] ? role : "unknown");
+	else {
+		snprintf(msg, len, "%s: healthy %s%s, heartbeat %.1fs ago, term %" PRId64, name, role,
+				 holds ? " holding the lease" : "", n->age_s, l->term);
+		return true;
+	}
+	return false;
+}
 
 /* ---- claimability and the election ---- */
 

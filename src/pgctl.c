@@ -116,7 +116,7 @@ collect_output(pid_t pid, int fd, const struct pgl_run_opts *opts, char *out, si
 			opts->tick(opts->tick_arg);
 		if (!killed && ((opts->timeout_ms && pgl_mono_ms() - start > opts->timeout_ms) ||
 						(opts->abort_flag && *opts->abort_flag))) {
-			kill(pid, SIGKILL);
+			kill(-pid, SIGKILL);		/* the program and whatever it started */
 			killed = true;
 		}
 	}
@@ -131,7 +131,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 	int pfd[2], wstatus = 0, rc = 0;
 	bool killed;
 	char **env;
-	pid_t pid;
+	pid_t parent = getpid(), pid;
 
 	if (opts == NULL)
 		opts = &none;
@@ -152,6 +152,13 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
 
+		/*
+		 * Its own process group, killed as a group on timeout or abort; and
+		 * it dies with the agent, never writing on behind a dead one.
+		 */
+		setpgid(0, 0);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(127);
 		dup2(devnull, 0);
 		dup2(pfd[1], 1);
 		dup2(pfd[1], 2);
@@ -160,6 +167,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	setpgid(pid, pid);			/* as the child does: no race with a kill */
 	free(env);
 	close(pfd[1]);
 	killed = collect_output(pid, pfd[0], opts, out, outlen);

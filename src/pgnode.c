@@ -331,7 +331,7 @@ upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char **out)
 
 	*out = NULL;
 	if (from == NULL || !pgl_node_addr(from, host, sizeof(host), &r.port))
-		return (*out = strdup("")) ? 0 : -PGL_ESYS;
+		return (*out = strdup("")) ? 0 : -PGL_ENOMEM;
 	/* The password stays in the pgpass file: never in postgresql.auto.conf. */
 	passfile_path(d, pass, sizeof(pass));
 	return pgl_conninfo_remote(&r, out);

@@ -240,11 +240,20 @@ bool pgl_decide_node_live(const struct pgl_decider *dc, const char *name, int64_
 
 /*
  * The CLI's rule for a live primary (see `pglease primary --help`): the
- * holder's row says primary, its heartbeat is at most 2 TTLs old and the
- * lease was renewed within one TTL, by the wall-clock ages the store
- * reports.  Returns true, or false with the reason in why.
+ * lease has a holder with a node row, its heartbeat is at most 2 TTLs old
+ * and the lease was renewed within one TTL, by the wall-clock ages the
+ * store reports (for people and scripts: the agents never use it).
+ * Returns true, or false with the reason in why.
  */
 bool pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 							 char *why, size_t whylen);
+
+/*
+ * The CLI's rule for a healthy node (`pglease health`): a heartbeat within
+ * three TTLs, and a role that agrees with the lease.  Writes one line into
+ * msg; true when healthy.
+ */
+bool pgl_decide_node_healthy(const struct pgl_lease *l, const struct pgl_node *n, char *msg,
+							 size_t len);
 
 #endif

@@ -32,7 +32,9 @@ void pgl_proc_set_child_sigmask(const sigset_t *mask);
 
 /*
  * Runs argv[0] (a path) with argv, no shell, every descriptor above 2 closed
- * (so the proof-of-death lock is never inherited).  Captures stdout and
+ * (so the proof-of-death lock is never inherited), in its own process group
+ * (killed as a group on timeout or abort) and with PR_SET_PDEATHSIG, so it
+ * never outlives the agent.  Captures stdout and
  * stderr together into out (truncated to outlen - 1; may be NULL).  Returns 0
  * when the program exited 0, -PGL_EPG when it exited non-zero (*status gets
  * the wait status), -PGL_ETIMEOUT when killed on timeout or abort,

@@ -708,6 +708,27 @@ test_primary_live_rule(void)
 	CHECK(!pgl_decide_primary_live(&l, &h, why, sizeof(why)) && strstr(why, "no holder"));
 }
 
+static void
+test_node_healthy_rule(void)
+{
+	struct pgl_lease l = { .holder = "pg1", .term = 3, .ttl_ms = 2000 };
+	struct pgl_node n = { .name = "pg2", .role = "standby", .age_s = 5.9 };
+	char msg[256];
+
+	CHECK(pgl_decide_node_healthy(&l, &n, msg, sizeof(msg)));
+	CHECKF(strcmp(msg, "pg2: healthy standby, heartbeat 5.9s ago, term 3") == 0, "%s", msg);
+	n.age_s = 6.0;
+	CHECK(!pgl_decide_node_healthy(&l, &n, msg, sizeof(msg)) && strstr(msg, "too long"));
+	n.age_s = 1;
+	strcpy(n.role, "primary");
+	CHECK(!pgl_decide_node_healthy(&l, &n, msg, sizeof(msg)) &&
+		  strstr(msg, "role primary but the lease is held by pg1 (term 3)"));
+	strcpy(n.name, "pg1");
+	CHECK(pgl_decide_node_healthy(&l, &n, msg, sizeof(msg)) && strstr(msg, "holding the lease"));
+	strcpy(n.role, "unknown\x1b");
+	CHECK(!pgl_decide_node_healthy(&l, &n, msg, sizeof(msg)) && strstr(msg, "\\x1b"));
+}
+
 /* ---- randomized interleavings: several agents, the real decisions, a real store ---- */
 
 static uint64_t rng_state;
@@ -1161,6 +1182,7 @@ main(void)
 	TEST(test_unreadable_lease_only_holder_duties);
 	TEST(test_wake_time);
 	TEST(test_primary_live_rule);
+	TEST(test_node_healthy_rule);
 	TEST(test_random_interleavings);
 #endif
 	pgl_decide_free(&dc);
