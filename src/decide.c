@@ -589,8 +589,14 @@ check_streaming(struct pgl_decider *dc, const struct pgl_obs *obs, const struct 
 	 * nothing when it does not): a standby cut off from the network is not a
 	 * forked timeline, and must keep its data.
 	 */
+	/*
+	 * Nor while the holder's lease is not being renewed: a standby that stops
+	 * its server during the holder's outage is no candidate in the election
+	 * that follows, though it may hold the newest acknowledged commit.
+	 */
 	if (strcmp(h->role, "primary") == 0 && now - dc->follow_since_ms > ft &&
-		now - dc->not_streaming_since_ms > ft / 2) {
+		now - dc->not_streaming_since_ms > ft / 2 &&
+		now - dc->obs.first_seen_ms < observer_ttl(dc) / 2) {
 		say(out, PGL_ALOG_INFO, "not streaming from %s after %" PRId64 " ms: timeline forked? "
 			"rewinding if it answers", h->name, ft);
 		dc->rewound = false;

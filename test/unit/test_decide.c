@@ -593,6 +593,21 @@ test_not_streaming_rewinds(void)
 	ob.lease.renewals++;
 	step();
 	CHECK(has_job(PGL_JOB_REWIND));
+	/* The holder stopped renewing: no rewind (the server keeps running). */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	ob.server.streaming = false;
+	ob.now += 10001;
+	ob.lease.renewals++;
+	step();								/* not streaming from now on */
+	ob.now += 3000;
+	ob.lease.renewals++;				/* the holder's last renewal */
+	step();
+	ob.now += 2600;						/* more than half the TTL since it */
+	step();
+	CHECK(!has(PGL_ACT_JOB) && dc.expired_since_ms == 0);
 	/* Streaming from the holder's port: nothing to do. */
 	reset();
 	row("pg1", "primary", 0, 100, 1);
