@@ -215,13 +215,11 @@ do_claim(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *o
 	int rc = pgl_store_claim(d->st, &a->lease, d->cfg.node_name, d->cfg.lease_ttl_ms,
 							 a->detail, &term);
 
-	if (rc < 0 && rc != -PGL_ECONFLICT && d->dc.claim_failures % 20 == 0)
-		pgl_log_warn("claim failed: %s (%s)", pgl_strerror(rc), pgl_store_errmsg(d->st));
 	if (rc == 0) {
 		pgl_log_set_term(term);
 		pgl_log_info("claimed term %lld: %s", (long long) term, a->detail);
 	}
-	pgl_decide_claimed(&d->dc, rc, term, t0, out);
+	pgl_decide_claimed(&d->dc, rc, term, t0, rc < 0 ? pgl_store_errmsg(d->st) : NULL, out);
 	wd_update(d);
 }
 

@@ -476,7 +476,7 @@ candidate(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions 
 
 void
 pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
-				   struct pgl_actions *out)
+				   const char *why, struct pgl_actions *out)
 {
 	dc->claiming = false;
 	if (rc == -PGL_ECONFLICT) {
@@ -487,8 +487,8 @@ pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
 	if (rc < 0) {
 		/* Back off: a full or locked store must not turn every wake into a retry. */
 		if (dc->claim_failures++ % 20 == 0)
-			say(out, PGL_ALOG_WARN, "claim failed: %s; retrying every %d ms",
-				pgl_strerror(rc), CLAIM_RETRY_MS);
+			say(out, PGL_ALOG_WARN, "claim failed: %s (%s); retrying every %d ms",
+				pgl_strerror(rc), why ? why : "", CLAIM_RETRY_MS);
 		dc->claim_retry_ms = t0 + CLAIM_RETRY_MS;
 		return;
 	}

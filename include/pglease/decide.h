@@ -226,7 +226,7 @@ void pgl_decide_holder(struct pgl_decider *dc, int64_t now, struct pgl_actions *
 
 /* Results.  t0 is the monotonic time taken before the store transaction began. */
 void pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
-						struct pgl_actions *out);
+						const char *why, struct pgl_actions *out);
 void pgl_decide_renewed(struct pgl_decider *dc, int rc, int64_t t0, int64_t deadline,
 						const char *why, int64_t now, struct pgl_actions *out);
 void pgl_decide_followed(struct pgl_decider *dc, const struct pgl_node *h, int rc, int64_t now,

@@ -16,6 +16,7 @@
 #define PGLEASE_TEST_HARNESS_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -44,6 +45,18 @@ t_fail(const char *file, int line, const char *expr, const char *fmt, ...)
 	fflush(stdout); fflush(stderr); } while (0)
 #define TEST_REPORT() \
 	(printf("%d passed, %d failed\n", t_passed, t_failed), fflush(stdout), t_failed > 0)
+
+/* A seeded xorshift64* generator for randomized tests: set t_rng_state, call t_rnd(). */
+static uint64_t t_rng_state;
+
+static inline uint64_t
+t_rnd(void)
+{
+	t_rng_state ^= t_rng_state >> 12;
+	t_rng_state ^= t_rng_state << 25;
+	t_rng_state ^= t_rng_state >> 27;
+	return t_rng_state * 2685821657736338717ULL;
+}
 
 /* The scratch directory of this test binary. */
 static inline const char *

@@ -118,7 +118,7 @@ hold_term(int64_t at)
 	struct pgl_actions tmp = { 0 };
 
 	dc.has_data = true;
-	pgl_decide_claimed(&dc, 0, 5, at, &tmp);
+	pgl_decide_claimed(&dc, 0, 5, at, NULL, &tmp);
 	dc.job = PGL_JOB_NONE;
 	dc.role = PGL_ROLE_PRIMARY;
 	strcpy(ob.lease.holder, "me");
@@ -268,7 +268,7 @@ test_holder_gone_and_own_term(void)
 	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "own previous term is dead") == 0);
 	CHECK(dc.term == 0);
 	acts.n = 0;
-	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	pgl_decide_claimed(&dc, 0, 5, ob.now, NULL, &acts);
 	CHECK(dc.term == 5 && has_job(PGL_JOB_PROMOTE));
 }
 
@@ -403,7 +403,7 @@ test_bootstrap(void)
 	step();
 	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "no lease yet") == 0);
 	acts.n = 0;
-	pgl_decide_claimed(&dc, 0, 1, ob.now, &acts);
+	pgl_decide_claimed(&dc, 0, 1, ob.now, NULL, &acts);
 	CHECK(has_job(PGL_JOB_BOOTSTRAP) && dc.role == PGL_ROLE_PROMOTING);
 	job_done(PGL_JOB_BOOTSTRAP, 0);
 	CHECK(has(PGL_ACT_ARM_FENCE) && has(PGL_ACT_SYNC_SLOTS) && dc.role == PGL_ROLE_PRIMARY);
@@ -425,7 +425,7 @@ test_promotion_results(void)
 	ob.holder_gone = true;
 	step();
 	acts.n = 0;
-	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	pgl_decide_claimed(&dc, 0, 5, ob.now, NULL, &acts);
 	CHECK(has_job(PGL_JOB_PROMOTE));
 	job_done(PGL_JOB_PROMOTE, 0);
 	CHECK(has_event("promoted") && has(PGL_ACT_ARM_FENCE) && dc.term == 5);
@@ -433,15 +433,15 @@ test_promotion_results(void)
 	reset();
 	ob.holder_gone = true;
 	step();
-	pgl_decide_claimed(&dc, 0, 5, ob.now, &acts);
+	pgl_decide_claimed(&dc, 0, 5, ob.now, NULL, &acts);
 	job_done(PGL_JOB_PROMOTE, -PGL_ETIMEOUT);
 	CHECK(has_event("promotion-failed") && has(PGL_ACT_KILL) && has(PGL_ACT_RELEASE));
 	CHECK(dc.term == 0);
 	/* Lost CAS and store errors: no term, a back-off after errors. */
 	reset();
-	pgl_decide_claimed(&dc, -PGL_ECONFLICT, 0, ob.now, &acts);
+	pgl_decide_claimed(&dc, -PGL_ECONFLICT, 0, ob.now, NULL, &acts);
 	CHECK(dc.term == 0 && dc.claim_retry_ms == 0);
-	pgl_decide_claimed(&dc, -PGL_EBUSY, 0, ob.now, &acts);
+	pgl_decide_claimed(&dc, -PGL_EBUSY, 0, ob.now, NULL, &acts);
 	CHECK(dc.term == 0 && dc.claim_retry_ms == ob.now + 250);
 }
 
@@ -746,23 +746,12 @@ test_node_healthy_rule(void)
 
 /* ---- randomized interleavings: several agents, the real decisions, a real store ---- */
 
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
 
 /* Uniform in [lo, hi]. */
 static int64_t
 rr(int64_t lo, int64_t hi)
 {
-	return lo + (int64_t) (rnd() % (uint64_t) (hi - lo + 1));
+	return lo + (int64_t) (t_rnd() % (uint64_t) (hi - lo + 1));
 }
 
 enum { SIM_NODES = 3 };
@@ -871,7 +860,7 @@ sim_claim_commit(struct sim *s, struct simnode *n, struct pgl_actions *out)
 		s->ss.conflicts++;
 	else
 		s->ss.unexpected++;
-	pgl_decide_claimed(&n->dc, rc, term, n->t0, out);
+	pgl_decide_claimed(&n->dc, rc, term, n->t0, NULL, out);
 }
 
 static void
@@ -1069,7 +1058,7 @@ sim_run(uint64_t seed, long steps, struct simstats *out)
 
 	if (s == NULL || acts == NULL)
 		exit(2);
-	rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+	t_rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
 	s->cfg = base_cfg;
 	s->cfg.lease_ttl_ms = params[seed % 4][0];
 	s->cfg.renew_interval_ms = params[seed % 4][1];

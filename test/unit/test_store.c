@@ -614,21 +614,9 @@ test_observer(void)
 
 /*
  * The randomized interleavings of holders and observers on simulated clocks
- * run the agent's real decision module: test_decide.c.  The generator below
- * makes garbage files.
+ * run the agent's real decision module: test_decide.c.
  */
 
-static uint64_t rng_state;
-
-static uint64_t
-rnd(void)
-{
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
 
 /* ---- a real race: forked processes claim the same version at once ---- */
 
@@ -1139,7 +1127,7 @@ static void
 test_backends(void)
 {
 	static const char *const unknown[] = {
-		"etcd://127.0.0.1:2379/pglease", "sqlite://x.db", "Foo+bar.1://x",
+		"zk://127.0.0.1:2181/pglease", "sqlite://x.db", "Foo+bar.1://x",
 	};
 	char path[PATHLEN], fifo[PATHLEN + 8];
 	struct pgl_store *st = NULL;
@@ -1153,7 +1141,7 @@ test_backends(void)
 		CHECK(pgl_store_check_path(unknown[i], err, sizeof(err)) == -PGL_EINVAL);
 		CHECK(strstr(err, unknown[i]) != NULL);
 	}
-	CHECK(!exists("etcd:"));
+	CHECK(!exists("zk:"));
 	/* "a:b" and "x:/y" have no "scheme://": plain paths, and simply missing. */
 	CHECK(pgl_store_open("no-such-dir-x:/lease.db", PGL_STORE_RDONLY, &st, err,
 						 sizeof(err)) == -PGL_ENOENT);
@@ -1341,9 +1329,9 @@ test_bad_input(void)
 	{
 		unsigned char junk[8192];
 
-		rng_state = 77;
+		t_rng_state = 77;
 		for (size_t i = 0; i < sizeof(junk); i++)
-			junk[i] = (unsigned char) rnd();
+			junk[i] = (unsigned char) t_rnd();
 		spit(p, junk, sizeof(junk));
 	}
 	path_in(p, "bad", "empty.db", false);
