@@ -274,6 +274,16 @@ def descendants(pid):
     return seen
 
 
+def wait_for_descendant(pid, name, timeout=60):
+    """The pid of the first descendant of pid whose command line names name."""
+    def find():
+        for d in descendants(pid):
+            if name in proc_cmdline(d):
+                return d
+        return None
+    return poll_until(find, timeout, "%s started under pid %d" % (name, pid), interval=0.01)
+
+
 def signal_pids(pids, sig):
     for p in pids:
         try:

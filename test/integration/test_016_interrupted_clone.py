@@ -9,7 +9,8 @@ import os
 import shutil
 import signal
 
-from conftest import FAST, descendants, poll_until, proc_cmdline, signal_pids, started_cluster
+from conftest import (FAST, descendants, poll_until, signal_pids, started_cluster,
+                      wait_for_descendant)
 
 
 def test_clone_killed_midway_is_redone(make_cluster):
@@ -24,13 +25,7 @@ def test_clone_killed_midway_is_redone(make_cluster):
     shutil.rmtree(s.pgdata)
     s.start()
 
-    def basebackup():
-        for pid in descendants(s.agent_pid):
-            if "pg_basebackup" in proc_cmdline(pid):
-                return pid
-        return None
-    bb = poll_until(basebackup, 60, "pg_basebackup started by %s's agent" % s.name,
-                    interval=0.01)
+    bb = wait_for_descendant(s.agent_pid, "pg_basebackup")
     poll_until(lambda: (s.pgdata / "PG_VERSION").exists(), 60,
                "pg_basebackup to have written PG_VERSION", interval=0.01)
     os.kill(bb, signal.SIGSTOP)               # the clone is certainly incomplete now

@@ -8,7 +8,7 @@ import shutil
 import signal
 import time
 
-from conftest import FAST, descendants, pid_alive, poll_until, proc_cmdline, started_cluster
+from conftest import FAST, pid_alive, poll_until, started_cluster, wait_for_descendant
 
 
 def _hung_clone(c, s):
@@ -17,13 +17,7 @@ def _hung_clone(c, s):
     shutil.rmtree(s.pgdata)
     s.start()
 
-    def basebackup():
-        for pid in descendants(s.agent_pid):
-            if "pg_basebackup" in proc_cmdline(pid):
-                return pid
-        return None
-    bb = poll_until(basebackup, 60, "pg_basebackup started by %s's agent" % s.name,
-                    interval=0.01)
+    bb = wait_for_descendant(s.agent_pid, "pg_basebackup")
     os.kill(bb, signal.SIGSTOP)
     return bb
 
