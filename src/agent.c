@@ -253,8 +253,15 @@ local_status(struct pgl_daemon *d, struct pgl_pg_status *s)
 	return 0;
 }
 
+/*
+ * Writes this node's row.  With query, the local server is asked for its
+ * status; without (inside a job), or when it does not answer, the row says
+ * what the agent is doing and, while the data directory is the one last
+ * seen running, the LSN it had reached: a server that is down still ranks
+ * in an election by the WAL on its disk (DESIGN.md section 3).
+ */
 static void
-heartbeat(struct pgl_daemon *d)
+heartbeat(struct pgl_daemon *d, bool query)
 {
 	struct pgl_node n;
 	struct pgl_pg_status s;
@@ -264,21 +271,24 @@ heartbeat(struct pgl_daemon *d)
 	pgl_conninfo_format(d->cfg.advertise_host, d->cfg.pg_port, n.conninfo, sizeof(n.conninfo));
 	n.priority = d->cfg.priority;
 	strcpy(n.role, "unknown");
-	if (local_status(d, &s) == 0) {
+	if (query && local_status(d, &s) == 0) {
 		strcpy(n.role, s.in_recovery ? "standby" : "primary");
 		n.timeline = s.timeline;
 		n.receive_lsn_int = s.receive_lsn > s.replay_lsn ? s.receive_lsn : s.replay_lsn;
 		n.replay_lsn_int = s.replay_lsn;
-		pgl_lsn_format(n.receive_lsn_int, n.receive_lsn, sizeof(n.receive_lsn));
-		pgl_lsn_format(n.replay_lsn_int, n.replay_lsn, sizeof(n.replay_lsn));
+		d->last_lsn = n.receive_lsn_int;
 		if (s.in_recovery) {
 			pgl_strlcpy(n.state, s.streaming ? "streaming" : "recovering", sizeof(n.state));
 			pgl_strlcpy(n.upstream, d->dc.following, sizeof(n.upstream));
 		} else
 			pgl_strlcpy(n.state, "running", sizeof(n.state));
+	} else if (pgl_node_has_data(d)) {
+		pgl_strlcpy(n.state, d->state[0] ? d->state : "down", sizeof(n.state));
+		n.receive_lsn_int = d->last_lsn;
 	} else
-		pgl_strlcpy(n.state, pgl_node_has_data(d) ? (d->state[0] ? d->state : "stopped")
-					: (d->state[0] ? d->state : "empty"), sizeof(n.state));
+		pgl_strlcpy(n.state, d->state[0] ? d->state : "empty", sizeof(n.state));
+	pgl_lsn_format(n.receive_lsn_int, n.receive_lsn, sizeof(n.receive_lsn));
+	pgl_lsn_format(n.replay_lsn_int, n.replay_lsn, sizeof(n.replay_lsn));
 	if (pgl_store_node_upsert(d->st, &n) < 0)
 		pgl_log_debug("heartbeat not written: %s", pgl_store_errmsg(d->st));
 }
@@ -340,6 +350,11 @@ run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result 
 
 	memset(r, 0, sizeof(*r));
 	r->job = a->job;
+	if (a->job == PGL_JOB_CLONE || a->job == PGL_JOB_BOOTSTRAP)
+		d->last_lsn = 0;		/* the data directory is replaced */
+	if (a->job == PGL_JOB_START && !d->state[0])
+		pgl_strlcpy(d->state, "starting", sizeof(d->state));
+	d->job_heartbeat_ms = pgl_mono_ms() + d->cfg.renew_interval_ms;
 	switch (a->job) {
 	case PGL_JOB_BOOTSTRAP: r->rc = job_bootstrap(d); break;
 	case PGL_JOB_CLONE: r->rc = pgl_node_clone(d, &a->node); break;
@@ -349,6 +364,11 @@ run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result 
 	case PGL_JOB_STOP: r->rc = job_stop(d, r); break;
 	default: r->rc = -PGL_EINVAL; break;
 	}
+	if (a->job == PGL_JOB_REWIND && r->rc == 0)
+		d->last_lsn = 0;		/* rewound to the source's history: ask again */
+	if (a->job == PGL_JOB_START && strcmp(d->state, "starting") == 0)
+		d->state[0] = '\0';
+	d->job_heartbeat_ms = 0;
 	wd_update(d);
 }
 
@@ -398,7 +418,7 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 		case PGL_ACT_KILL: pgl_node_kill(d); wd_update(d); break;
 		case PGL_ACT_ARM_FENCE: do_arm_fence(d); break;
 		case PGL_ACT_SYNC_SLOTS: pgl_node_sync_slots(d); break;
-		case PGL_ACT_HEARTBEAT: heartbeat(d); break;
+		case PGL_ACT_HEARTBEAT: heartbeat(d, true); break;
 		case PGL_ACT_EXIT: d->exit = true; d->fatal |= a->fatal; break;
 		case PGL_ACT_JOB:
 			run_job(d, a, &r);
@@ -424,8 +444,20 @@ pgl_agent_keepalive(void *arg)
 	struct pgl_actions *acts;
 
 	read_signals(d);
-	if (d->in_keepalive || d->dc.term == 0)
+	if (d->in_keepalive)
 		return;
+	if (d->dc.term == 0) {
+		/* A node in a job still shows it is alive (and its LSN) to elections. */
+		int64_t now = pgl_mono_ms();
+
+		if (d->job_heartbeat_ms && now >= d->job_heartbeat_ms) {
+			d->in_keepalive = true;
+			heartbeat(d, false);
+			d->in_keepalive = false;
+			d->job_heartbeat_ms = now + d->cfg.renew_interval_ms;
+		}
+		return;
+	}
 	if ((acts = malloc(sizeof(*acts))) == NULL)
 		return;					/* the watchdog fences at the deadline regardless */
 	d->in_keepalive = true;
@@ -904,7 +936,7 @@ shutdown_node(struct pgl_daemon *d)
 {
 	pgl_node_stop(d, true, 60000);		/* already stopped unless the loop broke early */
 	pgl_strlcpy(d->state, "stopped", sizeof(d->state));
-	heartbeat(d);
+	heartbeat(d, true);
 }
 
 static void

@@ -377,16 +377,40 @@ ranks_before(const struct cand *a, const struct cand *b)
 	return strcmp(a->name, b->name) < 0;
 }
 
-/* May node row o stand in this election (other than this node)? */
-static bool
+/* How another node stands in this election. */
+enum rival_kind { RIVAL_NONE = 0, RIVAL_UP, RIVAL_DOWN };
+
+/*
+ * May node row o stand in this election (other than this node)?  RIVAL_UP: a
+ * running standby (or, at bootstrap, an empty node).  RIVAL_DOWN: a live node
+ * whose server is down or starting (after a crash, a fence, a failed rewind)
+ * and that publishes the LSN it had received: its WAL is still on its disk,
+ * and with synchronous replication it may be the only copy of an
+ * acknowledged commit.
+ */
+static enum rival_kind
 rival(const struct pgl_decider *dc, const struct pgl_node *o, bool bootstrap, int64_t now)
 {
 	if (strcmp(o->name, dc->cfg.node_name) == 0 || o->priority <= 0 ||
 		!pgl_decide_node_live(dc, o->name, now, observer_ttl(dc)))
-		return false;
+		return RIVAL_NONE;
 	if (strcmp(o->role, "standby") == 0)
-		return true;
-	return bootstrap && strcmp(o->state, "empty") == 0;
+		return RIVAL_UP;
+	if (bootstrap && strcmp(o->state, "empty") == 0)
+		return RIVAL_UP;
+	if (strcmp(o->role, "primary") != 0 && o->receive_lsn_int > 0 &&
+		strcmp(o->state, "stopping") != 0 && strcmp(o->state, "stopped") != 0)
+		return RIVAL_DOWN;
+	return RIVAL_NONE;
+}
+
+/* How long a better rival whose server is down holds up the election. */
+static int64_t
+down_wait_ms(const struct pgl_decider *dc)
+{
+	int64_t w = 2 * dc->cfg.lease_ttl_ms;
+
+	return w > 3 * dc->cfg.election_grace_ms ? w : 3 * dc->cfg.election_grace_ms;
 }
 
 /*
@@ -399,9 +423,12 @@ rival(const struct pgl_decider *dc, const struct pgl_node *o, bool bootstrap, in
  * synchronous replication, the standby holding an acknowledged commit is
  * never outranked by a stale reading.  Others wait election_grace_ms, and
  * even then defer to a fresher, better candidate until three graces pass.
+ * A better candidate whose server is down (RIVAL_DOWN) holds everyone up
+ * until it runs again, for at most down_wait_ms() after the lease was found
+ * claimable; the graces count from the last time it was seen down.
  */
 static bool
-should_claim(struct pgl_decider *dc, const struct pgl_obs *obs)
+should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
 {
 	const struct pgl_lease *l = &dc->lease;
 	const struct pgl_server_obs *s = &obs->server;
@@ -409,6 +436,7 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs)
 	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
 	struct cand me = { dc->cfg.node_name, 0, dc->cfg.priority };
 	int64_t waited = obs->now - dc->expired_since_ms, grace = dc->cfg.election_grace_ms;
+	int64_t since;
 	bool best = true, all_fresh = true, fresher_better = false;
 
 	if (dc->cfg.priority == 0 || obs->paused || obs->now < dc->claim_retry_ms || dc->claiming)
@@ -430,10 +458,25 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs)
 	for (int i = 0; i < obs->n_nodes; i++) {
 		const struct pgl_node *o = &obs->nodes[i];
 		struct cand c = { o->name, o->receive_lsn_int, o->priority };
+		enum rival_kind k = rival(dc, o, bootstrap, obs->now);
 		bool fresh;
 
-		if (!rival(dc, o, bootstrap, obs->now) || (released && c.lsn <= l->released_lsn_int))
+		if (k == RIVAL_NONE || (released && c.lsn <= l->released_lsn_int))
 			continue;
+		if (k == RIVAL_DOWN) {
+			if (!ranks_before(&c, &me) || waited >= down_wait_ms(dc))
+				continue;
+			if (dc->rival_down_ms == 0) {
+				char lsn[PGL_LSN_TEXT_MAX];
+
+				pgl_lsn_format(c.lsn, lsn, sizeof(lsn));
+				say(out, PGL_ALOG_INFO, "deferring to %s: its server is down (%s) but it "
+					"had received up to %s; waiting up to %" PRId64 " ms for it", o->name,
+					o->state[0] ? o->state : "unknown", lsn, down_wait_ms(dc));
+			}
+			dc->rival_down_ms = obs->now;
+			return false;
+		}
 		fresh = hb_changed_at(dc, o->name) >= dc->expired_since_ms;
 		all_fresh &= fresh;
 		if (ranks_before(&c, &me)) {
@@ -441,7 +484,9 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs)
 			fresher_better |= fresh;
 		}
 	}
-	return (best && all_fresh) || (waited >= grace && !fresher_better) || waited >= 3 * grace;
+	since = obs->now - (dc->rival_down_ms > dc->expired_since_ms ? dc->rival_down_ms
+						: dc->expired_since_ms);
+	return (best && all_fresh) || (since >= grace && !fresher_better) || since >= 3 * grace;
 }
 
 /* The lease is claimable as seen from here: stand as a candidate. */
@@ -465,7 +510,7 @@ candidate(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions 
 		job(out, PGL_JOB_START, PGL_SERVER_STANDBY, NULL);
 		return;
 	}
-	if (obs->job != PGL_JOB_NONE || !should_claim(dc, obs))
+	if (obs->job != PGL_JOB_NONE || !should_claim(dc, obs, out))
 		return;
 	a = add(out, PGL_ACT_CLAIM);
 	a->lease = dc->lease;
@@ -499,6 +544,7 @@ pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
 	dc->next_renew_ms = t0 + dc->cfg.renew_interval_ms;
 	dc->renew_retry_ms = 0;
 	dc->expired_since_ms = 0;
+	dc->rival_down_ms = 0;
 	dc->role = PGL_ROLE_PROMOTING;
 	dc->following[0] = '\0';
 	/* Bootstrap an empty node, promote a standby. */
@@ -923,6 +969,7 @@ pgl_decide_step(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_ac
 		candidate(dc, obs, out);
 	else {
 		dc->expired_since_ms = 0;
+		dc->rival_down_ms = 0;
 		if ((h = find_node(obs, dc->lease.holder)) != NULL)
 			follow(dc, obs, h, out);
 	}

@@ -53,6 +53,8 @@ struct pgl_daemon {
 	bool fence_on;				/* the in-server fence extension is in use */
 	int64_t pm_started_ms;
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
+	uint64_t last_lsn;			/* WAL on disk as last seen by a status query, 0 if unknown */
+	int64_t job_heartbeat_ms;	/* next heartbeat while a job runs (not holding a term) */
 
 	/* Death seen at once: a child blocked in flock() on the holder's alive lock. */
 	pid_t watch_pid;			/* 0 when none */

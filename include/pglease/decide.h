@@ -177,6 +177,7 @@ struct pgl_decider {
 	struct pgl_lease lease;		/* last read */
 	int64_t seen_term;
 	int64_t expired_since_ms;	/* when first judged claimable, 0 if not */
+	int64_t rival_down_ms;		/* last seen deferring to a better node that is down */
 	char expiry_rule[96];
 	int64_t claim_retry_ms;
 	int claim_failures;

@@ -350,6 +350,80 @@ test_fresh_heartbeat_needed_before_best_claims(void)
 	CHECK(has(PGL_ACT_CLAIM));
 }
 
+/*
+ * A better candidate whose server is down (crashed, restarting, stopped for
+ * a rewind) still ranks by the LSN it published: the others wait for it to
+ * run again, for at most 2 TTLs.  Found by the nemesis: a behind standby won
+ * while the one holding an acknowledged commit was restarting.
+ */
+static struct pgl_node *
+expire_with_down_rival(uint64_t b_lsn, const char *b_state)
+{
+	struct pgl_node *b;
+
+	reset();
+	ob.server.receive_lsn = 0x4000;
+	b = row("b", "unknown", b_lsn, 100, 1);
+	strcpy(b->state, b_state);
+	row("pg1", "primary", 0x3000, 100, 1);
+	step();
+	ob.holder_gone = true;
+	ob.now += 10;
+	step();
+	return b;
+}
+
+/* Advances the clock by ms in 100 ms steps, b heartbeating; true if a claim was asked. */
+static bool
+run_for(struct pgl_node *b, int64_t ms)
+{
+	bool claimed = false;
+
+	for (int64_t t = 0; t < ms && !claimed; t += 100) {
+		ob.now += 100;
+		b->heartbeat++;
+		step();
+		claimed = has(PGL_ACT_CLAIM);
+	}
+	return claimed;
+}
+
+static void
+test_down_rival_defers(void)
+{
+	struct pgl_node *b;
+	bool logged = false;
+
+	/* Better and down: no claim within 3 graces (the old rule claimed here). */
+	b = expire_with_down_rival(0x5000, "down");
+	for (int i = 0; i < acts.n; i++)
+		logged |= acts.a[i].type == PGL_ACT_LOG && strstr(acts.a[i].text, "deferring to b");
+	CHECK(logged);
+	CHECK(!run_for(b, 3500));
+	/* It runs again: the better fresh rival gets 3 graces from then to claim. */
+	strcpy(b->role, "standby");
+	strcpy(b->state, "recovering");
+	CHECK(!run_for(b, 2500));
+	CHECK(run_for(b, 1000));
+
+	/* Down for good: after 2 TTLs from the expiry, availability wins. */
+	b = expire_with_down_rival(0x5000, "starting");
+	CHECK(!run_for(b, 9800));
+	CHECK(run_for(b, 400));
+
+	/* A down rival that is behind, stopping for good, not live, or empty: no wait. */
+	b = expire_with_down_rival(0x3000, "down");
+	CHECK(has(PGL_ACT_CLAIM) || run_for(b, 200));
+	b = expire_with_down_rival(0x5000, "stopped");
+	CHECK(has(PGL_ACT_CLAIM) || run_for(b, 200));
+	b = expire_with_down_rival(0, "cloning");
+	CHECK(has(PGL_ACT_CLAIM) || run_for(b, 200));
+	b = expire_with_down_rival(0x5000, "down");
+	ob.now += 6000;				/* b's heartbeat stops: not live after a TTL */
+	step();
+	CHECK(has(PGL_ACT_CLAIM) || (ob.now += 100, step(), has(PGL_ACT_CLAIM)));
+}
+
 static void
 test_released_lsn(void)
 {
@@ -1173,6 +1247,7 @@ main(void)
 	TEST(test_holder_gone_and_own_term);
 	TEST(test_election_table);
 	TEST(test_fresh_heartbeat_needed_before_best_claims);
+	TEST(test_down_rival_defers);
 	TEST(test_released_lsn);
 	TEST(test_paused_and_not_a_candidate);
 	TEST(test_bootstrap);
