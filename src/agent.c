@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -51,16 +53,33 @@ struct wd_page {
 	int64_t deadline_ms;		/* 0 when not holding */
 	int32_t pm_pid;
 	int32_t agent_pid;
+	uint32_t seq;				/* futex word: bumped after every change */
 };
 
 static struct wd_page *wd;
 
+/* Sleeps until wd->seq is no longer `seen`, or ms pass. */
+static void
+wd_sleep(uint32_t seen, int64_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+	syscall(SYS_futex, &wd->seq, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+/*
+ * Sleeps until the deadline (plus slack) or a change of the page: no
+ * polling.  Not holding, it wakes once a second to see whether its agent
+ * is gone (PR_SET_PDEATHSIG covers an agent that is killed).
+ */
 static void
 watchdog_main(void)
 {
 	for (;;) {
+		uint32_t seq = __atomic_load_n(&wd->seq, __ATOMIC_SEQ_CST);
 		int64_t dl = __atomic_load_n(&wd->deadline_ms, __ATOMIC_SEQ_CST);
 		pid_t pm = __atomic_load_n(&wd->pm_pid, __ATOMIC_SEQ_CST);
+		int64_t now = pgl_mono_ms();
 
 		if (getppid() != wd->agent_pid)
 			_exit(0);
@@ -68,13 +87,14 @@ watchdog_main(void)
 		 * 100 ms of slack lets a running agent fence cleanly first (SIGQUIT,
 		 * an event in the store); a stalled one is fenced here.
 		 */
-		if (dl > 0 && pm > 0 && pgl_mono_ms() >= dl + 100) {
+		if (dl > 0 && pm > 0 && now >= dl + 100) {
 			pgl_proc_kill_tree(pm);
 			pgl_log_error("fenced by the watchdog: deadline passed while the agent was stalled; "
 						  "postgres (pid %d) and its children killed", (int) pm);
 			__atomic_store_n(&wd->deadline_ms, 0, __ATOMIC_SEQ_CST);
+			continue;
 		}
-		usleep(10000);
+		wd_sleep(seq, dl > 0 && pm > 0 ? dl + 100 - now : 1000);
 	}
 }
 
@@ -106,6 +126,8 @@ wd_update(struct pgl_daemon *d)
 		return;
 	__atomic_store_n(&wd->pm_pid, d->pm_pid, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&wd->deadline_ms, d->dc.term ? d->dc.deadline_ms : 0, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&wd->seq, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &wd->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
 /* ---- events and log lines ---- */

@@ -25,7 +25,7 @@
 #include "pglease/log.h"
 
 /* Observers look at the holder's lock this often when nothing wakes them. */
-#define OBSERVE_MS 100
+#define OBSERVE_MS 100			/* a candidate's step interval */
 /* A failed claim (store locked or full) is retried after this. */
 #define CLAIM_RETRY_MS 250
 /* A failed renewal is retried after this, until the deadline. */
@@ -922,15 +922,31 @@ find_node(const struct pgl_obs *obs, const char *name)
 }
 
 /* When the next step is due at the latest. */
+/*
+ * When the next step is due at the latest.  A holder: its next renewal or
+ * its deadline.  A candidate: soon (elections run on graces).  Any other
+ * node waits for something to happen: inotify on the store, SIGCHLD (its
+ * server, the holder's watch) or a signal wake the loop; the timer is only
+ * for its next heartbeat and the moment the holder's lease, unchanged since
+ * first seen, would expire here.  Never later than one renewal interval.
+ */
 static void
 set_wake(struct pgl_decider *dc, int64_t now)
 {
-	int64_t t = now + OBSERVE_MS;		/* observers probe the holder's lock often */
+	int64_t t;
 
 	if (dc->term) {
 		t = dc->renew_retry_ms > dc->next_renew_ms ? dc->renew_retry_ms : dc->next_renew_ms;
 		if (dc->deadline_ms < t)
 			t = dc->deadline_ms;
+	} else if (dc->expired_since_ms || dc->claiming)
+		t = now + OBSERVE_MS;
+	else {
+		int64_t rem = pgl_observer_remaining(&dc->obs, now, observer_ttl(dc));
+
+		t = dc->next_heartbeat_ms;
+		if (rem != INT64_MAX && now + rem < t)
+			t = now + rem;
 	}
 	if (t > now + dc->cfg.renew_interval_ms)
 		t = now + dc->cfg.renew_interval_ms;
@@ -977,5 +993,5 @@ pgl_decide_step(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_ac
 		add(out, PGL_ACT_HEARTBEAT);
 		dc->next_heartbeat_ms = obs->now + dc->cfg.renew_interval_ms;
 	}
-	set_wake(dc, obs->now);
+	set_wake(dc, obs->now);		/* again: the role and the timers may have changed */
 }

@@ -116,9 +116,17 @@ def clean_env(**extra):
 # whose exit status a test reads), so that a killed node leaves no zombie that
 # postgres would take for a live postmaster (kill(pid, 0) succeeds on a zombie).
 
+#
+# Pids are reused: a child started here counts as the test's own only until
+# its Popen has reaped it.  runuser stops itself when its child stops (job
+# control) and stays stopped after the child is continued or killed, so a
+# stopped runuser whose child no longer is stopped is continued: it then
+# reaps its child and exits, leaving no zombie agent behind.
+
 _REAP_LOCK = threading.Lock()
-_OWN_CHILDREN = set()
-_REAP_COMMS = {"postgres", "pglease", "pglease-fence", "pg_rewind", "pg_basebackup", "initdb"}
+_OWN_CHILDREN = {}              # pid -> Popen
+_REAP_COMMS = {"postgres", "pglease", "pglease-fence", "pglease-watch", "pg_rewind",
+               "pg_basebackup", "initdb"}
 _reaper_started = False
 
 
@@ -126,8 +134,17 @@ def spawn(argv, **kw):
     """subprocess.Popen, registered so the orphan reaper never takes its status."""
     with _REAP_LOCK:
         p = subprocess.Popen(argv, **kw)
-        _OWN_CHILDREN.add(p.pid)
+        _OWN_CHILDREN[p.pid] = p
     return p
+
+
+def _comm_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        return st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2]
+    except (OSError, ValueError, IndexError):
+        return "", ""
 
 
 def _reap_orphans():
@@ -136,15 +153,16 @@ def _reap_orphans():
         time.sleep(0.05)
         with _REAP_LOCK:
             for pid in children(me):
-                if pid in _OWN_CHILDREN:
+                own = _OWN_CHILDREN.get(pid)
+                comm, state = _comm_state(pid)
+                if own is not None and own.returncode is None:
+                    if state == "Z":
+                        own.poll()      # Popen keeps the status for its owner
+                    elif comm == "runuser" and state == "T" and not any(
+                            _comm_state(c)[1] == "T" for c in children(pid)):
+                        os.kill(pid, signal.SIGCONT)
                     continue
-                try:
-                    with open("/proc/%d/stat" % pid) as f:
-                        st = f.read()
-                except OSError:
-                    continue
-                comm = st[st.index("(") + 1:st.rindex(")")]
-                if st[st.rindex(")") + 2] == "Z" and comm in _REAP_COMMS:
+                if state == "Z" and comm in _REAP_COMMS:
                     try:
                         os.waitpid(pid, os.WNOHANG)
                     except ChildProcessError:

@@ -773,7 +773,18 @@ test_wake_time(void)
 {
 	reset();
 	step();
+	/* A standby: its next heartbeat (the lease was first seen just now). */
+	CHECK(dc.wake_ms == ob.now + 1000);
+	ob.now += 600;
+	step();
+	CHECK(dc.wake_ms == ob.now + 400);
+	/* The holder's lease would expire here before the next heartbeat. */
+	ob.now += 4300;
+	step();
 	CHECK(dc.wake_ms == ob.now + 100);
+	ob.now += 100;
+	step();						/* expired: a candidate steps every 100 ms */
+	CHECK(dc.expired_since_ms != 0 && dc.wake_ms == ob.now + 100);
 	hold_term(ob.now);
 	step();
 	CHECK(dc.wake_ms == ob.now + 1000);
