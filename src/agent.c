@@ -1118,6 +1118,10 @@ decide_init(struct pgl_daemon *d)
 	};
 
 	pgl_strlcpy(c.node_name, d->cfg.node_name, sizeof(c.node_name));
+	for (int i = 0; i < d->cfg.n_pg; i++)
+		if (strcmp(d->cfg.pg[i].name, "synchronous_standby_names") == 0)
+			c.sync_replication = strcmp(d->cfg.pg[i].value, "") != 0 &&
+				strcmp(d->cfg.pg[i].value, "''") != 0;
 	pgl_decide_init(&d->dc, &c);
 }
 

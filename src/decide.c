@@ -404,6 +404,23 @@ rival(const struct pgl_decider *dc, const struct pgl_node *o, bool bootstrap, in
 	return RIVAL_NONE;
 }
 
+/*
+ * With synchronous replication: was node row o a standby, alive within a TTL
+ * before this node saw the lease expire, silent since?  It may be frozen or
+ * cut off right after acknowledging the last commits, which the others may
+ * lack (ANY 1 of several standbys): the others wait for it as for a better
+ * candidate that is down.
+ */
+static bool
+silent_standby(const struct pgl_decider *dc, const struct pgl_node *o, int64_t now)
+{
+	int64_t at = hb_changed_at(dc, o->name);
+
+	return dc->cfg.sync_replication && strcmp(o->name, dc->cfg.node_name) != 0 &&
+		o->priority > 0 && strcmp(o->role, "standby") == 0 && dc->lease.term > 0 &&
+		at > 0 && at >= dc->expired_since_ms - observer_ttl(dc) && at < dc->expired_since_ms;
+}
+
 /* How long a better rival whose server is down holds up the election. */
 static int64_t
 down_wait_ms(const struct pgl_decider *dc)
@@ -461,6 +478,17 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		enum rival_kind k = rival(dc, o, bootstrap, obs->now);
 		bool fresh;
 
+		if (!released && silent_standby(dc, o, obs->now)) {
+			if (waited >= down_wait_ms(dc))
+				continue;
+			if (dc->rival_down_ms == 0)
+				say(out, PGL_ALOG_INFO, "deferring to %s: it was a standby until the lease "
+					"expired and has not reported since; with synchronous replication it may "
+					"hold acknowledged commits; waiting up to %" PRId64 " ms for it", o->name,
+					down_wait_ms(dc));
+			dc->rival_down_ms = obs->now;
+			return false;
+		}
 		if (k == RIVAL_NONE || (released && c.lsn <= l->released_lsn_int))
 			continue;
 		if (k == RIVAL_DOWN) {

@@ -41,6 +41,7 @@ struct pgl_decide_cfg {
 	int64_t fence_margin_ms;
 	int64_t election_grace_ms;
 	int64_t follow_timeout_ms;
+	bool sync_replication;		/* pg.synchronous_standby_names is set: wait for silent standbys */
 };
 
 /* How the local server was started (or none). */

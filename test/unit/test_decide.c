@@ -424,6 +424,68 @@ test_down_rival_defers(void)
 	CHECK(has(PGL_ACT_CLAIM) || (ob.now += 100, step(), has(PGL_ACT_CLAIM)));
 }
 
+/*
+ * With synchronous replication, a standby that was alive until the expiry and
+ * is silent since (frozen right after acknowledging the last commits) holds
+ * the others back for up to 2 TTLs; without, the best claims after a grace.
+ * Found by the nemesis: the primary killed while the one standby that had
+ * acknowledged its last commit was stopped.
+ */
+static void
+test_silent_standby_sync(void)
+{
+	for (int sync = 0; sync <= 1; sync++) {
+		struct pgl_decide_cfg c = base_cfg;
+		bool claimed = false;
+		int64_t t;
+
+		reset();
+		c.sync_replication = sync;
+		pgl_decide_init(&dc, &c);
+		ob.server.receive_lsn = 0x5000;
+		row("b", "standby", 0x4000, 100, 1);	/* b's last published LSN: behind */
+		row("pg1", "primary", 0x3000, 100, 1);
+		step();
+		ob.holder_gone = true;
+		ob.now += 10;
+		step();
+		for (t = 0; t < 12000 && !claimed; t += 100) {
+			ob.now += 100;				/* b stays silent: no heartbeat */
+			step();
+			claimed = has(PGL_ACT_CLAIM);
+		}
+		if (sync)
+			CHECKF(claimed && t >= 9900, "sync: claimed %d after %" PRId64 " ms", claimed, t);
+		else
+			CHECKF(claimed && t <= 1100, "async: claimed %d after %" PRId64 " ms", claimed, t);
+	}
+
+	/* The silent standby speaks again, ahead: it is the better candidate. */
+	{
+		struct pgl_decide_cfg c = base_cfg;
+		struct pgl_node *b;
+
+		reset();
+		c.sync_replication = true;
+		pgl_decide_init(&dc, &c);
+		ob.server.receive_lsn = 0x5000;
+		b = row("b", "standby", 0x4000, 100, 1);
+		row("pg1", "primary", 0x3000, 100, 1);
+		step();
+		ob.holder_gone = true;
+		ob.now += 10;
+		step();
+		ob.now += 3000;
+		step();
+		CHECK(!has(PGL_ACT_CLAIM));
+		b->heartbeat++;
+		b->receive_lsn_int = 0x6000;
+		ob.now += 100;
+		step();
+		CHECK(!has(PGL_ACT_CLAIM));		/* defers to the fresher, better b */
+	}
+}
+
 static void
 test_released_lsn(void)
 {
@@ -1259,6 +1321,7 @@ main(void)
 	TEST(test_election_table);
 	TEST(test_fresh_heartbeat_needed_before_best_claims);
 	TEST(test_down_rival_defers);
+	TEST(test_silent_standby_sync);
 	TEST(test_released_lsn);
 	TEST(test_paused_and_not_a_candidate);
 	TEST(test_bootstrap);
