@@ -431,6 +431,62 @@ down_wait_ms(const struct pgl_decider *dc)
 }
 
 /*
+ * Does node row o hold this node back for now: a silent standby (with
+ * synchronous replication) or a better candidate whose server is down, for
+ * at most down_wait_ms() after the expiry?  Says so once per election.
+ */
+static bool
+held_back_by(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *o,
+			 const struct cand *me, bool bootstrap, struct pgl_actions *out)
+{
+	struct cand c = { o->name, o->receive_lsn_int, o->priority };
+	char lsn[PGL_LSN_TEXT_MAX];
+
+	if (obs->now - dc->expired_since_ms >= down_wait_ms(dc))
+		return false;
+	if (silent_standby(dc, o, obs->now)) {
+		if (dc->rival_down_ms == 0)
+			say(out, PGL_ALOG_INFO, "deferring to %s: it was a standby until the lease "
+				"expired and has not reported since; with synchronous replication it may "
+				"hold acknowledged commits; waiting up to %" PRId64 " ms for it", o->name,
+				down_wait_ms(dc));
+	} else if (rival(dc, o, bootstrap, obs->now) == RIVAL_DOWN && ranks_before(&c, me)) {
+		pgl_lsn_format(c.lsn, lsn, sizeof(lsn));
+		if (dc->rival_down_ms == 0)
+			say(out, PGL_ALOG_INFO, "deferring to %s: its server is down (%s) but it "
+				"had received up to %s; waiting up to %" PRId64 " ms for it", o->name,
+				o->state[0] ? o->state : "unknown", lsn, down_wait_ms(dc));
+	} else
+		return false;
+	dc->rival_down_ms = obs->now;
+	return true;
+}
+
+/* Is this node a candidate now?  Fills in its own LSN. */
+static bool
+standing(const struct pgl_decider *dc, const struct pgl_obs *obs, bool bootstrap,
+		 bool released, struct cand *me)
+{
+	const struct pgl_server_obs *s = &obs->server;
+
+	if (dc->cfg.priority == 0 || obs->paused || obs->now < dc->claim_retry_ms || dc->claiming)
+		return false;
+	if (s->has_data) {
+		if (!s->running || s->mode != PGL_SERVER_STANDBY || !s->status_ok)
+			return false;		/* a candidate is a running standby */
+		me->lsn = s->receive_lsn;
+	} else if (!bootstrap)
+		return false;			/* nothing to promote; wait for a primary to clone */
+	/*
+	 * released_lsn is the start of the old primary's shutdown checkpoint
+	 * record; a candidate must have received past it, so that the new
+	 * timeline forks after that record and the old primary can follow
+	 * without a rewind.
+	 */
+	return !(released && me->lsn <= dc->lease.released_lsn_int);
+}
+
+/*
  * Decides whether this node claims the claimable lease now.
  *
  * Candidates rank by received LSN, priority, name.  The LSNs in the nodes
@@ -440,71 +496,32 @@ down_wait_ms(const struct pgl_decider *dc)
  * synchronous replication, the standby holding an acknowledged commit is
  * never outranked by a stale reading.  Others wait election_grace_ms, and
  * even then defer to a fresher, better candidate until three graces pass.
- * A better candidate whose server is down (RIVAL_DOWN) holds everyone up
- * until it runs again, for at most down_wait_ms() after the lease was found
- * claimable; the graces count from the last time it was seen down.
+ * A node that holds_back_by() (a better candidate whose server is down, a
+ * silent standby with synchronous replication) holds everyone up first; the
+ * graces then count from the last time it did.
  */
 static bool
 should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
 {
 	const struct pgl_lease *l = &dc->lease;
-	const struct pgl_server_obs *s = &obs->server;
 	bool bootstrap = (l->term == 0 && l->holder[0] == '\0');
 	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
 	struct cand me = { dc->cfg.node_name, 0, dc->cfg.priority };
-	int64_t waited = obs->now - dc->expired_since_ms, grace = dc->cfg.election_grace_ms;
-	int64_t since;
+	int64_t grace = dc->cfg.election_grace_ms, since;
 	bool best = true, all_fresh = true, fresher_better = false;
 
-	if (dc->cfg.priority == 0 || obs->paused || obs->now < dc->claim_retry_ms || dc->claiming)
-		return false;
-	if (s->has_data) {
-		if (!s->running || s->mode != PGL_SERVER_STANDBY || !s->status_ok)
-			return false;		/* a candidate is a running standby */
-		me.lsn = s->receive_lsn;
-	} else if (!bootstrap)
-		return false;			/* nothing to promote; wait for a primary to clone */
-	/*
-	 * released_lsn is the start of the old primary's shutdown checkpoint
-	 * record; a candidate must have received past it, so that the new
-	 * timeline forks after that record and the old primary can follow
-	 * without a rewind.
-	 */
-	if (released && me.lsn <= l->released_lsn_int)
+	if (!standing(dc, obs, bootstrap, released, &me))
 		return false;
 	for (int i = 0; i < obs->n_nodes; i++) {
 		const struct pgl_node *o = &obs->nodes[i];
 		struct cand c = { o->name, o->receive_lsn_int, o->priority };
-		enum rival_kind k = rival(dc, o, bootstrap, obs->now);
 		bool fresh;
 
-		if (!released && silent_standby(dc, o, obs->now)) {
-			if (waited >= down_wait_ms(dc))
-				continue;
-			if (dc->rival_down_ms == 0)
-				say(out, PGL_ALOG_INFO, "deferring to %s: it was a standby until the lease "
-					"expired and has not reported since; with synchronous replication it may "
-					"hold acknowledged commits; waiting up to %" PRId64 " ms for it", o->name,
-					down_wait_ms(dc));
-			dc->rival_down_ms = obs->now;
+		if (!released && held_back_by(dc, obs, o, &me, bootstrap, out))
 			return false;
-		}
-		if (k == RIVAL_NONE || (released && c.lsn <= l->released_lsn_int))
+		if (rival(dc, o, bootstrap, obs->now) != RIVAL_UP ||
+			(released && c.lsn <= l->released_lsn_int))
 			continue;
-		if (k == RIVAL_DOWN) {
-			if (!ranks_before(&c, &me) || waited >= down_wait_ms(dc))
-				continue;
-			if (dc->rival_down_ms == 0) {
-				char lsn[PGL_LSN_TEXT_MAX];
-
-				pgl_lsn_format(c.lsn, lsn, sizeof(lsn));
-				say(out, PGL_ALOG_INFO, "deferring to %s: its server is down (%s) but it "
-					"had received up to %s; waiting up to %" PRId64 " ms for it", o->name,
-					o->state[0] ? o->state : "unknown", lsn, down_wait_ms(dc));
-			}
-			dc->rival_down_ms = obs->now;
-			return false;
-		}
 		fresh = hb_changed_at(dc, o->name) >= dc->expired_since_ms;
 		all_fresh &= fresh;
 		if (ranks_before(&c, &me)) {
