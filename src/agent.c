@@ -355,7 +355,7 @@ job_stop(struct pgl_daemon *d, struct pgl_job_result *r)
 
 	if (d->dc.term)
 		pgl_strlcpy(d->state, "stopping", sizeof(d->state));
-	rc = pgl_node_stop(d, true, 60000);
+	rc = pgl_node_stop(d, true, d->tmo.stop_ms);
 	if (rc == 0 && d->dc.term && pgl_pg_controldata(&d->cfg, &cd) == 0 &&
 		strcmp(cd.state, "shut down") == 0) {
 		r->clean = true;
@@ -956,7 +956,7 @@ check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 static void
 shutdown_node(struct pgl_daemon *d)
 {
-	pgl_node_stop(d, true, 60000);		/* already stopped unless the loop broke early */
+	pgl_node_stop(d, true, d->tmo.stop_ms);	/* already stopped unless the loop broke early */
 	pgl_strlcpy(d->state, "stopped", sizeof(d->state));
 	heartbeat(d, true);
 }
@@ -1044,6 +1044,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	}
 	if (lease_db)
 		pgl_strlcpy(d->cfg.lease_db, lease_db, sizeof(d->cfg.lease_db));
+	pgl_timeouts_init(&d->tmo, &d->cfg);
 	pgl_log_set_node(d->cfg.node_name);
 	if (read_password(d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);

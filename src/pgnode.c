@@ -369,7 +369,7 @@ pgl_node_conn(struct pgl_daemon *d)
 		d->conn = NULL;
 	}
 	if (d->conn == NULL && d->pm_pid > 0)
-		d->conn = pgl_pg_connect_local(&d->cfg, 2);
+		d->conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
 	return d->conn;
 }
 
@@ -411,7 +411,7 @@ pgl_node_fence_setup(struct pgl_daemon *d)
 	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
 		return -PGL_EPG;
 	pgl_node_fence_close(d);
-	d->fence_conn = pgl_pg_connect_local(&d->cfg, 2);
+	d->fence_conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
 	if (d->fence_conn == NULL)
 		return -PGL_EPG;
 	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
@@ -492,7 +492,7 @@ wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
 			return false;
 		if (keepalive)
 			pgl_agent_keepalive(d);
-		usleep(20000);
+		usleep(d->tmo.poll_ms * 1000);
 	}
 	return true;
 }
@@ -504,9 +504,9 @@ pgl_node_kill(struct pgl_daemon *d)
 		return;
 	pgl_node_disconnect(d);
 	kill(d->pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
-	if (!wait_pm_exit(d, 2000, false)) {
+	if (!wait_pm_exit(d, d->tmo.quit_ms, false)) {
 		pgl_proc_kill_tree(d->pm_pid);
-		wait_pm_exit(d, 5000, false);
+		wait_pm_exit(d, d->tmo.kill_ms, false);
 	}
 	d->pg_mode = PGL_PG_NONE;
 }
@@ -554,7 +554,7 @@ pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream
 	d->pg_mode = mode;
 	d->pm_started_ms = pgl_mono_ms();
 	/* Crash recovery may take a while; keep renewing meanwhile. */
-	end = pgl_mono_ms() + 120000;
+	end = pgl_mono_ms() + d->tmo.start_ms;
 	while (pgl_mono_ms() < end && !d->stop) {
 		if (pgl_node_reap(d) || d->pm_pid == 0) {
 			pgl_log_error("postgres exited during startup");
@@ -564,7 +564,7 @@ pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream
 		if (pgl_pg_ping(&d->cfg) && pgl_node_conn(d) != NULL)
 			return 0;
 		pgl_agent_keepalive(d);
-		usleep(50000);
+		usleep(d->tmo.poll_ms * 1000);
 	}
 	/* Never leave a server behind that the agent no longer waits for. */
 	pgl_log_error("postgres did not accept connections in time; stopping it");
@@ -713,7 +713,7 @@ pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
 	argv[i] = NULL;
 	pgl_strlcpy(d->state, "cloning", sizeof(d->state));
 	pgl_log_info("cloning from %s (%s:%d) with pg_basebackup", from->name, host, port);
-	rc = run_pg_tool(d, argv, 3600 * 1000, out, sizeof(out));
+	rc = run_pg_tool(d, argv, d->tmo.clone_ms, out, sizeof(out));
 	free(ci);
 	if (rc < 0) {
 		pgl_log_error("pg_basebackup from %s failed: %s", from->name, out);
@@ -802,7 +802,7 @@ run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, 
 
 		pgl_strlcpy(d->state, "rewinding", sizeof(d->state));
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
-		rc = run_pg_tool(d, argv, 1800 * 1000, out, outlen);
+		rc = run_pg_tool(d, argv, d->tmo.rewind_ms, out, outlen);
 	}
 	free(srcarg);
 	return rc;
@@ -848,7 +848,7 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_jo
 	pgl_log_warn("rewinding against %s: not streaming from it, or postgres did not start "
 				 "as its standby", from->name);
 	if (d->pm_pid > 0)
-		pgl_node_stop(d, true, 30000);
+		pgl_node_stop(d, true, d->tmo.stop_for_rewind_ms);
 	checkpoint_source(d, from, host, port);
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
@@ -911,7 +911,7 @@ int
 pgl_node_promote(struct pgl_daemon *d)
 {
 	PGconn *c = pgl_node_conn(d);
-	int64_t end = pgl_mono_ms() + 60000;
+	int64_t end = pgl_mono_ms() + d->tmo.promote_ms;
 	char v[8];
 
 	if (c == NULL || pgl_pg_exec(c, "SELECT pg_promote(false)", 0, NULL) < 0)
@@ -926,7 +926,7 @@ pgl_node_promote(struct pgl_daemon *d)
 		if (d->pm_pid == 0 || d->dc.term == 0)
 			return -PGL_EPG;
 		pgl_agent_keepalive(d);
-		usleep(20000);
+		usleep(d->tmo.poll_ms * 1000);
 	}
 	return -PGL_ETIMEOUT;
 }
@@ -1079,7 +1079,7 @@ pgl_node_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 		return -PGL_ESYS;
 	pgl_strlcpy(d->state, "initdb", sizeof(d->state));
 	pgl_log_info("running initdb --data-checksums in %s", d->cfg.pgdata);
-	rc = run_pg_tool(d, argv, 600 * 1000, out, sizeof(out));
+	rc = run_pg_tool(d, argv, d->tmo.initdb_ms, out, sizeof(out));
 	if (rc < 0) {
 		pgl_log_error("initdb failed: %s", out);
 		return rc;

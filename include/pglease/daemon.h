@@ -15,6 +15,7 @@
 #include "pglease/config.h"
 #include "pglease/decide.h"
 #include "pglease/store.h"
+#include "pglease/timing.h"
 #include "pglease/watch.h"
 
 /* How the local server was started: the decision module's names. */
@@ -34,6 +35,7 @@ struct pgl_pending_event {
 
 struct pgl_daemon {
 	struct pgl_config cfg;
+	struct pgl_timeouts tmo;		/* every operation bound (timing.c) */
 	struct pgl_store *st;
 	dev_t store_dev;			/* identity of the store file opened at startup */
 	ino_t store_ino;

@@ -1,0 +1,37 @@
+/*
+ * timing.h — every time bound the agent uses, in one place (DESIGN.md
+ * section 2 for the lease timings themselves).
+ *
+ * The lease timings (lease_ttl_ms, renew_interval_ms, fence_margin_ms,
+ * election_grace_ms, follow_timeout_ms) come from the configuration and are
+ * checked against each other at startup; the decision module derives its
+ * own waits from them (decide.c).  The bounds below are for operations on
+ * the local server.  None depends on the lease timings: a renewal or a fence
+ * never waits for them (the holder's duties and the watchdog run while they
+ * wait).
+ */
+#ifndef PGLEASE_TIMING_H
+#define PGLEASE_TIMING_H
+
+#include <stdint.h>
+
+#include "pglease/config.h"
+
+struct pgl_timeouts {
+	int64_t connect_s;			/* libpq connect_timeout for the local server */
+	int64_t start_ms;			/* postgres accepting connections after a start */
+	int64_t promote_ms;			/* out of recovery after pg_promote() */
+	int64_t stop_ms;			/* clean stop: fast shutdown to a shutdown checkpoint */
+	int64_t stop_for_rewind_ms;	/* fast shutdown before pg_rewind */
+	int64_t quit_ms;			/* immediate shutdown (SIGQUIT) before SIGKILL of the tree */
+	int64_t kill_ms;			/* the tree gone after SIGKILL */
+	int64_t initdb_ms;
+	int64_t clone_ms;			/* pg_basebackup */
+	int64_t rewind_ms;			/* pg_rewind */
+	int64_t poll_ms;			/* between checks while waiting on the server */
+};
+
+/* Fills t for the configuration cfg. */
+void pgl_timeouts_init(struct pgl_timeouts *t, const struct pgl_config *cfg);
+
+#endif
