@@ -124,7 +124,7 @@ wd_update(struct pgl_daemon *d)
 {
 	if (wd == NULL)
 		return;
-	__atomic_store_n(&wd->pm_pid, d->pm_pid, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&wd->pm_pid, d->srv.pm_pid, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&wd->deadline_ms, d->dc.term ? d->dc.deadline_ms : 0, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&wd->seq, 1, __ATOMIC_SEQ_CST);
 	syscall(SYS_futex, &wd->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -203,7 +203,7 @@ static void
 do_fence(struct pgl_daemon *d, const struct pgl_action *a)
 {
 	wd_update(d);
-	pgl_node_kill(d);
+	pgl_server_kill(d);
 	pgl_strlcpy(d->state, "fenced", sizeof(d->state));
 	pgl_log_error("%s", a->text);
 	/* Recorded now if the store allows it soon, else kept for later. */
@@ -226,7 +226,7 @@ do_renew(struct pgl_daemon *d, struct pgl_actions *out)
 					   pgl_mono_ms(), out);
 	if (rc == 0) {
 		wd_update(d);
-		pgl_node_fence_arm(d);
+		pgl_server_fence_arm(d);
 	}
 }
 
@@ -265,11 +265,11 @@ do_release(struct pgl_daemon *d, const struct pgl_action *a)
 static int
 local_status(struct pgl_daemon *d, struct pgl_pg_status *s)
 {
-	PGconn *c = d->pm_pid > 0 ? pgl_node_conn(d) : NULL;
+	PGconn *c = d->srv.pm_pid > 0 ? pgl_server_conn(d) : NULL;
 
 	if (c == NULL || pgl_pg_status(c, s) < 0) {
 		if (c)
-			pgl_node_disconnect(d);
+			pgl_server_disconnect(d);
 		return -PGL_EPG;
 	}
 	return 0;
@@ -304,7 +304,7 @@ heartbeat(struct pgl_daemon *d, bool query)
 			pgl_strlcpy(n.upstream, d->dc.following, sizeof(n.upstream));
 		} else
 			pgl_strlcpy(n.state, "running", sizeof(n.state));
-	} else if (pgl_node_has_data(d)) {
+	} else if (pgl_server_has_data(d)) {
 		pgl_strlcpy(n.state, d->state[0] ? d->state : "down", sizeof(n.state));
 		n.receive_lsn_int = d->last_lsn;
 	} else
@@ -321,7 +321,7 @@ static int
 job_bootstrap(struct pgl_daemon *d)
 {
 	char sysid[32], detail[128];
-	int rc = pgl_node_bootstrap(d, sysid, sizeof(sysid));
+	int rc = pgl_server_bootstrap(d, sysid, sizeof(sysid));
 
 	if (rc < 0)
 		return rc;
@@ -339,7 +339,7 @@ static int
 job_promote(struct pgl_daemon *d, struct pgl_job_result *r)
 {
 	struct pgl_pg_status s;
-	int rc = pgl_node_promote(d);
+	int rc = pgl_server_promote(d);
 
 	if (rc == 0 && local_status(d, &s) == 0)
 		r->timeline = s.timeline;
@@ -355,7 +355,7 @@ job_stop(struct pgl_daemon *d, struct pgl_job_result *r)
 
 	if (d->dc.term)
 		pgl_strlcpy(d->state, "stopping", sizeof(d->state));
-	rc = pgl_node_stop(d, true, d->tmo.stop_ms);
+	rc = pgl_server_stop(d, true, d->tmo.stop_ms);
 	if (rc == 0 && d->dc.term && pgl_pg_controldata(&d->cfg, &cd) == 0 &&
 		strcmp(cd.state, "shut down") == 0) {
 		r->clean = true;
@@ -379,9 +379,9 @@ run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result 
 	d->job_heartbeat_ms = pgl_mono_ms() + d->cfg.renew_interval_ms;
 	switch (a->job) {
 	case PGL_JOB_BOOTSTRAP: r->rc = job_bootstrap(d); break;
-	case PGL_JOB_CLONE: r->rc = pgl_node_clone(d, &a->node); break;
-	case PGL_JOB_REWIND: r->rc = pgl_node_rewind(d, &a->node, r); break;
-	case PGL_JOB_START: r->rc = pgl_node_start(d, a->mode, up); break;
+	case PGL_JOB_CLONE: r->rc = pgl_server_clone(d, &a->node); break;
+	case PGL_JOB_REWIND: r->rc = pgl_server_rewind(d, &a->node, r); break;
+	case PGL_JOB_START: r->rc = pgl_server_start(d, a->mode, up); break;
 	case PGL_JOB_PROMOTE: r->rc = job_promote(d, r); break;
 	case PGL_JOB_STOP: r->rc = job_stop(d, r); break;
 	default: r->rc = -PGL_EINVAL; break;
@@ -399,7 +399,7 @@ run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result 
 static void
 do_arm_fence(struct pgl_daemon *d)
 {
-	if (pgl_node_fence_setup(d) < 0)
+	if (pgl_server_fence_setup(d) < 0)
 		pgl_log_warn("in-server fence not armed; relying on the agent and its watchdog");
 	pgl_strlcpy(d->state, "running", sizeof(d->state));
 	wd_update(d);
@@ -408,7 +408,7 @@ do_arm_fence(struct pgl_daemon *d)
 static void
 do_follow(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *out)
 {
-	int rc = pgl_node_follow(d, &a->node);
+	int rc = pgl_server_follow(d, &a->node);
 
 	if (rc == 0)
 		d->state[0] = '\0';
@@ -437,9 +437,9 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 		case PGL_ACT_CLAIM: do_claim(d, a, acts); again = true; break;
 		case PGL_ACT_RELEASE: do_release(d, a); break;
 		case PGL_ACT_FOLLOW: do_follow(d, a, acts); break;
-		case PGL_ACT_KILL: pgl_node_kill(d); wd_update(d); break;
+		case PGL_ACT_KILL: pgl_server_kill(d); wd_update(d); break;
 		case PGL_ACT_ARM_FENCE: do_arm_fence(d); break;
-		case PGL_ACT_SYNC_SLOTS: pgl_node_sync_slots(d); break;
+		case PGL_ACT_SYNC_SLOTS: pgl_server_sync_slots(d); break;
 		case PGL_ACT_HEARTBEAT: heartbeat(d, true); break;
 		case PGL_ACT_EXIT: d->exit = true; d->fatal |= a->fatal; break;
 		case PGL_ACT_JOB:
@@ -685,15 +685,15 @@ observe_server(struct pgl_daemon *d, int64_t now, struct pgl_server_obs *s)
 {
 	struct pgl_pg_status st;
 
-	if (pgl_node_reap(d)) {
+	if (pgl_server_reap(d)) {
 		s->exited = true;
-		d->pg_mode = PGL_PG_NONE;
+		d->srv.mode = PGL_SERVER_NONE;
 		wd_update(d);
 	}
-	s->has_data = pgl_node_has_data(d);
+	s->has_data = pgl_server_has_data(d);
 	s->standby_signal = s->has_data && has_standby_signal(d);
-	s->running = d->pm_pid > 0;
-	s->mode = d->pg_mode;
+	s->running = d->srv.pm_pid > 0;
+	s->mode = d->srv.mode;
 	/* A primary's status is needed only for its heartbeat. */
 	if (!s->running || (d->dc.term && now < d->dc.next_heartbeat_ms))
 		return;
@@ -956,7 +956,7 @@ check_no_foreign_postmaster(struct pgl_daemon *d, char *err, size_t len)
 static void
 shutdown_node(struct pgl_daemon *d)
 {
-	pgl_node_stop(d, true, d->tmo.stop_ms);	/* already stopped unless the loop broke early */
+	pgl_server_stop(d, true, d->tmo.stop_ms);	/* already stopped unless the loop broke early */
 	pgl_strlcpy(d->state, "stopped", sizeof(d->state));
 	heartbeat(d, true);
 }
@@ -998,14 +998,14 @@ check_fence_lib(struct pgl_daemon *d)
 {
 	char lib[PGL_PATH_MAX + 32];
 
-	pgl_node_fence_lib(&d->cfg, lib, sizeof(lib));
-	d->fence_on = strcmp(d->cfg.in_server_fence, "off") != 0 && access(lib, R_OK) == 0;
-	if (strcmp(d->cfg.in_server_fence, "on") == 0 && !d->fence_on) {
+	pgl_server_fence_lib(&d->cfg, lib, sizeof(lib));
+	d->srv.fence_on = strcmp(d->cfg.in_server_fence, "off") != 0 && access(lib, R_OK) == 0;
+	if (strcmp(d->cfg.in_server_fence, "on") == 0 && !d->srv.fence_on) {
 		fprintf(stderr, "pglease: in_server_fence = on, but %s is not installed "
 				"(make -C src/fence install)\n", lib);
 		return -PGL_ECONFIG;
 	}
-	if (!d->fence_on && strcmp(d->cfg.in_server_fence, "auto") == 0)
+	if (!d->srv.fence_on && strcmp(d->cfg.in_server_fence, "auto") == 0)
 		pgl_log_warn("in-server fence not installed (%s): a primary frozen as a whole "
 					 "may still commit briefly when it thaws", lib);
 	return 0;
@@ -1063,7 +1063,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if (check_fence_lib(d) < 0)
 		return PGL_EXIT_USAGE;
 	if ((rc = take_alive_lock(d, err, sizeof(err))) < 0 ||
-		(rc = pgl_node_check_identity(d, err, sizeof(err))) < 0 ||
+		(rc = pgl_server_check_identity(d, err, sizeof(err))) < 0 ||
 		(rc = check_no_foreign_postmaster(d, err, sizeof(err))) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_ESYS || rc == -PGL_ESTORE ? PGL_EXIT_FAIL : PGL_EXIT_USAGE;
@@ -1193,7 +1193,7 @@ pgl_agent_main(int argc, char **argv)
 	if (rc == PGL_EXIT_OK && d->fatal)
 		rc = PGL_EXIT_FAIL;
 	watch_stop(d);
-	pgl_node_disconnect(d);
+	pgl_server_disconnect(d);
 	pgl_watch_close(d->watch);
 	pgl_store_close(d->st);
 	pgl_decide_free(&d->dc);

@@ -354,7 +354,7 @@ test_socket_dir_rule(void)
 
 /*
  * Node rows from the store: a host name or address and a port are required;
- * any other keyword is ignored, never carried over (pgnode.c).
+ * any other keyword is ignored, never carried over (server.c).
  */
 static void
 test_node_addr(void)

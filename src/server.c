@@ -1,5 +1,5 @@
 /*
- * pgnode.c — the life cycle of the local PostgreSQL: initdb at bootstrap,
+ * server.c — the life cycle of the local PostgreSQL: initdb at bootstrap,
  * clone with pg_basebackup, rewind with pg_rewind, start as the agent's
  * child, stop, promote, point at a new primary, and the primary's slots.
  *
@@ -47,7 +47,7 @@ clone_marker(const struct pgl_daemon *d, char *out, size_t len)
  * data (the next clone empties it).
  */
 bool
-pgl_node_has_data(const struct pgl_daemon *d)
+pgl_server_has_data(const struct pgl_daemon *d)
 {
 	char p[PGL_PATH_MAX + 16];
 
@@ -116,7 +116,7 @@ prepare_socket_dir(const struct pgl_config *cfg, char *err, size_t errlen)
 }
 
 int
-pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
+pgl_server_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
 {
 	struct pgl_controldata cd;
 	struct pgl_cluster c;
@@ -126,7 +126,7 @@ pgl_node_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
 	pgl_pg_set_remote_config(&d->cfg);
 	if ((rc = prepare_socket_dir(&d->cfg, err, errlen)) < 0)
 		return rc;
-	if (!pgl_node_has_data(d))
+	if (!pgl_server_has_data(d))
 		return 0;
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0) {
 		snprintf(err, errlen, "%s: cannot read pg_controldata (%s)", d->cfg.pgdata,
@@ -289,7 +289,7 @@ write_node_conf(struct pgl_daemon *d)
 {
 	char path[PGL_PATH_MAX + 32], hba[PGL_PATH_MAX + 32], ident[PGL_PATH_MAX + 32];
 	char user[256], *text = NULL;
-	struct pgl_node_conf_in in = { .cfg = &d->cfg, .fence_on = d->fence_on,
+	struct pgl_node_conf_in in = { .cfg = &d->cfg, .fence_on = d->srv.fence_on,
 		.hba_file = hba, .ident_file = ident };
 	int rc;
 
@@ -362,29 +362,29 @@ out:
 }
 
 PGconn *
-pgl_node_conn(struct pgl_daemon *d)
+pgl_server_conn(struct pgl_daemon *d)
 {
-	if (d->conn && PQstatus(d->conn) != CONNECTION_OK) {
-		PQfinish(d->conn);
-		d->conn = NULL;
+	if (d->srv.conn && PQstatus(d->srv.conn) != CONNECTION_OK) {
+		PQfinish(d->srv.conn);
+		d->srv.conn = NULL;
 	}
-	if (d->conn == NULL && d->pm_pid > 0)
-		d->conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
-	return d->conn;
+	if (d->srv.conn == NULL && d->srv.pm_pid > 0)
+		d->srv.conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
+	return d->srv.conn;
 }
 
 void
-pgl_node_disconnect(struct pgl_daemon *d)
+pgl_server_disconnect(struct pgl_daemon *d)
 {
-	PQfinish(d->conn);
-	d->conn = NULL;
-	pgl_node_fence_close(d);
+	PQfinish(d->srv.conn);
+	d->srv.conn = NULL;
+	pgl_server_fence_close(d);
 }
 
 /* ---- the in-server fence (src/fence) ---- */
 
 void
-pgl_node_fence_lib(const struct pgl_config *cfg, char *out, size_t len)
+pgl_server_fence_lib(const struct pgl_config *cfg, char *out, size_t len)
 {
 	char *copy = strdup(cfg->pg_bindir);
 
@@ -393,69 +393,69 @@ pgl_node_fence_lib(const struct pgl_config *cfg, char *out, size_t len)
 }
 
 void
-pgl_node_fence_close(struct pgl_daemon *d)
+pgl_server_fence_close(struct pgl_daemon *d)
 {
-	PQfinish(d->fence_conn);
-	d->fence_conn = NULL;
+	PQfinish(d->srv.fence_conn);
+	d->srv.fence_conn = NULL;
 }
 
 int
-pgl_node_fence_setup(struct pgl_daemon *d)
+pgl_server_fence_setup(struct pgl_daemon *d)
 {
-	PGconn *c = pgl_node_conn(d);
+	PGconn *c = pgl_server_conn(d);
 	char dl[32];
 	const char *params[1] = { dl };
 
-	if (!d->fence_on || c == NULL || d->dc.term == 0)
+	if (!d->srv.fence_on || c == NULL || d->dc.term == 0)
 		return 0;
 	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
 		return -PGL_EPG;
-	pgl_node_fence_close(d);
-	d->fence_conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
-	if (d->fence_conn == NULL)
+	pgl_server_fence_close(d);
+	d->srv.fence_conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
+	if (d->srv.fence_conn == NULL)
 		return -PGL_EPG;
 	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
-	if (pgl_pg_exec(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, params) < 0) {
-		pgl_node_fence_close(d);
+	if (pgl_pg_exec(d->srv.fence_conn, "SELECT pglease_fence_arm($1)", 1, params) < 0) {
+		pgl_server_fence_close(d);
 		return -PGL_EPG;
 	}
 	/* From now on the deadline is sent without waiting for the answer. */
-	PQsetnonblocking(d->fence_conn, 1);
+	PQsetnonblocking(d->srv.fence_conn, 1);
 	pgl_log_info("in-server fence armed: commits are refused past the fence deadline");
 	return 0;
 }
 
 void
-pgl_node_fence_arm(struct pgl_daemon *d)
+pgl_server_fence_arm(struct pgl_daemon *d)
 {
 	char dl[32];
 	const char *params[1] = { dl };
 	PGresult *res;
 
-	if (d->fence_conn == NULL)
+	if (d->srv.fence_conn == NULL)
 		return;
-	if (!PQconsumeInput(d->fence_conn)) {
-		pgl_log_warn("in-server fence connection lost: %s", PQerrorMessage(d->fence_conn));
-		pgl_node_fence_close(d);
+	if (!PQconsumeInput(d->srv.fence_conn)) {
+		pgl_log_warn("in-server fence connection lost: %s", PQerrorMessage(d->srv.fence_conn));
+		pgl_server_fence_close(d);
 		return;
 	}
-	while (!PQisBusy(d->fence_conn) && (res = PQgetResult(d->fence_conn)) != NULL) {
+	while (!PQisBusy(d->srv.fence_conn) && (res = PQgetResult(d->srv.fence_conn)) != NULL) {
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 			pgl_log_warn("arming the in-server fence failed: %s",
 						 PQresultErrorMessage(res));
 		PQclear(res);
 	}
-	if (PQisBusy(d->fence_conn))
+	if (PQisBusy(d->srv.fence_conn))
 		return;					/* the server has not answered the last one yet */
 	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
-	if (!PQsendQueryParams(d->fence_conn, "SELECT pglease_fence_arm($1)", 1, NULL, params,
+	if (!PQsendQueryParams(d->srv.fence_conn, "SELECT pglease_fence_arm($1)", 1, NULL, params,
 						   NULL, NULL, 0))
-		pgl_log_warn("arming the in-server fence failed: %s", PQerrorMessage(d->fence_conn));
-	PQflush(d->fence_conn);
+		pgl_log_warn("arming the in-server fence failed: %s", PQerrorMessage(d->srv.fence_conn));
+	PQflush(d->srv.fence_conn);
 }
 
 bool
-pgl_node_reap(struct pgl_daemon *d)
+pgl_server_reap(struct pgl_daemon *d)
 {
 	bool pm_gone = false;
 	int status;
@@ -463,10 +463,10 @@ pgl_node_reap(struct pgl_daemon *d)
 
 	/* As PID 1 in a container the agent also reaps orphans it inherits. */
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (pid == d->pm_pid) {
+		if (pid == d->srv.pm_pid) {
 			pm_gone = true;
-			d->pm_pid = 0;
-			pgl_node_disconnect(d);
+			d->srv.pm_pid = 0;
+			pgl_server_disconnect(d);
 			if (WIFSIGNALED(status))
 				pgl_log_info("postgres exited on signal %d", WTERMSIG(status));
 			else
@@ -485,8 +485,8 @@ wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
 {
 	int64_t end = pgl_mono_ms() + timeout_ms;
 
-	while (d->pm_pid > 0) {
-		if (pgl_node_reap(d))
+	while (d->srv.pm_pid > 0) {
+		if (pgl_server_reap(d))
 			return true;
 		if (pgl_mono_ms() > end)
 			return false;
@@ -498,37 +498,37 @@ wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
 }
 
 void
-pgl_node_kill(struct pgl_daemon *d)
+pgl_server_kill(struct pgl_daemon *d)
 {
-	if (d->pm_pid <= 0)
+	if (d->srv.pm_pid <= 0)
 		return;
-	pgl_node_disconnect(d);
-	kill(d->pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
+	pgl_server_disconnect(d);
+	kill(d->srv.pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
 	if (!wait_pm_exit(d, d->tmo.quit_ms, false)) {
-		pgl_proc_kill_tree(d->pm_pid);
+		pgl_proc_kill_tree(d->srv.pm_pid);
 		wait_pm_exit(d, d->tmo.kill_ms, false);
 	}
-	d->pg_mode = PGL_PG_NONE;
+	d->srv.mode = PGL_SERVER_NONE;
 }
 
 int
-pgl_node_stop(struct pgl_daemon *d, bool fast, int timeout_ms)
+pgl_server_stop(struct pgl_daemon *d, bool fast, int timeout_ms)
 {
-	if (d->pm_pid <= 0)
+	if (d->srv.pm_pid <= 0)
 		return 0;
-	pgl_node_disconnect(d);
-	kill(d->pm_pid, fast ? SIGINT : SIGQUIT);
+	pgl_server_disconnect(d);
+	kill(d->srv.pm_pid, fast ? SIGINT : SIGQUIT);
 	if (!wait_pm_exit(d, timeout_ms, true)) {
 		pgl_log_warn("postgres did not stop within %d ms; immediate shutdown", timeout_ms);
-		pgl_node_kill(d);
+		pgl_server_kill(d);
 		return -PGL_ETIMEOUT;
 	}
-	d->pg_mode = PGL_PG_NONE;
+	d->srv.mode = PGL_SERVER_NONE;
 	return 0;
 }
 
 int
-pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream)
+pgl_server_start(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream)
 {
 	char sig[PGL_PATH_MAX + 32], err[PGL_PATH_MAX + 512];
 	int64_t end;
@@ -540,35 +540,35 @@ pgl_node_start(struct pgl_daemon *d, enum pgl_pg_mode mode, const char *upstream
 	if (write_node_conf(d) < 0 || write_passfile(d) < 0)
 		return -PGL_ESYS;
 	snprintf(sig, sizeof(sig), "%s/standby.signal", d->cfg.pgdata);
-	if (mode == PGL_PG_STANDBY && access(sig, F_OK) != 0 && write_file(sig, "", 0600) < 0)
+	if (mode == PGL_SERVER_STANDBY && access(sig, F_OK) != 0 && write_file(sig, "", 0600) < 0)
 		return -PGL_ESYS;
-	if (mode == PGL_PG_PRIMARY)
+	if (mode == PGL_SERVER_PRIMARY)
 		unlink(sig);
-	pgl_log_info("starting postgres as %s%s%s", mode == PGL_PG_PRIMARY ? "primary" : "standby",
+	pgl_log_info("starting postgres as %s%s%s", mode == PGL_SERVER_PRIMARY ? "primary" : "standby",
 				 upstream ? " of " : "", upstream ? upstream : "");
-	d->pm_pid = pgl_pg_spawn(&d->cfg, d->lock_fd);
-	if (d->pm_pid < 0) {
-		d->pm_pid = 0;
+	d->srv.pm_pid = pgl_pg_spawn(&d->cfg, d->lock_fd);
+	if (d->srv.pm_pid < 0) {
+		d->srv.pm_pid = 0;
 		return -PGL_ESYS;
 	}
-	d->pg_mode = mode;
-	d->pm_started_ms = pgl_mono_ms();
+	d->srv.mode = mode;
+	d->srv.started_ms = pgl_mono_ms();
 	/* Crash recovery may take a while; keep renewing meanwhile. */
 	end = pgl_mono_ms() + d->tmo.start_ms;
 	while (pgl_mono_ms() < end && !d->stop) {
-		if (pgl_node_reap(d) || d->pm_pid == 0) {
+		if (pgl_server_reap(d) || d->srv.pm_pid == 0) {
 			pgl_log_error("postgres exited during startup");
-			d->pg_mode = PGL_PG_NONE;
+			d->srv.mode = PGL_SERVER_NONE;
 			return -PGL_EPG;
 		}
-		if (pgl_pg_ping(&d->cfg) && pgl_node_conn(d) != NULL)
+		if (pgl_pg_ping(&d->cfg) && pgl_server_conn(d) != NULL)
 			return 0;
 		pgl_agent_keepalive(d);
 		usleep(d->tmo.poll_ms * 1000);
 	}
 	/* Never leave a server behind that the agent no longer waits for. */
 	pgl_log_error("postgres did not accept connections in time; stopping it");
-	pgl_node_kill(d);
+	pgl_server_kill(d);
 	return -PGL_ETIMEOUT;
 }
 
@@ -667,7 +667,7 @@ empty_pgdata(struct pgl_daemon *d)
 }
 
 int
-pgl_node_clone(struct pgl_daemon *d, const struct pgl_node *from)
+pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 {
 	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
 	char marker[PGL_PATH_MAX + 16], *argv[20], *ci = NULL;
@@ -828,7 +828,7 @@ rewound_detail(const struct pgl_node *from, const char *out, const struct pgl_co
 }
 
 int
-pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
+pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
 {
 	char host[256], out[32768];
 	struct pgl_controldata before;
@@ -847,8 +847,8 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_jo
 	}
 	pgl_log_warn("rewinding against %s: not streaming from it, or postgres did not start "
 				 "as its standby", from->name);
-	if (d->pm_pid > 0)
-		pgl_node_stop(d, true, d->tmo.stop_for_rewind_ms);
+	if (d->srv.pm_pid > 0)
+		pgl_server_stop(d, true, d->tmo.stop_for_rewind_ms);
 	checkpoint_source(d, from, host, port);
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
@@ -868,10 +868,10 @@ pgl_node_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_jo
 }
 
 int
-pgl_node_follow(struct pgl_daemon *d, const struct pgl_node *from)
+pgl_server_follow(struct pgl_daemon *d, const struct pgl_node *from)
 {
 	char slot[PGL_NAME_MAX];
-	PGconn *c = pgl_node_conn(d);
+	PGconn *c = pgl_server_conn(d);
 	char *ci = NULL, *lit1 = NULL, *lit2 = NULL, *sql1 = NULL, *sql2 = NULL;
 	int rc = -PGL_EPG;
 
@@ -908,22 +908,22 @@ out:
 }
 
 int
-pgl_node_promote(struct pgl_daemon *d)
+pgl_server_promote(struct pgl_daemon *d)
 {
-	PGconn *c = pgl_node_conn(d);
+	PGconn *c = pgl_server_conn(d);
 	int64_t end = pgl_mono_ms() + d->tmo.promote_ms;
 	char v[8];
 
 	if (c == NULL || pgl_pg_exec(c, "SELECT pg_promote(false)", 0, NULL) < 0)
 		return -PGL_EPG;
 	while (pgl_mono_ms() < end) {
-		c = pgl_node_conn(d);
+		c = pgl_server_conn(d);
 		if (c && pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) == 0 &&
 			strcmp(v, "f") == 0) {
-			d->pg_mode = PGL_PG_PRIMARY;
+			d->srv.mode = PGL_SERVER_PRIMARY;
 			return 0;
 		}
-		if (d->pm_pid == 0 || d->dc.term == 0)
+		if (d->srv.pm_pid == 0 || d->dc.term == 0)
 			return -PGL_EPG;
 		pgl_agent_keepalive(d);
 		usleep(d->tmo.poll_ms * 1000);
@@ -979,7 +979,7 @@ configure_new_cluster(struct pgl_daemon *d)
 
 /*
  * What the replication role needs on a pg_rewind source, without superuser:
- * CHECKPOINT (pg_checkpoint) on a just-promoted source (see pgl_node_rewind)
+ * CHECKPOINT (pg_checkpoint) on a just-promoted source (see pgl_server_rewind)
  * and the file functions pg_rewind reads with.
  */
 static int
@@ -1024,7 +1024,7 @@ out:
 static int
 create_replication_role(struct pgl_daemon *d)
 {
-	PGconn *c = pgl_node_conn(d);
+	PGconn *c = pgl_server_conn(d);
 	char *ident = NULL, *lit = NULL, *verifier = NULL, *sql = NULL;
 	int rc = -PGL_EPG;
 
@@ -1065,7 +1065,7 @@ out:
 }
 
 int
-pgl_node_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
+pgl_server_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 {
 	char exe[PGL_PATH_MAX + 32], out[16384];
 	char *argv[] = { exe, "-D", d->cfg.pgdata, "-U", "postgres", "--data-checksums",
@@ -1086,7 +1086,7 @@ pgl_node_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 	}
 	if ((rc = configure_new_cluster(d)) < 0)
 		return rc;
-	if ((rc = pgl_node_start(d, PGL_PG_PRIMARY, NULL)) < 0)
+	if ((rc = pgl_server_start(d, PGL_SERVER_PRIMARY, NULL)) < 0)
 		return rc;
 	if ((rc = create_replication_role(d)) < 0)
 		return rc;
@@ -1110,9 +1110,9 @@ node_listed(const struct pgl_node *nodes, int n, const char *name)
  * standby needs it; slots of nodes forgotten with `pglease remove` dropped.
  */
 int
-pgl_node_sync_slots(struct pgl_daemon *d)
+pgl_server_sync_slots(struct pgl_daemon *d)
 {
-	PGconn *c = pgl_node_conn(d);
+	PGconn *c = pgl_server_conn(d);
 	struct pgl_node *nodes = NULL;
 	struct pgl_event *ev = NULL;
 	int n = 0, ne = 0, rc;
