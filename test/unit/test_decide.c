@@ -357,13 +357,15 @@ test_fresh_heartbeat_needed_before_best_claims(void)
  * while the one holding an acknowledged commit was restarting.
  */
 static struct pgl_node *
-expire_with_down_rival(uint64_t b_lsn, const char *b_state)
+expire_with(const struct pgl_decide_cfg *c, uint64_t my_lsn, const char *b_role, uint64_t b_lsn,
+			const char *b_state)
 {
 	struct pgl_node *b;
 
 	reset();
-	ob.server.receive_lsn = 0x4000;
-	b = row("b", "unknown", b_lsn, 100, 1);
+	pgl_decide_init(&dc, c);
+	ob.server.receive_lsn = my_lsn;
+	b = row("b", b_role, b_lsn, 100, 1);
 	strcpy(b->state, b_state);
 	row("pg1", "primary", 0x3000, 100, 1);
 	step();
@@ -371,6 +373,12 @@ expire_with_down_rival(uint64_t b_lsn, const char *b_state)
 	ob.now += 10;
 	step();
 	return b;
+}
+
+static struct pgl_node *
+expire_with_down_rival(uint64_t b_lsn, const char *b_state)
+{
+	return expire_with(&base_cfg, 0x4000, "unknown", b_lsn, b_state);
 }
 
 /* Advances the clock by ms in 100 ms steps, b heartbeating; true if a claim was asked. */
@@ -439,16 +447,9 @@ test_silent_standby_sync(void)
 		bool claimed = false;
 		int64_t t;
 
-		reset();
 		c.sync_replication = sync;
-		pgl_decide_init(&dc, &c);
-		ob.server.receive_lsn = 0x5000;
-		row("b", "standby", 0x4000, 100, 1);	/* b's last published LSN: behind */
-		row("pg1", "primary", 0x3000, 100, 1);
-		step();
-		ob.holder_gone = true;
-		ob.now += 10;
-		step();
+		/* b's last published LSN is behind this node's. */
+		expire_with(&c, 0x5000, "standby", 0x4000, "streaming");
 		for (t = 0; t < 12000 && !claimed; t += 100) {
 			ob.now += 100;				/* b stays silent: no heartbeat */
 			step();
@@ -465,16 +466,8 @@ test_silent_standby_sync(void)
 		struct pgl_decide_cfg c = base_cfg;
 		struct pgl_node *b;
 
-		reset();
 		c.sync_replication = true;
-		pgl_decide_init(&dc, &c);
-		ob.server.receive_lsn = 0x5000;
-		b = row("b", "standby", 0x4000, 100, 1);
-		row("pg1", "primary", 0x3000, 100, 1);
-		step();
-		ob.holder_gone = true;
-		ob.now += 10;
-		step();
+		b = expire_with(&c, 0x5000, "standby", 0x4000, "streaming");
 		ob.now += 3000;
 		step();
 		CHECK(!has(PGL_ACT_CLAIM));
