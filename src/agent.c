@@ -3,7 +3,8 @@
  * of the local PostgreSQL (DESIGN.md sections 2, 3 and 6).
  *
  * One thread runs everything through a poll(2) loop woken by inotify on the
- * store, by signals (signalfd) and by a timer.  A second process, the
+ * store, by signals (signalfd, SIGCHLD included) and by a timer.  Long
+ * operations run as jobs the loop advances without waiting on them (job.c).  A second process, the
  * fence watchdog, enforces the fence deadline even when the
  * agent itself is stalled (SIGSTOP, a frozen server, a hung disk).
  *
@@ -317,14 +318,44 @@ heartbeat(struct pgl_daemon *d, bool query)
 
 /* ---- jobs ---- */
 
-static int
-job_bootstrap(struct pgl_daemon *d)
+/* What this node's row says while a job runs (when the server does not answer). */
+static const char *
+job_state(const struct pgl_daemon *d, enum pgl_job job)
 {
-	char sysid[32], detail[128];
-	int rc = pgl_server_bootstrap(d, sysid, sizeof(sysid));
+	switch (job) {
+	case PGL_JOB_BOOTSTRAP: return "initdb";
+	case PGL_JOB_CLONE: return "cloning";
+	case PGL_JOB_REWIND: return "rewinding";
+	case PGL_JOB_START: return d->state[0] ? NULL : "starting";
+	case PGL_JOB_STOP: return d->dc.term ? "stopping" : NULL;
+	default: return NULL;
+	}
+}
 
-	if (rc < 0)
-		return rc;
+static void
+job_begin(struct pgl_daemon *d, const struct pgl_action *a)
+{
+	const char *st = job_state(d, a->job);
+
+	if (d->job.job != PGL_JOB_NONE) {
+		pgl_log_error("internal error: %s job asked for while the %s job runs; ignored",
+					  pgl_job_name(a->job), pgl_job_name(d->job.job));
+		return;
+	}
+	if (a->job == PGL_JOB_CLONE || a->job == PGL_JOB_BOOTSTRAP)
+		d->last_lsn = 0;		/* the data directory is replaced */
+	if (st)
+		pgl_strlcpy(d->state, st, sizeof(d->state));
+	pgl_job_begin(d, a);
+}
+
+/* The new cluster's identity in the store, and the event. */
+static int
+record_bootstrap(struct pgl_daemon *d, const char *sysid)
+{
+	char detail[128];
+	int rc;
+
 	if ((rc = pgl_store_set_sysid(d->st, sysid)) < 0) {
 		pgl_log_error("cannot record system identifier %s in the store: %s", sysid,
 					  pgl_strerror(rc));
@@ -335,63 +366,21 @@ job_bootstrap(struct pgl_daemon *d)
 	return 0;
 }
 
-static int
-job_promote(struct pgl_daemon *d, struct pgl_job_result *r)
-{
-	struct pgl_pg_status s;
-	int rc = pgl_server_promote(d);
-
-	if (rc == 0 && local_status(d, &s) == 0)
-		r->timeline = s.timeline;
-	return rc;
-}
-
-/* Clean stop: fast shutdown; clean when pg_controldata says "shut down". */
-static int
-job_stop(struct pgl_daemon *d, struct pgl_job_result *r)
-{
-	struct pgl_controldata cd;
-	int rc;
-
-	if (d->dc.term)
-		pgl_strlcpy(d->state, "stopping", sizeof(d->state));
-	rc = pgl_server_stop(d, true, d->tmo.stop_ms);
-	if (rc == 0 && d->dc.term && pgl_pg_controldata(&d->cfg, &cd) == 0 &&
-		strcmp(cd.state, "shut down") == 0) {
-		r->clean = true;
-		pgl_lsn_format(cd.checkpoint_lsn, r->lsn, sizeof(r->lsn));
-	}
-	return rc;
-}
-
-/* Carries out a job (today in the loop, renewing through pgl_agent_keepalive). */
+/* What the agent itself does when a job ended, before the decision hears of it. */
 static void
-run_job(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_job_result *r)
+job_finished(struct pgl_daemon *d, struct pgl_job_result *r)
 {
-	const char *up = a->has_node ? a->node.name : NULL;
+	const char *st;
 
-	memset(r, 0, sizeof(*r));
-	r->job = a->job;
-	if (a->job == PGL_JOB_CLONE || a->job == PGL_JOB_BOOTSTRAP)
-		d->last_lsn = 0;		/* the data directory is replaced */
-	if (a->job == PGL_JOB_START && !d->state[0])
-		pgl_strlcpy(d->state, "starting", sizeof(d->state));
-	d->job_heartbeat_ms = pgl_mono_ms() + d->cfg.renew_interval_ms;
-	switch (a->job) {
-	case PGL_JOB_BOOTSTRAP: r->rc = job_bootstrap(d); break;
-	case PGL_JOB_CLONE: r->rc = pgl_server_clone(d, &a->node); break;
-	case PGL_JOB_REWIND: r->rc = pgl_server_rewind(d, &a->node, r); break;
-	case PGL_JOB_START: r->rc = pgl_server_start(d, a->mode, up); break;
-	case PGL_JOB_PROMOTE: r->rc = job_promote(d, r); break;
-	case PGL_JOB_STOP: r->rc = job_stop(d, r); break;
-	default: r->rc = -PGL_EINVAL; break;
-	}
-	if (a->job == PGL_JOB_REWIND && r->rc == 0)
+	if (r->job == PGL_JOB_BOOTSTRAP && r->rc == 0)
+		r->rc = record_bootstrap(d, d->job.sysid);
+	if (r->job == PGL_JOB_REWIND && r->rc == 0)
 		d->last_lsn = 0;		/* rewound to the source's history: ask again */
-	if (a->job == PGL_JOB_START && strcmp(d->state, "starting") == 0)
+	if (r->job != PGL_JOB_STOP && (st = job_state(d, r->job)) != NULL &&
+		strcmp(d->state, st) == 0)
 		d->state[0] = '\0';
-	d->job_heartbeat_ms = 0;
-	wd_update(d);
+	if (r->job == PGL_JOB_START && strcmp(d->state, "starting") == 0)
+		d->state[0] = '\0';
 }
 
 /* ---- carrying out actions ---- */
@@ -427,7 +416,6 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 
 	for (int i = 0; i < acts->n; i++) {
 		const struct pgl_action *a = &acts->a[i];
-		struct pgl_job_result r;
 
 		switch (a->type) {
 		case PGL_ACT_LOG: log_at(a->level, a->text); break;
@@ -442,52 +430,53 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 		case PGL_ACT_SYNC_SLOTS: pgl_server_sync_slots(d); break;
 		case PGL_ACT_HEARTBEAT: heartbeat(d, true); break;
 		case PGL_ACT_EXIT: d->exit = true; d->fatal |= a->fatal; break;
-		case PGL_ACT_JOB:
-			run_job(d, a, &r);
-			pgl_decide_job_done(&d->dc, &r, pgl_mono_ms(), acts);
-			again = true;
-			break;
+		case PGL_ACT_JOB: job_begin(d, a); break;
 		}
 	}
 	return again;
 }
 
-static void read_signals(struct pgl_daemon *d);
-
 /*
- * Called about every 100 ms while a job waits on a child program or on the
- * server: SIGTERM is seen (the job's program is then killed), and a holder
- * renews or fences.
+ * While a job runs, the loop does what the job cannot hold up: a holder
+ * renews when due (or fences at its deadline); any other node keeps its row
+ * fresh, so that elections still see it alive and its LSN.
  */
-void
-pgl_agent_keepalive(void *arg)
+static void
+during_job(struct pgl_daemon *d, struct pgl_actions *acts)
 {
-	struct pgl_daemon *d = arg;
-	struct pgl_actions *acts;
+	int64_t now = pgl_mono_ms();
 
-	read_signals(d);
-	if (d->in_keepalive)
-		return;
 	if (d->dc.term == 0) {
-		/* A node in a job still shows it is alive (and its LSN) to elections. */
-		int64_t now = pgl_mono_ms();
-
-		if (d->job_heartbeat_ms && now >= d->job_heartbeat_ms) {
-			d->in_keepalive = true;
+		if (now >= d->job.next_heartbeat_ms) {
 			heartbeat(d, false);
-			d->in_keepalive = false;
-			d->job_heartbeat_ms = now + d->cfg.renew_interval_ms;
+			d->job.next_heartbeat_ms = now + d->cfg.renew_interval_ms;
 		}
 		return;
 	}
-	if ((acts = malloc(sizeof(*acts))) == NULL)
-		return;					/* the watchdog fences at the deadline regardless */
-	d->in_keepalive = true;
 	acts->n = 0;
-	pgl_decide_holder(&d->dc, pgl_mono_ms(), acts);
+	pgl_decide_holder(&d->dc, now, acts);
 	execute(d, acts);
-	d->in_keepalive = false;
-	free(acts);
+}
+
+/*
+ * Advances the job under way.  False while it runs; true once it ended and
+ * its result went to the decision (whose actions are carried out here).
+ */
+static bool
+job_progress(struct pgl_daemon *d, struct pgl_actions *acts)
+{
+	bool ended = pgl_job_poll(d);
+
+	wd_update(d);				/* the postmaster may have started or exited */
+	if (!ended) {
+		during_job(d, acts);
+		return false;
+	}
+	job_finished(d, &d->job.r);
+	acts->n = 0;
+	pgl_decide_job_done(&d->dc, &d->job.r, pgl_mono_ms(), acts);
+	execute(d, acts);
+	return true;
 }
 
 /* ---- observing ---- */
@@ -697,7 +686,13 @@ observe_server(struct pgl_daemon *d, int64_t now, struct pgl_server_obs *s)
 	/* A primary's status is needed only for its heartbeat. */
 	if (!s->running || (d->dc.term && now < d->dc.next_heartbeat_ms))
 		return;
-	if (local_status(d, &st) == 0) {
+	s->status_asked = true;
+	if (local_status(d, &st) < 0) {
+		int64_t t = pgl_pg_timeout_at();
+
+		/* No answer in time (not a refusal): recently, a local call timed out. */
+		s->unresponsive = t && now - t <= 2 * d->cfg.renew_interval_ms;
+	} else {
 		s->status_ok = true;
 		s->in_recovery = st.in_recovery;
 		s->streaming = st.streaming;
@@ -770,8 +765,9 @@ observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 /* ---- one pass of the loop ---- */
 
 /*
- * Observe, decide, carry out; again at once (a few times at most) when a
- * job ended or a claim was won, so the next decision sees the new state.
+ * While a job runs: advance it (and renew or heartbeat meanwhile).  Else
+ * observe, decide, carry out; again at once (a few times at most) when a
+ * claim was won, so the next decision sees the new state.
  */
 static void
 tick(struct pgl_daemon *d)
@@ -780,6 +776,10 @@ tick(struct pgl_daemon *d)
 
 	if (acts == NULL) {
 		pgl_log_error("out of memory; retrying");
+		return;
+	}
+	if (d->job.job != PGL_JOB_NONE && (!job_progress(d, acts) || d->job.job != PGL_JOB_NONE)) {
+		free(acts);
 		return;
 	}
 	for (int round = 0; round < 4 && !d->exit; round++) {
@@ -792,7 +792,7 @@ tick(struct pgl_daemon *d)
 		pgl_decide_step(&d->dc, &o, acts);
 		again = execute(d, acts);
 		free(nodes);
-		if (!again)
+		if (!again || d->job.job != PGL_JOB_NONE)
 			break;
 	}
 	free(acts);
@@ -1045,6 +1045,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if (lease_db)
 		pgl_strlcpy(d->cfg.lease_db, lease_db, sizeof(d->cfg.lease_db));
 	pgl_timeouts_init(&d->tmo, &d->cfg);
+	pgl_pg_set_bound(d->tmo.local_ms);
 	pgl_log_set_node(d->cfg.node_name);
 	if (read_password(d, err, sizeof(err)) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
@@ -1100,7 +1101,21 @@ read_signals(struct pgl_daemon *d)
 static int
 next_timeout(const struct pgl_daemon *d)
 {
-	int64_t t = d->dc.wake_ms - pgl_mono_ms();
+	int64_t w = d->dc.wake_ms, t;
+
+	if (d->job.job != PGL_JOB_NONE) {
+		/* The job's next look, the holder's renewal and deadline, the heartbeat. */
+		w = pgl_job_wake_ms(d);
+		if (d->dc.term) {
+			int64_t r = d->dc.next_renew_ms > d->dc.renew_retry_ms ? d->dc.next_renew_ms
+				: d->dc.renew_retry_ms;
+
+			w = r < w ? r : w;
+			w = d->dc.deadline_ms < w ? d->dc.deadline_ms : w;
+		} else
+			w = d->job.next_heartbeat_ms < w ? d->job.next_heartbeat_ms : w;
+	}
+	t = w - pgl_mono_ms();
 
 	return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int) t;
 }
@@ -1182,12 +1197,13 @@ pgl_agent_main(int argc, char **argv)
 		fprintf(stderr, "pglease run: out of memory\n");
 		return PGL_EXIT_FAIL;
 	}
-	d->lock_fd = d->sig_fd = -1;
+	d->lock_fd = d->sig_fd = d->job.worker_fd = -1;
 	rc = setup(d, conf, lease_db);
 	if (rc == PGL_EXIT_OK)
 		decide_init(d);
 	if (rc == PGL_EXIT_OK)
 		run_loop(d);
+	pgl_job_abandon(d);
 	if (rc == PGL_EXIT_OK)
 		shutdown_node(d);
 	if (rc == PGL_EXIT_OK && d->fatal)

@@ -935,11 +935,41 @@ see_lease(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions 
 		fence(dc, "higher term seen", out);
 }
 
+/*
+ * A primary whose server does not answer at all (the status query and the
+ * connection time out, as opposed to refusing) for a whole lease TTL is hung:
+ * it takes no writes, so it gives up the term rather than keep the lease
+ * from a standby that could.  True when it fenced.
+ */
+static bool
+hung_primary(struct pgl_decider *dc, const struct pgl_server_obs *s, int64_t now,
+			 struct pgl_actions *out)
+{
+	char why[128];
+
+	if (!s->running || !s->status_asked || !s->unresponsive) {
+		if (s->status_ok || !s->running)
+			dc->hung_since_ms = 0;
+		return false;
+	}
+	if (dc->hung_since_ms == 0)
+		dc->hung_since_ms = now;
+	if (now - dc->hung_since_ms < dc->cfg.lease_ttl_ms)
+		return false;
+	snprintf(why, sizeof(why), "postgres has not answered for %" PRId64 " ms (hung)",
+			 now - dc->hung_since_ms);
+	dc->hung_since_ms = 0;
+	fence(dc, why, out);
+	return true;
+}
+
 /* Holding a term: restart a crashed server under it, keep the slots. */
 static void
 hold(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
 {
 	if (dc->role != PGL_ROLE_PRIMARY || obs->job != PGL_JOB_NONE)
+		return;
+	if (hung_primary(dc, &obs->server, obs->now, out))
 		return;
 	if (!obs->server.running) {
 		struct pgl_action *a = event(out, dc->term, "restarted", "postgres exited; crash "

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -427,6 +428,110 @@ local_params(const struct pgl_config *cfg, int timeout_s, const char **kw, const
 	kw[5] = NULL; vals[5] = NULL;
 }
 
+/* ---- bounded libpq calls ---- */
+
+/*
+ * The bound on every connection attempt and query of this process, in ms
+ * (0: none).  The agent sets it, so that a hung local server cannot stall
+ * its loop; its job workers and the CLI leave it unset.
+ */
+static int64_t bound_ms;
+static int64_t timeout_at_ms;	/* when a bounded call last timed out, 0 never */
+
+void
+pgl_pg_set_bound(int64_t ms)
+{
+	bound_ms = ms;
+}
+
+int64_t
+pgl_pg_timeout_at(void)
+{
+	return timeout_at_ms;
+}
+
+/* Waits until conn's socket is ready for reading (or writing); false at end_ms. */
+static bool
+wait_socket(PGconn *conn, bool for_write, int64_t end_ms)
+{
+	struct pollfd p = { .fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN };
+
+	for (;;) {
+		int64_t left = end_ms - pgl_mono_ms();
+		int r;
+
+		if (left <= 0)
+			return false;
+		r = poll(&p, 1, (int) left);
+		if (r > 0 || (r < 0 && errno != EINTR))
+			return true;		/* ready, or an error libpq will report */
+	}
+}
+
+static void
+timed_out(const char *what)
+{
+	timeout_at_ms = pgl_mono_ms();
+	pgl_log_warn("local server: %s did not complete within %lld ms", what, (long long) bound_ms);
+}
+
+/* PQconnectdbParams, bounded; NULL when it timed out. */
+static PGconn *
+connect_params(const char *const *kw, const char *const *vals)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t end = pgl_mono_ms() + bound_ms;
+	PGconn *c;
+
+	if (bound_ms <= 0)
+		return PQconnectdbParams(kw, vals, 0);
+	c = PQconnectStartParams(kw, vals, 0);
+	if (c == NULL || PQstatus(c) == CONNECTION_BAD)
+		return c;
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		if (!wait_socket(c, st == PGRES_POLLING_WRITING, end)) {
+			PQfinish(c);
+			timed_out("connecting");
+			return NULL;
+		}
+		st = PQconnectPoll(c);
+	}
+	return c;
+}
+
+/*
+ * PQexecParams, bounded: NULL on a timeout, after which the connection is
+ * broken on purpose (its next use fails and the caller connects again).
+ */
+static PGresult *
+exec_params(PGconn *conn, const char *sql, int nparams, const char *const *params)
+{
+	int64_t end = pgl_mono_ms() + bound_ms;
+	PGresult *res, *last = NULL;
+
+	if (bound_ms <= 0 || PQisnonblocking(conn))
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return NULL;
+	for (;;) {
+		while (PQisBusy(conn)) {
+			if (!wait_socket(conn, false, end)) {
+				shutdown(PQsocket(conn), SHUT_RDWR);
+				PQconsumeInput(conn);
+				PQclear(last);
+				timed_out("a query");
+				return NULL;
+			}
+			if (!PQconsumeInput(conn))
+				break;
+		}
+		if ((res = PQgetResult(conn)) == NULL)
+			return last;
+		PQclear(last);
+		last = res;
+	}
+}
+
 PGconn *
 pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 {
@@ -435,7 +540,9 @@ pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 	PGconn *c;
 
 	local_params(cfg, timeout_s, kw, vals, port, sizeof(port), tmo, sizeof(tmo));
-	c = PQconnectdbParams(kw, vals, 0);
+	c = connect_params(kw, vals);
+	if (c == NULL)
+		return NULL;
 	if (PQstatus(c) != CONNECTION_OK) {
 		pgl_log_debug("local connection failed: %s", PQerrorMessage(c));
 		PQfinish(c);
@@ -446,8 +553,8 @@ pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 	 * commits (the replication role at bootstrap, CREATE EXTENSION) must not
 	 * wait for a synchronous standby that may not exist yet.
 	 */
-	PQclear(PQexec(c, "SET statement_timeout = '5s'"));
-	PQclear(PQexec(c, "SET synchronous_commit = local"));
+	PQclear(exec_params(c, "SET statement_timeout = '5s'", 0, NULL));
+	PQclear(exec_params(c, "SET synchronous_commit = local", 0, NULL));
 	return c;
 }
 
@@ -483,7 +590,7 @@ static int
 exec_logged(PGconn *conn, const char *label, const char *sql, int nparams,
 			const char *const *params)
 {
-	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult *res = exec_params(conn, sql, nparams, params);
 	ExecStatusType s = PQresultStatus(res);
 	int rc = 0;
 
@@ -518,7 +625,7 @@ int
 pgl_pg_scalar(PGconn *conn, const char *sql, int nparams, const char *const *params,
 			  char *out, size_t outlen)
 {
-	PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult *res = exec_params(conn, sql, nparams, params);
 	int rc = -PGL_EPG;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -552,7 +659,7 @@ pgl_pg_status(PGconn *conn, struct pgl_pg_status *st)
 		"  (SELECT status FROM pg_stat_wal_receiver), "
 		"  (SELECT sender_host FROM pg_stat_wal_receiver), "
 		"  (SELECT sender_port FROM pg_stat_wal_receiver)";
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = exec_params(conn, sql, 0, NULL);
 	int rc = -PGL_EPG;
 
 	memset(st, 0, sizeof(*st));

@@ -368,6 +368,10 @@ pgl_server_conn(struct pgl_daemon *d)
 		PQfinish(d->srv.conn);
 		d->srv.conn = NULL;
 	}
+	/* After a local call timed out, the server gets a renewal interval to recover. */
+	if (d->srv.conn == NULL && pgl_pg_timeout_at() &&
+		pgl_mono_ms() - pgl_pg_timeout_at() < d->cfg.renew_interval_ms)
+		return NULL;
 	if (d->srv.conn == NULL && d->srv.pm_pid > 0)
 		d->srv.conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
 	return d->srv.conn;
@@ -474,6 +478,10 @@ pgl_server_reap(struct pgl_daemon *d)
 		} else if (pid == d->watch_pid) {
 			d->watch_pid = 0;
 			d->watch_gone = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		} else if (pid == d->job.worker) {
+			d->job.worker = 0;
+			d->job.worker_exited = true;
+			d->job.worker_status = status;
 		}
 	}
 	return pm_gone;
@@ -481,7 +489,7 @@ pgl_server_reap(struct pgl_daemon *d)
 
 /* Waits for the postmaster to exit; true if it did within timeout_ms. */
 static bool
-wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
+wait_pm_exit(struct pgl_daemon *d, int64_t timeout_ms)
 {
 	int64_t end = pgl_mono_ms() + timeout_ms;
 
@@ -490,8 +498,6 @@ wait_pm_exit(struct pgl_daemon *d, int timeout_ms, bool keepalive)
 			return true;
 		if (pgl_mono_ms() > end)
 			return false;
-		if (keepalive)
-			pgl_agent_keepalive(d);
 		usleep(d->tmo.poll_ms * 1000);
 	}
 	return true;
@@ -504,34 +510,52 @@ pgl_server_kill(struct pgl_daemon *d)
 		return;
 	pgl_server_disconnect(d);
 	kill(d->srv.pm_pid, SIGQUIT);		/* immediate shutdown: backends get SIGQUIT too */
-	if (!wait_pm_exit(d, d->tmo.quit_ms, false)) {
+	if (!wait_pm_exit(d, d->tmo.quit_ms)) {
 		pgl_proc_kill_tree(d->srv.pm_pid);
-		wait_pm_exit(d, d->tmo.kill_ms, false);
+		wait_pm_exit(d, d->tmo.kill_ms);
 	}
 	d->srv.mode = PGL_SERVER_NONE;
 }
 
-int
-pgl_server_stop(struct pgl_daemon *d, bool fast, int timeout_ms)
+void
+pgl_server_stop_begin(struct pgl_daemon *d, bool fast)
 {
 	if (d->srv.pm_pid <= 0)
-		return 0;
+		return;
 	pgl_server_disconnect(d);
 	kill(d->srv.pm_pid, fast ? SIGINT : SIGQUIT);
-	if (!wait_pm_exit(d, timeout_ms, true)) {
-		pgl_log_warn("postgres did not stop within %d ms; immediate shutdown", timeout_ms);
-		pgl_server_kill(d);
-		return -PGL_ETIMEOUT;
-	}
-	d->srv.mode = PGL_SERVER_NONE;
-	return 0;
 }
 
 int
-pgl_server_start(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream)
+pgl_server_stop_poll(struct pgl_daemon *d, int64_t deadline_ms)
+{
+	if (d->srv.pm_pid <= 0 || pgl_server_reap(d)) {
+		d->srv.mode = PGL_SERVER_NONE;
+		return 1;
+	}
+	if (pgl_mono_ms() < deadline_ms)
+		return 0;
+	pgl_log_warn("postgres did not stop in time; immediate shutdown");
+	pgl_server_kill(d);
+	return -PGL_ETIMEOUT;
+}
+
+int
+pgl_server_stop(struct pgl_daemon *d, bool fast, int64_t timeout_ms)
+{
+	int64_t end = pgl_mono_ms() + timeout_ms;
+	int rc;
+
+	pgl_server_stop_begin(d, fast);
+	while ((rc = pgl_server_stop_poll(d, end)) == 0)
+		usleep(d->tmo.poll_ms * 1000);
+	return rc < 0 ? rc : 0;
+}
+
+int
+pgl_server_start_begin(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream)
 {
 	char sig[PGL_PATH_MAX + 32], err[PGL_PATH_MAX + 512];
-	int64_t end;
 
 	if (prepare_socket_dir(&d->cfg, err, sizeof(err)) < 0) {
 		pgl_log_error("%s", err);
@@ -545,7 +569,7 @@ pgl_server_start(struct pgl_daemon *d, enum pgl_server_mode mode, const char *up
 	if (mode == PGL_SERVER_PRIMARY)
 		unlink(sig);
 	pgl_log_info("starting postgres as %s%s%s", mode == PGL_SERVER_PRIMARY ? "primary" : "standby",
-				 upstream ? " of " : "", upstream ? upstream : "");
+				 upstream && upstream[0] ? " of " : "", upstream ? upstream : "");
 	d->srv.pm_pid = pgl_pg_spawn(&d->cfg, d->lock_fd);
 	if (d->srv.pm_pid < 0) {
 		d->srv.pm_pid = 0;
@@ -553,19 +577,22 @@ pgl_server_start(struct pgl_daemon *d, enum pgl_server_mode mode, const char *up
 	}
 	d->srv.mode = mode;
 	d->srv.started_ms = pgl_mono_ms();
-	/* Crash recovery may take a while; keep renewing meanwhile. */
-	end = pgl_mono_ms() + d->tmo.start_ms;
-	while (pgl_mono_ms() < end && !d->stop) {
-		if (pgl_server_reap(d) || d->srv.pm_pid == 0) {
-			pgl_log_error("postgres exited during startup");
-			d->srv.mode = PGL_SERVER_NONE;
-			return -PGL_EPG;
-		}
-		if (pgl_pg_ping(&d->cfg) && pgl_server_conn(d) != NULL)
-			return 0;
-		pgl_agent_keepalive(d);
-		usleep(d->tmo.poll_ms * 1000);
+	return 0;
+}
+
+int
+pgl_server_start_poll(struct pgl_daemon *d, bool give_up)
+{
+	if (pgl_server_reap(d) || d->srv.pm_pid == 0) {
+		pgl_log_error("postgres exited during startup");
+		d->srv.mode = PGL_SERVER_NONE;
+		return -PGL_EPG;
 	}
+	if (pgl_server_conn(d) != NULL)
+		return 1;
+	/* Crash recovery may take a while: the loop renews meanwhile. */
+	if (!give_up && pgl_mono_ms() < d->srv.started_ms + d->tmo.start_ms)
+		return 0;
 	/* Never leave a server behind that the agent no longer waits for. */
 	pgl_log_error("postgres did not accept connections in time; stopping it");
 	pgl_server_kill(d);
@@ -582,8 +609,7 @@ run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out,
 	char pf[PGL_PATH_MAX + 32];
 	char *env_add[] = { pf, "LC_ALL=C", "PGCONNECT_TIMEOUT=5", NULL };
 	struct pgl_run_opts o = {
-		.timeout_ms = timeout_ms, .env_add = env_add, .tick = pgl_agent_keepalive,
-		.tick_arg = d, .abort_flag = &d->stop,
+		.timeout_ms = timeout_ms, .env_add = env_add, .abort_flag = &d->stop,
 	};
 
 	if (write_passfile(d) < 0) {
@@ -711,7 +737,6 @@ pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 		argv[i++] = slot;
 	}
 	argv[i] = NULL;
-	pgl_strlcpy(d->state, "cloning", sizeof(d->state));
 	pgl_log_info("cloning from %s (%s:%d) with pg_basebackup", from->name, host, port);
 	rc = run_pg_tool(d, argv, d->tmo.clone_ms, out, sizeof(out));
 	free(ci);
@@ -800,7 +825,6 @@ run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, 
 	{
 		char *argv[] = { exe, "-D", d->cfg.pgdata, srcarg, NULL };
 
-		pgl_strlcpy(d->state, "rewinding", sizeof(d->state));
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
 		rc = run_pg_tool(d, argv, d->tmo.rewind_ms, out, outlen);
 	}
@@ -828,11 +852,11 @@ rewound_detail(const struct pgl_node *from, const char *out, const struct pgl_co
 }
 
 int
-pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
+pgl_server_rewind_probe(struct pgl_daemon *d, const struct pgl_node *from,
+						struct pgl_job_result *r)
 {
-	char host[256], out[32768];
-	struct pgl_controldata before;
-	int port, rc;
+	char host[256];
+	int port;
 
 	r->text[0] = '\0';
 	if (!pgl_node_addr(from, host, sizeof(host), &port)) {
@@ -847,8 +871,21 @@ pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_
 	}
 	pgl_log_warn("rewinding against %s: not streaming from it, or postgres did not start "
 				 "as its standby", from->name);
-	if (d->srv.pm_pid > 0)
-		pgl_server_stop(d, true, d->tmo.stop_for_rewind_ms);
+	return 0;
+}
+
+int
+pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
+{
+	char host[256], out[32768];
+	struct pgl_controldata before;
+	int port, rc;
+
+	r->text[0] = '\0';
+	if (!pgl_node_addr(from, host, sizeof(host), &port)) {
+		snprintf(r->text, sizeof(r->text), "no address for %s", from->name);
+		return -PGL_EINVAL;
+	}
 	checkpoint_source(d, from, host, port);
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
@@ -908,27 +945,29 @@ out:
 }
 
 int
-pgl_server_promote(struct pgl_daemon *d)
+pgl_server_promote_begin(struct pgl_daemon *d)
 {
 	PGconn *c = pgl_server_conn(d);
-	int64_t end = pgl_mono_ms() + d->tmo.promote_ms;
-	char v[8];
 
 	if (c == NULL || pgl_pg_exec(c, "SELECT pg_promote(false)", 0, NULL) < 0)
 		return -PGL_EPG;
-	while (pgl_mono_ms() < end) {
-		c = pgl_server_conn(d);
-		if (c && pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) == 0 &&
-			strcmp(v, "f") == 0) {
-			d->srv.mode = PGL_SERVER_PRIMARY;
-			return 0;
-		}
-		if (d->srv.pm_pid == 0 || d->dc.term == 0)
-			return -PGL_EPG;
-		pgl_agent_keepalive(d);
-		usleep(d->tmo.poll_ms * 1000);
+	return 0;
+}
+
+int
+pgl_server_promote_poll(struct pgl_daemon *d, int64_t deadline_ms)
+{
+	PGconn *c = pgl_server_conn(d);
+	char v[8];
+
+	if (c && pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) == 0 &&
+		strcmp(v, "f") == 0) {
+		d->srv.mode = PGL_SERVER_PRIMARY;
+		return 1;
 	}
-	return -PGL_ETIMEOUT;
+	if (d->srv.pm_pid == 0)
+		return -PGL_EPG;
+	return pgl_mono_ms() < deadline_ms ? 0 : -PGL_ETIMEOUT;
 }
 
 static int
@@ -1065,29 +1104,32 @@ out:
 }
 
 int
-pgl_server_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen)
+pgl_server_initdb(struct pgl_daemon *d)
 {
 	char exe[PGL_PATH_MAX + 32], out[16384];
 	char *argv[] = { exe, "-D", d->cfg.pgdata, "-U", "postgres", "--data-checksums",
 		"--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
 		NULL };
-	struct pgl_controldata cd;
 	int rc;
 
 	snprintf(exe, sizeof(exe), "%s/initdb", d->cfg.pg_bindir);
 	if (empty_pgdata(d) < 0)
 		return -PGL_ESYS;
-	pgl_strlcpy(d->state, "initdb", sizeof(d->state));
 	pgl_log_info("running initdb --data-checksums in %s", d->cfg.pgdata);
 	rc = run_pg_tool(d, argv, d->tmo.initdb_ms, out, sizeof(out));
 	if (rc < 0) {
 		pgl_log_error("initdb failed: %s", out);
 		return rc;
 	}
-	if ((rc = configure_new_cluster(d)) < 0)
-		return rc;
-	if ((rc = pgl_server_start(d, PGL_SERVER_PRIMARY, NULL)) < 0)
-		return rc;
+	return configure_new_cluster(d);
+}
+
+int
+pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen)
+{
+	struct pgl_controldata cd;
+	int rc;
+
 	if ((rc = create_replication_role(d)) < 0)
 		return rc;
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0)

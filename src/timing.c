@@ -6,7 +6,6 @@
 void
 pgl_timeouts_init(struct pgl_timeouts *t, const struct pgl_config *cfg)
 {
-	(void) cfg;					/* no bound depends on the lease timings yet */
 	t->connect_s = 2;
 	t->start_ms = 120000;		/* crash recovery of a busy server */
 	t->promote_ms = 60000;
@@ -18,4 +17,12 @@ pgl_timeouts_init(struct pgl_timeouts *t, const struct pgl_config *cfg)
 	t->clone_ms = 3600000;		/* a large database over a slow link */
 	t->rewind_ms = 1800000;
 	t->poll_ms = 20;
+	/*
+	 * A hung local server must not stall the loop: a pass spends at most a
+	 * connection attempt and a query on it (then it gets a renewal interval
+	 * to recover), 2 x local_ms, less than the holder's slack of two renewal
+	 * intervals before its deadline (config.c checks that slack).
+	 */
+	t->local_ms = cfg->renew_interval_ms < 250 ? 250 : cfg->renew_interval_ms > 2000 ? 2000
+		: cfg->renew_interval_ms;
 }

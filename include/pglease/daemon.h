@@ -28,6 +28,22 @@ struct pgl_pending_event {
 
 #define PGL_MAX_PENDING 32
 
+/* The job under way (job.c): a few steps, in the loop or in a worker process. */
+struct pgl_jobrun {
+	enum pgl_job job;			/* PGL_JOB_NONE when there is none */
+	int step;					/* where the job is (job.c) */
+	struct pgl_action a;		/* as asked: upstream node, mode */
+	struct pgl_job_result r;	/* filled as it goes; final when it is done */
+	int64_t until_ms;			/* end of the current wait */
+	pid_t worker;				/* the worker process, 0 when none */
+	int worker_fd;				/* read end of its result pipe, -1 when none */
+	bool worker_exited;			/* reaped (pgl_server_reap): worker_status is set */
+	int worker_status;
+	int64_t cancel_ms;			/* when the worker was told to stop, 0 if not */
+	int64_t next_heartbeat_ms;	/* this node's row while the job runs */
+	char sysid[32];				/* BOOTSTRAP: the new system identifier */
+};
+
 struct pgl_daemon {
 	struct pgl_config cfg;
 	struct pgl_timeouts tmo;		/* every operation bound (timing.c) */
@@ -46,7 +62,7 @@ struct pgl_daemon {
 	struct pgl_server srv;
 	char state[32];				/* for the nodes row: running, streaming, cloning, ... */
 	uint64_t last_lsn;			/* WAL on disk as last seen by a status query, 0 if unknown */
-	int64_t job_heartbeat_ms;	/* next heartbeat while a job runs (not holding a term) */
+	struct pgl_jobrun job;
 
 	/* Death seen at once: a child blocked in flock() on the holder's alive lock. */
 	pid_t watch_pid;			/* 0 when none */
@@ -59,7 +75,6 @@ struct pgl_daemon {
 	int64_t last_removed_event;	/* newest "removed" event whose slot was dropped */
 	int busy_ms;				/* the store's normal lock wait */
 	bool exit;					/* the decision said: leave the loop */
-	bool in_keepalive;
 
 	struct pgl_pending_event pending[PGL_MAX_PENDING];
 	int n_pending;
@@ -68,8 +83,17 @@ struct pgl_daemon {
 	bool fatal;					/* stopping because of an error */
 };
 
-/* agent.c: renews when due (or fences); safe to call while waiting on a child program. */
-void pgl_agent_keepalive(void *daemon);
+/*
+ * job.c: starts the job a decision asked for.  The loop then calls
+ * pgl_job_poll() on every wake until it returns true: the result is in
+ * d->job.r, and d->job.job is PGL_JOB_NONE again.  Never blocks for long.
+ */
+void pgl_job_begin(struct pgl_daemon *d, const struct pgl_action *a);
+bool pgl_job_poll(struct pgl_daemon *d);
+/* When the job needs to be polled next (monotonic ms); a worker's exit wakes the loop too. */
+int64_t pgl_job_wake_ms(const struct pgl_daemon *d);
+/* After the loop: a worker still running is killed and reaped. */
+void pgl_job_abandon(struct pgl_daemon *d);
 
 /* Parses "host=.. port=.." of a node row into host and port. */
 bool pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port);

@@ -54,7 +54,9 @@ struct pgl_server_obs {
 	bool running;				/* the postmaster is our live child */
 	bool exited;				/* the postmaster exited since the last step */
 	enum pgl_server_mode mode;	/* how it was started */
+	bool status_asked;			/* the status query was sent this step */
 	bool status_ok;				/* the status query below answered */
+	bool unresponsive;			/* asked, and no answer within the local bound (hung) */
 	bool in_recovery;
 	bool streaming;
 	int sender_port;			/* port of the walsender it streams from */
@@ -172,6 +174,7 @@ struct pgl_decider {
 	int64_t last_renew_ms;
 	int64_t renew_retry_ms;		/* next renewal attempt after a failure */
 	int64_t slots_checked_ms;
+	int64_t hung_since_ms;		/* the running server first seen not answering, 0 if it does */
 
 	/* The lease as observer. */
 	struct pgl_observer obs;

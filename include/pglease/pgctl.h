@@ -72,6 +72,13 @@ int pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *out
 
 /* Connects to the local server through its Unix socket.  NULL on failure. */
 PGconn *pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s);
+/*
+ * Bounds every later connection attempt and query of this process (the
+ * pgl_pg_* helpers) to ms, 0 for none: past it the call fails and a query's
+ * connection is broken.  pgl_pg_timeout_at() is when one last timed out.
+ */
+void pgl_pg_set_bound(int64_t ms);
+int64_t pgl_pg_timeout_at(void);
 /* True if a connection would be accepted now. */
 bool pgl_pg_ping(const struct pgl_config *cfg);
 /*

@@ -29,38 +29,60 @@ struct pgl_server {
 };
 
 /*
- * The local server's life cycle (server.c).  Functions return 0 or a negative PGL_E*
- * code, log their own failures, and call pgl_agent_keepalive() while they
- * wait, so a holder keeps renewing through long operations.
+ * The local server's life cycle (server.c).  Functions return 0 or a
+ * negative PGL_E* code and log their own failures.  None waits for long:
+ * the agent's loop drives the waits through the begin/poll pairs (see
+ * job.c), and runs initdb, pg_basebackup and pg_rewind in a worker process
+ * (pgl_server_initdb, pgl_server_clone, pgl_server_rewind), so renewals and
+ * fences never wait behind them.  The poll functions return 1 when done,
+ * 0 while still waiting, or a negative code.
  */
 /* True if pgdata holds a data directory (PG_VERSION exists). */
 bool pgl_server_has_data(const struct pgl_daemon *d);
 /* Refuses (-PGL_EFOREIGN, message in err) a data directory of another cluster. */
 int pgl_server_check_identity(struct pgl_daemon *d, char *err, size_t errlen);
+/* Worker: empties pgdata, runs initdb --data-checksums, appends the shared settings. */
+int pgl_server_initdb(struct pgl_daemon *d);
 /*
- * Term-1 winner: initdb --data-checksums, start as primary, create the
- * role; copies the new system identifier into sysid.
+ * After the first start as primary: creates the replication role and copies
+ * the new system identifier into sysid.
  */
-int pgl_server_bootstrap(struct pgl_daemon *d, char *sysid, size_t sysidlen);
-/* Starts the postmaster as our child and waits until it accepts connections. */
-int pgl_server_start(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream);
-/* Fast (SIGINT) or immediate shutdown; immediate after timeout_ms. */
-int pgl_server_stop(struct pgl_daemon *d, bool fast, int timeout_ms);
+int pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen);
+/* Writes the node's settings and spawns the postmaster as our child. */
+int pgl_server_start_begin(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream);
+/*
+ * 1 once it accepts connections; kills it and fails after the start bound,
+ * or at once when give_up (SIGTERM).
+ */
+int pgl_server_start_poll(struct pgl_daemon *d, bool give_up);
+/* Asks for a fast (SIGINT) or immediate (SIGQUIT) shutdown. */
+void pgl_server_stop_begin(struct pgl_daemon *d, bool fast);
+/* 1 once it exited; at deadline_ms an immediate shutdown and -PGL_ETIMEOUT. */
+int pgl_server_stop_poll(struct pgl_daemon *d, int64_t deadline_ms);
+/* Both, waiting (only after the loop has ended). */
+int pgl_server_stop(struct pgl_daemon *d, bool fast, int64_t timeout_ms);
 /* Immediate shutdown (SIGQUIT), then SIGKILL of the whole tree after 2 s. */
 void pgl_server_kill(struct pgl_daemon *d);
 /*
  * Reaps exited children; true if the postmaster was among them.  Notes the
- * holder watch's exit (watch_pid, watch_gone) too.
+ * holder watch's exit (watch_pid, watch_gone) and the job worker's too.
  */
 bool pgl_server_reap(struct pgl_daemon *d);
-/* pg_promote() and waits until the server is out of recovery. */
-int pgl_server_promote(struct pgl_daemon *d);
-/* Empties pgdata and runs pg_basebackup from `from` (through our slot if it exists). */
+/* pg_promote() without waiting; then poll until out of recovery. */
+int pgl_server_promote_begin(struct pgl_daemon *d);
+int pgl_server_promote_poll(struct pgl_daemon *d, int64_t deadline_ms);
+/* Worker: empties pgdata and runs pg_basebackup from `from` (through our slot if it exists). */
 int pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from);
 /*
- * Runs pg_rewind against `from` after stopping the server.  When `from`
- * does not answer, changes nothing and sets r->unreachable.  r->text gets
- * the "rewound" event's detail, or pg_rewind's error.
+ * Worker, before a rewind: does `from` answer?  When it does not, sets
+ * r->unreachable and fails (a standby cut off from the network keeps its data).
+ */
+int pgl_server_rewind_probe(struct pgl_daemon *d, const struct pgl_node *from,
+							struct pgl_job_result *r);
+/*
+ * Worker, with the server stopped: runs pg_rewind against `from`.  r->text
+ * gets the "rewound" event's detail, or pg_rewind's error; r->unreachable
+ * when `from` stopped answering.
  */
 int pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */

@@ -6,9 +6,10 @@
  * election_grace_ms, follow_timeout_ms) come from the configuration and are
  * checked against each other at startup; the decision module derives its
  * own waits from them (decide.c).  The bounds below are for operations on
- * the local server.  None depends on the lease timings: a renewal or a fence
- * never waits for them (the holder's duties and the watchdog run while they
- * wait).
+ * the local server.  Only local_ms depends on the lease timings: jobs never
+ * hold up a renewal or a fence (the loop renews while they wait, job.c), but
+ * a connection attempt or a query of the local server still runs inside a
+ * pass, so it is bounded by about one renewal interval.
  */
 #ifndef PGLEASE_TIMING_H
 #define PGLEASE_TIMING_H
@@ -29,6 +30,7 @@ struct pgl_timeouts {
 	int64_t clone_ms;			/* pg_basebackup */
 	int64_t rewind_ms;			/* pg_rewind */
 	int64_t poll_ms;			/* between checks while waiting on the server */
+	int64_t local_ms;			/* any one connection attempt or query of the local server */
 };
 
 /* Fills t for the configuration cfg. */

@@ -603,6 +603,68 @@ test_primary_crash_restart(void)
 	CHECK(has(PGL_ACT_SYNC_SLOTS));
 }
 
+/* A primary whose server does not answer for a whole TTL gives up its term; a slow answer does not. */
+static void
+test_hung_primary_fences(void)
+{
+	int64_t t0;
+
+	reset();
+	hold_term(ob.now);
+	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
+	t0 = ob.now;
+	ob.server.status_asked = true;
+	ob.server.status_ok = false;
+	ob.server.unresponsive = true;
+	step();
+	CHECK(!has(PGL_ACT_FENCE) && dc.term == 5 && dc.hung_since_ms == t0);
+	ob.now = t0 + base_cfg.lease_ttl_ms - 1;
+	step();
+	CHECK(!has(PGL_ACT_FENCE) && dc.term == 5);
+	/* A step that did not ask (between heartbeats) neither clears nor advances it. */
+	ob.server.status_asked = false;
+	ob.server.unresponsive = false;
+	ob.now = t0 + base_cfg.lease_ttl_ms;
+	step();
+	CHECK(!has(PGL_ACT_FENCE) && dc.hung_since_ms == t0);
+	ob.server.status_asked = ob.server.unresponsive = true;
+	step();
+	CHECK(has(PGL_ACT_FENCE) && dc.term == 0 && dc.role == PGL_ROLE_FENCED);
+	CHECK(strstr(find(PGL_ACT_FENCE, PGL_JOB_NONE)->detail, "has not answered") != NULL);
+	/* One answer in between starts the count again. */
+	reset();
+	hold_term(ob.now);
+	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
+	t0 = ob.now;
+	ob.server.status_asked = true;
+	ob.server.status_ok = false;
+	ob.server.unresponsive = true;
+	step();
+	ob.now = t0 + base_cfg.lease_ttl_ms / 2;
+	ob.server.status_ok = true;
+	ob.server.unresponsive = false;
+	step();
+	CHECK(dc.hung_since_ms == 0);
+	ob.server.status_ok = false;
+	ob.server.unresponsive = true;
+	ob.now = t0 + base_cfg.lease_ttl_ms + 10;
+	step();
+	CHECK(!has(PGL_ACT_FENCE) && dc.term == 5);
+	/* A refusal (an error that came back in time) is not a hang. */
+	reset();
+	hold_term(ob.now);
+	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
+	ob.server.status_asked = true;
+	ob.server.status_ok = false;
+	ob.server.unresponsive = false;
+	for (int i = 0; i < 20; i++) {
+		ob.now += 1000;
+		step();
+		CHECK(!has(PGL_ACT_FENCE));
+	}
+	CHECK(dc.term == 5);
+}
+
 /* ---- following ---- */
 
 static void
@@ -1320,6 +1382,7 @@ main(void)
 	TEST(test_bootstrap);
 	TEST(test_promotion_results);
 	TEST(test_primary_crash_restart);
+	TEST(test_hung_primary_fences);
 	TEST(test_follow_rules);
 	TEST(test_start_failure_escalation);
 	TEST(test_not_streaming_rewinds);
