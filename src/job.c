@@ -297,7 +297,12 @@ promote_step(struct pgl_daemon *d, struct pgl_jobrun *j)
 
 	if (j->step == 0) {
 		j->step = 1;
-		if ((rc = need_term(d)) < 0 || (rc = pgl_server_promote_begin(d)) < 0)
+		if ((rc = need_term(d)) < 0)
+			return done(j, rc);
+		/* Armed before the first write can commit; armed again once promoted. */
+		if (pgl_server_fence_setup(d) < 0)
+			pgl_log_warn("in-server fence not armed before the promotion; arming it after");
+		if ((rc = pgl_server_promote_begin(d)) < 0)
 			return done(j, rc);
 		j->until_ms = pgl_mono_ms() + d->tmo.promote_ms;
 	}

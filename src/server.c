@@ -409,10 +409,24 @@ pgl_server_fence_setup(struct pgl_daemon *d)
 	PGconn *c = pgl_server_conn(d);
 	char dl[32];
 	const char *params[1] = { dl };
+	char v[8];
+	bool recovering;
 
 	if (!d->srv.fence_on || c == NULL || d->dc.term == 0)
 		return 0;
-	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
+	if (pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) < 0)
+		return -PGL_EPG;
+	recovering = strcmp(v, "t") == 0;
+	/*
+	 * Before a promotion the extension can only be used if an earlier primary
+	 * created it (it replicates); its arming touches shared memory only.
+	 */
+	if (recovering && (pgl_pg_scalar(c, "SELECT count(*) FROM pg_extension WHERE extname = "
+									 "'pglease_fence'", 0, NULL, v, sizeof(v)) < 0 ||
+					   strcmp(v, "1") != 0))
+		return 0;
+	if (!recovering && pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0,
+								   NULL) < 0)
 		return -PGL_EPG;
 	pgl_server_fence_close(d);
 	d->srv.fence_conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
@@ -425,7 +439,8 @@ pgl_server_fence_setup(struct pgl_daemon *d)
 	}
 	/* From now on the deadline is sent without waiting for the answer. */
 	PQsetnonblocking(d->srv.fence_conn, 1);
-	pgl_log_info("in-server fence armed: commits are refused past the fence deadline");
+	pgl_log_info("in-server fence armed%s: commits are refused past the fence deadline",
+				 recovering ? " before the promotion" : "");
 	return 0;
 }
 
