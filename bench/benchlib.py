@@ -70,7 +70,16 @@ class Cluster:
         self.lc("start", str(self.n))
 
     def start_node(self, name):
-        self.lc("start-node", name)
+        """Starts name's agent again; dies unless a new agent process runs."""
+        old = self.agent_pid(name)
+        if old and alive(old):
+            die("%s: the old agent (pid %d) is still there" % (name, old))
+        r = subprocess.run([LC, "start-node", name], env=self.env, capture_output=True,
+                           text=True)
+        new = self.agent_pid(name)
+        if r.returncode != 0 or not new or new == old or not alive(new):
+            die("%s did not start again (pid %s -> %s): %s%s" % (
+                name, old, new, r.stdout.strip(), r.stderr.strip()))
 
     def destroy(self):
         if os.environ.get("BENCH_KEEP"):

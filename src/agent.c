@@ -465,13 +465,13 @@ during_job(struct pgl_daemon *d, struct pgl_actions *acts)
 static bool
 job_progress(struct pgl_daemon *d, struct pgl_actions *acts)
 {
-	bool ended = pgl_job_poll(d);
+	bool ended;
 
+	during_job(d, acts);		/* a renewal that is due comes first */
+	ended = pgl_job_poll(d);
 	wd_update(d);				/* the postmaster may have started or exited */
-	if (!ended) {
-		during_job(d, acts);
+	if (!ended)
 		return false;
-	}
 	job_finished(d, &d->job.r);
 	acts->n = 0;
 	pgl_decide_job_done(&d->dc, &d->job.r, pgl_mono_ms(), acts);

@@ -180,6 +180,13 @@ w_initdb(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len
 }
 
 static int
+w_bootstrap_finish(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len)
+{
+	(void) r;
+	return pgl_server_bootstrap_finish(d, sysid, len);
+}
+
+static int
 w_clone(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len)
 {
 	(void) r;
@@ -337,7 +344,7 @@ stop_step(struct pgl_daemon *d, struct pgl_jobrun *j)
 	return done(j, rc < 0 ? rc : 0);
 }
 
-/* initdb (worker), start as primary, the replication role. */
+/* initdb (worker), start as primary, the replication role (worker). */
 static int
 bootstrap_step(struct pgl_daemon *d, struct pgl_jobrun *j)
 {
@@ -357,12 +364,15 @@ bootstrap_step(struct pgl_daemon *d, struct pgl_jobrun *j)
 			(rc = pgl_server_start_begin(d, PGL_SERVER_PRIMARY, NULL)) < 0)
 			return done(j, rc);
 		return STEP_WAIT;
-	default:
+	case 2:
 		if (start_wait(d) == STEP_WAIT)
 			return STEP_WAIT;
 		if (j->r.rc < 0)
 			return STEP_DONE;
-		return done(j, pgl_server_bootstrap_finish(d, j->sysid, sizeof(j->sysid)));
+		j->step = 3;
+		return worker_start(d, w_bootstrap_finish);
+	default:
+		return worker_poll(d);
 	}
 }
 

@@ -1076,9 +1076,8 @@ out:
  * out of ours (pgl_pg_exec_secret logs a label).
  */
 static int
-create_replication_role(struct pgl_daemon *d)
+create_replication_role(struct pgl_daemon *d, PGconn *c)
 {
-	PGconn *c = pgl_server_conn(d);
 	char *ident = NULL, *lit = NULL, *verifier = NULL, *sql = NULL;
 	int rc = -PGL_EPG;
 
@@ -1143,9 +1142,14 @@ int
 pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 {
 	struct pgl_controldata cd;
+	PGconn *c;
 	int rc;
 
-	if ((rc = create_replication_role(d)) < 0)
+	/* In a worker: a connection of its own. */
+	c = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
+	rc = create_replication_role(d, c);
+	PQfinish(c);
+	if (rc < 0)
 		return rc;
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0)
 		return rc;

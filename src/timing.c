@@ -18,11 +18,12 @@ pgl_timeouts_init(struct pgl_timeouts *t, const struct pgl_config *cfg)
 	t->rewind_ms = 1800000;
 	t->poll_ms = 20;
 	/*
-	 * A hung local server must not stall the loop: a pass spends at most a
-	 * connection attempt and a query on it (then it gets a renewal interval
-	 * to recover), 2 x local_ms, less than the holder's slack of two renewal
-	 * intervals before its deadline (config.c checks that slack).
+	 * A hung local server must not stall the loop: a pass spends at most one
+	 * bound on it (after a timeout the server gets a renewal interval to
+	 * recover before the next attempt), half the holder's slack of one
+	 * renewal interval between a due renewal and its deadline (config.c
+	 * requires renew_interval_ms * 2 <= lease_ttl_ms - fence_margin_ms).
 	 */
-	t->local_ms = cfg->renew_interval_ms < 250 ? 250 : cfg->renew_interval_ms > 2000 ? 2000
-		: cfg->renew_interval_ms;
+	t->local_ms = cfg->renew_interval_ms / 2;
+	t->local_ms = t->local_ms < 100 ? 100 : t->local_ms > 1000 ? 1000 : t->local_ms;
 }

@@ -44,8 +44,8 @@ int pgl_server_check_identity(struct pgl_daemon *d, char *err, size_t errlen);
 /* Worker: empties pgdata, runs initdb --data-checksums, appends the shared settings. */
 int pgl_server_initdb(struct pgl_daemon *d);
 /*
- * After the first start as primary: creates the replication role and copies
- * the new system identifier into sysid.
+ * Worker, after the first start as primary: creates the replication role
+ * (on a connection of its own) and copies the new system identifier into sysid.
  */
 int pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen);
 /* Writes the node's settings and spawns the postmaster as our child. */

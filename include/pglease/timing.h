@@ -9,7 +9,7 @@
  * the local server.  Only local_ms depends on the lease timings: jobs never
  * hold up a renewal or a fence (the loop renews while they wait, job.c), but
  * a connection attempt or a query of the local server still runs inside a
- * pass, so it is bounded by about one renewal interval.
+ * pass, so it is bounded by half a renewal interval.
  */
 #ifndef PGLEASE_TIMING_H
 #define PGLEASE_TIMING_H
