@@ -268,11 +268,9 @@ local_status(struct pgl_daemon *d, struct pgl_pg_status *s)
 {
 	PGconn *c = d->srv.pm_pid > 0 ? pgl_server_conn(d) : NULL;
 
-	if (c == NULL || pgl_pg_status(c, s) < 0) {
-		if (c)
-			pgl_server_disconnect(d);
+	/* A broken connection is replaced by the next pgl_server_conn(); the fence's stays. */
+	if (c == NULL || pgl_pg_status(c, s) < 0)
 		return -PGL_EPG;
-	}
 	return 0;
 }
 

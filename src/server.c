@@ -383,6 +383,7 @@ pgl_server_disconnect(struct pgl_daemon *d)
 	PQfinish(d->srv.conn);
 	d->srv.conn = NULL;
 	pgl_server_fence_close(d);
+	d->srv.fence_wanted = false;	/* armed again after the next start or promotion */
 }
 
 /* ---- the in-server fence (src/fence) ---- */
@@ -439,6 +440,7 @@ pgl_server_fence_setup(struct pgl_daemon *d)
 	}
 	/* From now on the deadline is sent without waiting for the answer. */
 	PQsetnonblocking(d->srv.fence_conn, 1);
+	d->srv.fence_wanted = true;
 	pgl_log_info("in-server fence armed%s: commits are refused past the fence deadline",
 				 recovering ? " before the promotion" : "");
 	return 0;
@@ -451,8 +453,12 @@ pgl_server_fence_arm(struct pgl_daemon *d)
 	const char *params[1] = { dl };
 	PGresult *res;
 
-	if (d->srv.fence_conn == NULL)
+	if (d->srv.fence_conn == NULL) {
+		/* Its connection was lost (the server lives on): arm on a new one. */
+		if (d->srv.fence_wanted && d->srv.pm_pid > 0 && pgl_server_fence_setup(d) < 0)
+			pgl_log_warn("in-server fence not re-armed; will retry at the next renewal");
 		return;
+	}
 	if (!PQconsumeInput(d->srv.fence_conn)) {
 		pgl_log_warn("in-server fence connection lost: %s", PQerrorMessage(d->srv.fence_conn));
 		pgl_server_fence_close(d);

@@ -25,6 +25,7 @@ struct pgl_server {
 	PGconn *conn;				/* local connection, NULL when none */
 	PGconn *fence_conn;			/* non-blocking connection that arms pglease_fence */
 	bool fence_on;				/* the in-server fence extension is in use */
+	bool fence_wanted;			/* armed for this server: re-arm if fence_conn is lost */
 	int64_t started_ms;
 };
 
@@ -91,6 +92,7 @@ int pgl_server_follow(struct pgl_daemon *d, const struct pgl_node *from);
 int pgl_server_sync_slots(struct pgl_daemon *d);
 /* The cached local connection, reconnecting if needed; NULL when down.  Borrowed. */
 PGconn *pgl_server_conn(struct pgl_daemon *d);
+/* Closes both connections (the server stopped or is being stopped). */
 void pgl_server_disconnect(struct pgl_daemon *d);
 /* Path of pglease_fence.so beside the server's libraries. */
 void pgl_server_fence_lib(const struct pgl_config *cfg, char *out, size_t len);
