@@ -212,6 +212,15 @@ def descendants(pid):
     return out
 
 
+def parent(pid):
+    """pid's parent pid, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def comm(pid):
     try:
         with open("/proc/%d/comm" % pid) as f:

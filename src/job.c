@@ -307,7 +307,7 @@ promote_step(struct pgl_daemon *d, struct pgl_jobrun *j)
 		if ((rc = need_term(d)) < 0)
 			return done(j, rc);
 		/* Armed before the first write can commit; armed again once promoted. */
-		if (pgl_server_fence_setup(d) < 0)
+		if (pgl_server_fence_prearm(d) < 0)
 			pgl_log_warn("in-server fence not armed before the promotion; arming it after");
 		if ((rc = pgl_server_promote_begin(d)) < 0)
 			return done(j, rc);

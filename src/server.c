@@ -410,24 +410,10 @@ pgl_server_fence_setup(struct pgl_daemon *d)
 	PGconn *c = pgl_server_conn(d);
 	char dl[32];
 	const char *params[1] = { dl };
-	char v[8];
-	bool recovering;
 
 	if (!d->srv.fence_on || c == NULL || d->dc.term == 0)
 		return 0;
-	if (pgl_pg_scalar(c, "SELECT pg_is_in_recovery()", 0, NULL, v, sizeof(v)) < 0)
-		return -PGL_EPG;
-	recovering = strcmp(v, "t") == 0;
-	/*
-	 * Before a promotion the extension can only be used if an earlier primary
-	 * created it (it replicates); its arming touches shared memory only.
-	 */
-	if (recovering && (pgl_pg_scalar(c, "SELECT count(*) FROM pg_extension WHERE extname = "
-									 "'pglease_fence'", 0, NULL, v, sizeof(v)) < 0 ||
-					   strcmp(v, "1") != 0))
-		return 0;
-	if (!recovering && pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0,
-								   NULL) < 0)
+	if (pgl_pg_exec(c, "CREATE EXTENSION IF NOT EXISTS pglease_fence", 0, NULL) < 0)
 		return -PGL_EPG;
 	pgl_server_fence_close(d);
 	d->srv.fence_conn = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
@@ -441,8 +427,31 @@ pgl_server_fence_setup(struct pgl_daemon *d)
 	/* From now on the deadline is sent without waiting for the answer. */
 	PQsetnonblocking(d->srv.fence_conn, 1);
 	d->srv.fence_wanted = true;
-	pgl_log_info("in-server fence armed%s: commits are refused past the fence deadline",
-				 recovering ? " before the promotion" : "");
+	pgl_log_info("in-server fence armed: commits are refused past the fence deadline");
+	return 0;
+}
+
+int
+pgl_server_fence_prearm(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_server_conn(d);
+	char dl[32], v[8];
+	const char *params[1] = { dl };
+
+	if (!d->srv.fence_on || c == NULL || d->dc.term == 0)
+		return 0;
+	/* The extension replicates: usable here once an earlier primary created it. */
+	if (pgl_pg_scalar(c, "SELECT to_regproc('pglease_fence_arm') IS NOT NULL", 0, NULL, v,
+					  sizeof(v)) < 0)
+		return -PGL_EPG;
+	if (strcmp(v, "t") != 0)
+		return 0;
+	snprintf(dl, sizeof(dl), "%lld", (long long) d->dc.deadline_ms);
+	if (pgl_pg_exec(c, "SELECT pglease_fence_arm($1)", 1, params) < 0)
+		return -PGL_EPG;
+	/* Renewals set it up on its own connection if the setup after the promotion fails. */
+	d->srv.fence_wanted = true;
+	pgl_log_info("in-server fence armed before the promotion");
 	return 0;
 }
 
@@ -455,7 +464,8 @@ pgl_server_fence_arm(struct pgl_daemon *d)
 
 	if (d->srv.fence_conn == NULL) {
 		/* Its connection was lost (the server lives on): arm on a new one. */
-		if (d->srv.fence_wanted && d->srv.pm_pid > 0 && pgl_server_fence_setup(d) < 0)
+		if (d->srv.fence_wanted && d->srv.pm_pid > 0 && d->srv.mode == PGL_SERVER_PRIMARY &&
+			pgl_server_fence_setup(d) < 0)
 			pgl_log_warn("in-server fence not re-armed; will retry at the next renewal");
 		return;
 	}

@@ -96,13 +96,14 @@ PGconn *pgl_server_conn(struct pgl_daemon *d);
 void pgl_server_disconnect(struct pgl_daemon *d);
 /* Path of pglease_fence.so beside the server's libraries. */
 void pgl_server_fence_lib(const struct pgl_config *cfg, char *out, size_t len);
-/*
- * Holder: arms the in-server fence with the deadline on a connection of its
- * own.  A primary creates the extension if needed; a standby about to be
- * promoted arms it when an earlier primary created it (0 and nothing done
- * when none did).
- */
+/* Primary: CREATE EXTENSION pglease_fence, connect, arm with the deadline. */
 int pgl_server_fence_setup(struct pgl_daemon *d);
+/*
+ * Holder about to promote: arms the fence in shared memory over the status
+ * connection, when an earlier primary created the extension (it replicates);
+ * 0 and nothing done when none did.  The setup above follows the promotion.
+ */
+int pgl_server_fence_prearm(struct pgl_daemon *d);
 /* Sends the new deadline without waiting (skipped while the last is pending). */
 void pgl_server_fence_arm(struct pgl_daemon *d);
 void pgl_server_fence_close(struct pgl_daemon *d);
