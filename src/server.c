@@ -1039,7 +1039,7 @@ configure_new_cluster(struct pgl_daemon *d)
 					"wal_receiver_status_interval = 1s\n"
 					"wal_receiver_timeout = 10s\n"
 					"wal_sender_timeout = 10s\n"
-					"wal_retrieve_retry_interval = 1s\n"
+					"wal_retrieve_retry_interval = 100ms\n"
 					"password_encryption = 'scram-sha-256'\n"
 					"log_line_prefix = '%m [%p] %q%a '\n"
 					"include_if_exists = '" NODE_CONF "'\n") < 0)
