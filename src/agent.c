@@ -666,9 +666,9 @@ has_standby_signal(const struct pgl_daemon *d)
 	return access(p, F_OK) == 0;
 }
 
-/* The local server: reaps it if it exited, and asks its status when needed. */
+/* The local server: reaps it if it exited, and asks its status when ask. */
 static void
-observe_server(struct pgl_daemon *d, int64_t now, struct pgl_server_obs *s)
+observe_server(struct pgl_daemon *d, int64_t now, bool ask, struct pgl_server_obs *s)
 {
 	struct pgl_pg_status st;
 
@@ -681,8 +681,7 @@ observe_server(struct pgl_daemon *d, int64_t now, struct pgl_server_obs *s)
 	s->standby_signal = s->has_data && has_standby_signal(d);
 	s->running = d->srv.pm_pid > 0;
 	s->mode = d->srv.mode;
-	/* A primary's status is needed only for its heartbeat. */
-	if (!s->running || (d->dc.term && now < d->dc.next_heartbeat_ms))
+	if (!s->running || !ask)
 		return;
 	s->status_asked = true;
 	if (local_status(d, &st) < 0) {
@@ -746,6 +745,25 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 		o->n_nodes = 0;
 }
 
+/*
+ * Does this pass need the local server's status?  The query is most of what
+ * an idle agent costs, and an idle standby wakes on every write to the store:
+ * it asks when its heartbeat is due, and whenever its status can change a
+ * decision (an election may be near, it is not following the holder yet, a
+ * job just ended).  A holder asks for its heartbeat (and the hang rule).
+ */
+static bool
+need_status(const struct pgl_daemon *d, const struct pgl_obs *o)
+{
+	if (o->now >= d->dc.next_heartbeat_ms)
+		return true;
+	if (d->dc.term)
+		return false;
+	if (d->dc.role != PGL_ROLE_STANDBY || !o->lease_ok || maybe_claimable(d, o))
+		return true;
+	return strcmp(d->dc.following, o->lease.holder) != 0 || d->dc.follow_term != o->lease.term;
+}
+
 static void
 observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 {
@@ -756,8 +774,8 @@ observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 	o->store_fault = store_fault(d, o->now, o->store_why, sizeof(o->store_why));
 	if (o->store_fault != PGL_STORE_FINE)
 		return;
-	observe_server(d, o->now, &o->server);
 	observe_store(d, o, nodes);
+	observe_server(d, o->now, need_status(d, o), &o->server);
 }
 
 /* ---- one pass of the loop ---- */
