@@ -503,7 +503,8 @@ class Node:
     def stop(self, timeout=60, check=True):
         """SIGTERM to the agent; waits for it to exit.  Returns its exit code."""
         if not self.agent_running():
-            return self.proc.poll() if self.proc else None
+            # Already exited (a SIGTERM sent by the test): its wrapper may not have yet.
+            return self.exit_code(timeout=30) if self.proc else None
         os.kill(self.agent_pid, signal.SIGTERM)
         end = time.monotonic() + timeout
         while pid_alive(self.agent_pid) and time.monotonic() < end:

@@ -8,7 +8,8 @@ import shutil
 import signal
 import time
 
-from conftest import FAST, pid_alive, poll_until, started_cluster, wait_for_descendant
+from conftest import (FAST, measure, pid_alive, poll_until, started_cluster,
+                      wait_for_descendant)
 
 
 def _hung_clone(c, s):
@@ -31,6 +32,7 @@ def test_sigterm_during_clone_stops_it(make_cluster):
     os.kill(s.agent_pid, signal.SIGTERM)
     rc = s.exit_code(timeout=30)
     took = time.monotonic() - t0
+    measure("017 SIGTERM during a clone -> agent exited", took)
     assert took < 5.0, "the agent took %.1f s to stop during a clone" % took
     assert rc == 0, s.log_tail()
     poll_until(lambda: not pid_alive(bb), 10, "pg_basebackup to be gone")
