@@ -603,20 +603,27 @@ test_primary_crash_restart(void)
 	CHECK(has(PGL_ACT_SYNC_SLOTS));
 }
 
+/* A holder with a distant deadline whose server did not answer this step; returns now. */
+static int64_t
+hung_from_now(void)
+{
+	reset();
+	hold_term(ob.now);
+	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
+	ob.server.status_asked = true;
+	ob.server.status_ok = false;
+	ob.server.unresponsive = true;
+	step();
+	return ob.now;
+}
+
 /* A primary whose server does not answer for a whole TTL gives up its term; a slow answer does not. */
 static void
 test_hung_primary_fences(void)
 {
 	int64_t t0;
 
-	reset();
-	hold_term(ob.now);
-	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
-	t0 = ob.now;
-	ob.server.status_asked = true;
-	ob.server.status_ok = false;
-	ob.server.unresponsive = true;
-	step();
+	t0 = hung_from_now();
 	CHECK(!has(PGL_ACT_FENCE) && dc.term == 5 && dc.hung_since_ms == t0);
 	ob.now = t0 + base_cfg.lease_ttl_ms - 1;
 	step();
@@ -632,14 +639,7 @@ test_hung_primary_fences(void)
 	CHECK(has(PGL_ACT_FENCE) && dc.term == 0 && dc.role == PGL_ROLE_FENCED);
 	CHECK(strstr(find(PGL_ACT_FENCE, PGL_JOB_NONE)->detail, "has not answered") != NULL);
 	/* One answer in between starts the count again. */
-	reset();
-	hold_term(ob.now);
-	dc.deadline_ms = dc.next_renew_ms = ob.now + 100000;
-	t0 = ob.now;
-	ob.server.status_asked = true;
-	ob.server.status_ok = false;
-	ob.server.unresponsive = true;
-	step();
+	t0 = hung_from_now();
 	ob.now = t0 + base_cfg.lease_ttl_ms / 2;
 	ob.server.status_ok = true;
 	ob.server.unresponsive = false;
