@@ -590,8 +590,11 @@ watch_child(int fd, pid_t parent)
 	_exit(0);
 }
 
-/* Watches holder's lock at term (no-op when already watching it). */
-static void
+/*
+ * Watches holder's lock at term.  True when the watch was already running
+ * before this call (it will report the death itself).
+ */
+static bool
 watch_holder(struct pgl_daemon *d, const char *holder, int64_t term)
 {
 	pid_t parent = getpid(), pid;
@@ -599,30 +602,36 @@ watch_holder(struct pgl_daemon *d, const char *holder, int64_t term)
 
 	if (strcmp(d->watch_name, holder) == 0 && d->watch_term == term &&
 		(d->watch_pid > 0 || d->watch_gone))
-		return;
+		return d->watch_pid > 0;
 	watch_stop(d);
 	fd = open_alive_lock(d, holder, O_RDONLY | O_CLOEXEC, NULL, 0);
 	if (fd < 0)
-		return;					/* no lock file: no proof, the TTL decides */
+		return false;			/* no lock file: no proof, the TTL decides */
 	pid = fork();
 	if (pid == 0)
 		watch_child(fd, parent);
 	close(fd);
 	if (pid < 0)
-		return;
+		return false;
 	d->watch_pid = pid;
 	pgl_strlcpy(d->watch_name, holder, sizeof(d->watch_name));
 	d->watch_term = term;
+	return false;
 }
 
-/* Proof of death for the lease's holder, from the watch or a probe. */
+/*
+ * Proof of death for the lease's holder, from the watch; a probe of the
+ * lock only when no watch was running yet (it reaps nothing, so the first
+ * pass after the holder's death still sees it at once).
+ */
 static bool
 holder_gone(struct pgl_daemon *d, const struct pgl_lease *l)
 {
-	watch_holder(d, l->holder, l->term);
+	bool watching = watch_holder(d, l->holder, l->term);
+
 	if (d->watch_gone && d->watch_term == l->term && strcmp(d->watch_name, l->holder) == 0)
 		return true;
-	return holder_processes_gone(d, l->holder);
+	return watching ? false : holder_processes_gone(d, l->holder);
 }
 
 
@@ -666,12 +675,10 @@ has_standby_signal(const struct pgl_daemon *d)
 	return access(p, F_OK) == 0;
 }
 
-/* The local server: reaps it if it exited, and asks its status when ask. */
+/* The local server and the helpers: reaps what exited (the holder watch too). */
 static void
-observe_server(struct pgl_daemon *d, int64_t now, bool ask, struct pgl_server_obs *s)
+observe_children(struct pgl_daemon *d, struct pgl_server_obs *s)
 {
-	struct pgl_pg_status st;
-
 	if (pgl_server_reap(d)) {
 		s->exited = true;
 		d->srv.mode = PGL_SERVER_NONE;
@@ -681,6 +688,14 @@ observe_server(struct pgl_daemon *d, int64_t now, bool ask, struct pgl_server_ob
 	s->standby_signal = s->has_data && has_standby_signal(d);
 	s->running = d->srv.pm_pid > 0;
 	s->mode = d->srv.mode;
+}
+
+/* The local server's status, when ask. */
+static void
+observe_status(struct pgl_daemon *d, int64_t now, bool ask, struct pgl_server_obs *s)
+{
+	struct pgl_pg_status st;
+
 	if (!s->running || !ask)
 		return;
 	s->status_asked = true;
@@ -774,8 +789,9 @@ observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 	o->store_fault = store_fault(d, o->now, o->store_why, sizeof(o->store_why));
 	if (o->store_fault != PGL_STORE_FINE)
 		return;
+	observe_children(d, &o->server);
 	observe_store(d, o, nodes);
-	observe_server(d, o->now, need_status(d, o), &o->server);
+	observe_status(d, o->now, need_status(d, o), &o->server);
 }
 
 /* ---- one pass of the loop ---- */
