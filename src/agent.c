@@ -4,9 +4,9 @@
  *
  * One thread runs everything through a poll(2) loop woken by inotify on the
  * store, by signals (signalfd, SIGCHLD included) and by a timer.  Long
- * operations run as jobs the loop advances without waiting on them (job.c).  A second process, the
- * fence watchdog, enforces the fence deadline even when the
- * agent itself is stalled (SIGSTOP, a frozen server, a hung disk).
+ * operations run as jobs the loop advances without waiting on them (job.c).
+ * A second process, the fence watchdog, enforces the fence deadline even
+ * when the agent itself is stalled (SIGSTOP, a frozen server, a hung disk).
  *
  * Safety rests on CLOCK_MONOTONIC alone: the holder fences at
  * t0 + lease_ttl_ms - fence_margin_ms where t0 is taken before the renewing
@@ -345,6 +345,7 @@ job_begin(struct pgl_daemon *d, const struct pgl_action *a)
 	if (st)
 		pgl_strlcpy(d->state, st, sizeof(d->state));
 	pgl_job_begin(d, a);
+	d->job.state = st;
 }
 
 /* The new cluster's identity in the store, and the event. */
@@ -368,16 +369,12 @@ record_bootstrap(struct pgl_daemon *d, const char *sysid)
 static void
 job_finished(struct pgl_daemon *d, struct pgl_job_result *r)
 {
-	const char *st;
-
 	if (r->job == PGL_JOB_BOOTSTRAP && r->rc == 0)
 		r->rc = record_bootstrap(d, d->job.sysid);
 	if (r->job == PGL_JOB_REWIND && r->rc == 0)
 		d->last_lsn = 0;		/* rewound to the source's history: ask again */
-	if (r->job != PGL_JOB_STOP && (st = job_state(d, r->job)) != NULL &&
-		strcmp(d->state, st) == 0)
-		d->state[0] = '\0';
-	if (r->job == PGL_JOB_START && strcmp(d->state, "starting") == 0)
+	/* The job's state goes, unless something else (a fence) replaced it meanwhile. */
+	if (d->job.state && strcmp(d->state, d->job.state) == 0)
 		d->state[0] = '\0';
 }
 
@@ -764,8 +761,9 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
  * Does this pass need the local server's status?  The query is most of what
  * an idle agent costs, and an idle standby wakes on every write to the store:
  * it asks when its heartbeat is due, and whenever its status can change a
- * decision (an election may be near, it is not following the holder yet, a
- * job just ended).  A holder asks for its heartbeat (and the hang rule).
+ * decision (an election may be near, it is not a plain standby, or it does
+ * not follow the holder's term yet, as after a start).  A holder asks for
+ * its heartbeat (and the hang rule).
  */
 static bool
 need_status(const struct pgl_daemon *d, const struct pgl_obs *o)

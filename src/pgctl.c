@@ -559,16 +559,6 @@ pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s)
 }
 
 bool
-pgl_pg_ping(const struct pgl_config *cfg)
-{
-	const char *kw[6], *vals[6];
-	char port[16], tmo[16];
-
-	local_params(cfg, 2, kw, vals, port, sizeof(port), tmo, sizeof(tmo));
-	return PQpingParams(kw, vals, 0) == PQPING_OK;
-}
-
-bool
 pgl_pg_ping_remote(const char *host, int port)
 {
 	struct pgl_remote r = {

@@ -41,6 +41,7 @@ struct pgl_jobrun {
 	int worker_status;
 	int64_t cancel_ms;			/* when the worker was told to stop, 0 if not */
 	int64_t next_heartbeat_ms;	/* this node's row while the job runs */
+	const char *state;			/* what it put in the daemon's state, NULL if nothing */
 	char sysid[32];				/* BOOTSTRAP: the new system identifier */
 };
 

@@ -79,8 +79,6 @@ PGconn *pgl_pg_connect_local(const struct pgl_config *cfg, int timeout_s);
  */
 void pgl_pg_set_bound(int64_t ms);
 int64_t pgl_pg_timeout_at(void);
-/* True if a connection would be accepted now. */
-bool pgl_pg_ping(const struct pgl_config *cfg);
 /*
  * True if the server at host:port answers (any authentication outcome), asked
  * with the replication_sslmode/sslrootcert/channel_binding of the config given
