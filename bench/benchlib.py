@@ -8,6 +8,8 @@ their CPU time and PSS.  Only processes this cluster started are signalled,
 by pid.
 """
 import ctypes
+import glob
+import json
 import os
 import re
 import shutil
@@ -116,9 +118,16 @@ class Cluster:
         h, _ = self.holder()
         if h is None:
             return False
-        r = self.query("SELECT count(*) FROM nodes WHERE role = 'standby' AND "
-                       "state = 'streaming' AND upstream = '%s'" % h.replace("'", "''"))
-        return bool(r) and r[0][0] == self.n - 1 and self.is_primary(h)
+        following = 0
+        for f in glob.glob(os.path.join(self.dir, "lease", "lease.nodes", "*.json")):
+            try:
+                with open(f) as fh:
+                    r = json.load(fh)
+            except (OSError, ValueError):
+                continue
+            following += (r.get("role") == "standby" and r.get("state") == "streaming" and
+                          r.get("upstream") == h)
+        return following == self.n - 1 and self.is_primary(h)
 
     def wait_healthy(self, timeout=120):
         end = time.monotonic() + timeout

@@ -14,6 +14,7 @@
  * the write lock up front and waits for it under busy_timeout.
  */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -27,9 +28,22 @@
 
 #include <sqlite3.h>
 
+#include "pglease/config.h"
 #include "pglease/log.h"
 #include "pglease/store.h"
 #include "pglease/watch.h"
+
+/* A node's record: its row and, for the lease holder, its renewals. */
+struct noderec {
+	struct pgl_node n;
+	int64_t lease_term;			/* the term these renewals are of; 0: none */
+	int64_t renewals;
+	int64_t ttl_ms;
+	char renewed_at[PGL_TS_MAX];
+	double renewed_age_s;
+};
+
+#define REC_MAX 16384			/* a node record is a few hundred bytes */
 
 struct sqlite_store {
 	struct pgl_store base;	/* first: the interface's handle points here */
@@ -38,9 +52,17 @@ struct sqlite_store {
 	bool rdonly;
 	int busy_ms;			/* lock wait of writes other than renew */
 	int64_t schema_ok;		/* PRAGMA schema_version last verified; -1: none */
-	int bad_nodes;			/* invalid node rows last reported */
-	char errmsg[512];		/* why the last call failed, kept past ROLLBACK */
+	int bad_nodes;			/* invalid node records last reported */
+	char nodes_dir[PGL_PATH_MAX + 16];	/* <store minus .db>.nodes */
+	struct noderec self;	/* this node's own record as last written */
+	bool self_loaded;
+	char errmsg[PGL_PATH_MAX + 400];	/* why the last call failed, kept past ROLLBACK */
 };
+
+static void store_sibling(const char *path, const char *suffix, char *out, size_t len);
+static int ensure_nodes_dir(struct sqlite_store *s, char *err, size_t errlen);
+static void write_views(struct sqlite_store *s);
+static int migrate_v1(struct sqlite_store *s, char *err, size_t errlen);
 
 /* The backend's handle behind the interface's (NULL stays NULL). */
 static struct sqlite_store *
@@ -50,7 +72,7 @@ sq(struct pgl_store *base)
 	return (struct sqlite_store *) base;
 }
 
-static const char schema_v1[] =
+static const char schema_v2[] =
 	"CREATE TABLE cluster ("
 	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
 	"  name TEXT NOT NULL,"
@@ -67,20 +89,6 @@ static const char schema_v1[] =
 	"  renewed_at TEXT,"
 	"  released_lsn TEXT,"
 	"  released_lsn_int INTEGER);"
-	"CREATE TABLE nodes ("
-	"  name TEXT PRIMARY KEY,"
-	"  conninfo TEXT,"
-	"  role TEXT NOT NULL DEFAULT 'unknown' CHECK (role IN ('primary', 'standby', 'unknown')),"
-	"  state TEXT,"
-	"  upstream TEXT,"
-	"  timeline INTEGER,"
-	"  receive_lsn TEXT,"
-	"  receive_lsn_int INTEGER,"
-	"  replay_lsn TEXT,"
-	"  replay_lsn_int INTEGER,"
-	"  priority INTEGER NOT NULL DEFAULT 100,"
-	"  heartbeat INTEGER NOT NULL DEFAULT 0,"
-	"  updated_at TEXT);"
 	"CREATE TABLE events ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  at TEXT NOT NULL,"
@@ -92,27 +100,7 @@ static const char schema_v1[] =
 	/* Terms only grow: refuse any update that lowers or reuses one. */
 	"CREATE TRIGGER lease_term_grows BEFORE UPDATE OF term ON lease"
 	"  WHEN NEW.term < OLD.term"
-	"  BEGIN SELECT RAISE(ABORT, 'lease term may only grow'); END;"
-	"CREATE VIEW lease_status AS"
-	"  SELECT holder, term, renewals, ttl_ms, acquired_at, renewed_at,"
-	"         round((julianday('now') - julianday(renewed_at)) * 86400, 1)"
-	"           AS seconds_since_renewal,"
-	"         released_lsn"
-	"  FROM lease WHERE id = 1;"
-	"CREATE VIEW cluster_status AS"
-	"  SELECT n.name, n.role, n.state, n.upstream, n.timeline,"
-	"         n.receive_lsn, n.replay_lsn,"
-	"         CASE WHEN n.name = l.holder THEN 0"
-	"              WHEN p.receive_lsn_int IS NULL OR n.replay_lsn_int IS NULL THEN NULL"
-	"              ELSE max(p.receive_lsn_int - n.replay_lsn_int, 0) END AS lag_bytes,"
-	"         round((julianday('now') - julianday(n.updated_at)) * 86400, 1)"
-	"           AS seconds_since_heartbeat,"
-	"         n.priority,"
-	"         (n.name IS l.holder) AS holds_lease,"
-	"         l.term AS term"
-	"  FROM nodes n JOIN lease l ON l.id = 1"
-	"  LEFT JOIN nodes p ON p.name = l.holder"
-	"  ORDER BY n.name;";
+	"  BEGIN SELECT RAISE(ABORT, 'lease term may only grow'); END;";
 
 static void
 seterr(char *err, size_t len, const char *fmt, ...)
@@ -217,7 +205,7 @@ build_fresh(const char *tmp_path, char *err, size_t errlen)
 			 "PRAGMA synchronous = FULL;", PGL_APPLICATION_ID);
 	if ((rc = exec_sql(db, sql)) != SQLITE_OK ||
 		(rc = exec_sql(db, "BEGIN")) != SQLITE_OK ||
-		(rc = exec_sql(db, schema_v1)) != SQLITE_OK)
+		(rc = exec_sql(db, schema_v2)) != SQLITE_OK)
 		goto fail;
 	now_iso(ts);
 	if (cluster_name(tmp_path, name, sizeof(name)) < 0) {
@@ -412,7 +400,7 @@ check_schema(struct sqlite_store *s)
 		char *text = NULL;
 
 		if (sqlite3_open(":memory:", &mem) != SQLITE_OK ||
-			exec_sql(mem, schema_v1) != SQLITE_OK || schema_text(mem, &text) != SQLITE_OK) {
+			exec_sql(mem, schema_v2) != SQLITE_OK || schema_text(mem, &text) != SQLITE_OK) {
 			sqlite3_close(mem);
 			return -PGL_ESTORE;
 		}
@@ -437,7 +425,7 @@ check_schema(struct sqlite_store *s)
 }
 
 /*
- * Checks an open store of our schema version: SQLite's quick_check, our four
+ * Checks an open store of our schema version: SQLite's quick_check, our three
  * tables, the exact schema (check_schema) and the lease row.
  */
 static int
@@ -463,8 +451,8 @@ verify_contents(struct sqlite_store *s, char *err, size_t errlen)
 	}
 	rc = pragma_int(s->db,
 					"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-					"('cluster', 'lease', 'nodes', 'events')", &ok_tables);
-	if (rc != SQLITE_OK || ok_tables != 4) {
+					"('cluster', 'lease', 'events')", &ok_tables);
+	if (rc != SQLITE_OK || ok_tables != 3) {
 		seterr(err, errlen, "%s: not a pglease lease store (tables missing)", s->path);
 		return -PGL_EFOREIGN;
 	}
@@ -514,8 +502,15 @@ verify(struct sqlite_store *s, int flags, char *err, size_t errlen)
 			   (long long) version);
 		return -PGL_EFOREIGN;
 	}
-	/* Migrations from older versions go here, each in its own transaction. */
-	(void) flags;
+	/* Migrations from older versions, each in its own transaction. */
+	if (version == 1 && flags == PGL_STORE_RDONLY) {
+		seterr(err, errlen, "%s: lease store schema version 1 is older than this pglease's "
+			   "(%d): stop the older agents, then start one agent of this version to "
+			   "migrate it", s->path, PGL_SCHEMA_VERSION);
+		return -PGL_EFOREIGN;
+	}
+	if (version == 1 && (rc = migrate_v1(s, err, errlen)) < 0)
+		return rc;
 	return verify_contents(s, err, errlen);
 }
 
@@ -608,6 +603,7 @@ sq_open(const char *path, int flags, struct pgl_store **out, char *err, size_t e
 	s->schema_ok = -1;
 	pgl_strlcpy(s->path, path, sizeof(s->path));
 	s->rdonly = (flags == PGL_STORE_RDONLY);
+	store_sibling(path, ".nodes", s->nodes_dir, sizeof(s->nodes_dir));
 	oflags = s->rdonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
 	rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -628,8 +624,11 @@ sq_open(const char *path, int flags, struct pgl_store **out, char *err, size_t e
 	sqlite3_busy_timeout(s->db, s->busy_ms);
 	if ((rc = verify(s, flags, err, errlen)) < 0)
 		goto fail;
-	if (!s->rdonly && (rc = configure_writer(s, err, errlen)) < 0)
+	if (!s->rdonly && ((rc = configure_writer(s, err, errlen)) < 0 ||
+					   (rc = ensure_nodes_dir(s, err, errlen)) < 0))
 		goto fail;
+	if (!s->rdonly)
+		write_views(s);
 	*out = &s->base;
 	return 0;
 fail:
@@ -712,6 +711,183 @@ lsn_pair_valid(sqlite3_stmt *st, int text_col, int int_col)
 		(uint64_t) sqlite3_column_int64(st, int_col) == v;
 }
 
+/* ---- the per-node directory, the sqlite3 views file, migration from version 1 ---- */
+
+static void rec_path(const struct sqlite_store *s, const char *name, bool tmp, char *out,
+					 size_t len);
+static int put_record(struct sqlite_store *s, const char *name, const char *text, size_t len);
+static int slurp(const char *path, char *buf, size_t cap, size_t *len);
+
+/* "<store minus .db>" + suffix: lease.db -> lease.nodes, lease.views.sql. */
+static void
+store_sibling(const char *path, const char *suffix, char *out, size_t len)
+{
+	size_t n = strlen(path);
+
+	if (n > 3 && strcmp(path + n - 3, ".db") == 0)
+		n -= 3;
+	snprintf(out, len, "%.*s%s", (int) n, path, suffix);
+}
+
+/* Creates the node directory if absent, owned like the store when root. */
+static int
+ensure_nodes_dir(struct sqlite_store *s, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (mkdir(s->nodes_dir, 0770) == 0) {
+		chmod(s->nodes_dir, 0770);
+		if (geteuid() == 0 && stat(s->path, &sb) == 0 && sb.st_uid != 0 &&
+			chown(s->nodes_dir, sb.st_uid, sb.st_gid) != 0)
+			pgl_log_warn("%s: cannot give it to the store's owner: %s", s->nodes_dir,
+						 strerror(errno));
+	} else if (errno != EEXIST) {
+		seterr(err, errlen, "%s: cannot create directory: %s", s->nodes_dir, strerror(errno));
+		return -PGL_ESYS;
+	}
+	return 0;
+}
+
+static const char views_sql[] =
+	"-- pglease: the whole cluster in the sqlite3 shell.  Written by the agents; do not edit.\n"
+	"--   sqlite3 -readonly DIR/lease.db -cmd '.read DIR/lease.views.sql'\n"
+	"-- Temporary views, gone when the shell exits: nodes (one row per node, from its\n"
+	"-- record in DIR/lease.nodes, found from the path of the database opened),\n"
+	"-- lease_status, cluster_status.\n"
+	"CREATE TEMP VIEW nodes AS\n"
+	"  SELECT json_extract(j, '$.name') AS name, json_extract(j, '$.conninfo') AS conninfo,\n"
+	"         json_extract(j, '$.role') AS role, json_extract(j, '$.state') AS state,\n"
+	"         json_extract(j, '$.upstream') AS upstream,\n"
+	"         json_extract(j, '$.timeline') AS timeline,\n"
+	"         json_extract(j, '$.receive_lsn') AS receive_lsn,\n"
+	"         json_extract(j, '$.receive_lsn_int') AS receive_lsn_int,\n"
+	"         json_extract(j, '$.replay_lsn') AS replay_lsn,\n"
+	"         json_extract(j, '$.replay_lsn_int') AS replay_lsn_int,\n"
+	"         json_extract(j, '$.priority') AS priority,\n"
+	"         json_extract(j, '$.heartbeat') AS heartbeat,\n"
+	"         json_extract(j, '$.updated_at') AS updated_at,\n"
+	"         json_extract(j, '$.lease_term') AS lease_term,\n"
+	"         json_extract(j, '$.renewals') AS renewals,\n"
+	"         json_extract(j, '$.ttl_ms') AS ttl_ms,\n"
+	"         json_extract(j, '$.renewed_at') AS renewed_at\n"
+	"  FROM (SELECT CAST(data AS TEXT) AS j\n"
+	"        FROM fsdir((SELECT CASE WHEN file LIKE '%.db' THEN substr(file, 1, length(file) - 3)\n"
+	"                                ELSE file END || '.nodes'\n"
+	"                    FROM pragma_database_list WHERE name = 'main'))\n"
+	"        WHERE name GLOB '*.json' AND name NOT GLOB '*/.*')\n"
+	"  WHERE json_valid(j)\n"
+	"  ORDER BY name;\n"
+	"CREATE TEMP VIEW lease_status AS\n"
+	"  SELECT l.holder, l.term, coalesce(n.renewals, l.renewals) AS renewals,\n"
+	"         coalesce(n.ttl_ms, l.ttl_ms) AS ttl_ms, l.acquired_at,\n"
+	"         coalesce(n.renewed_at, l.renewed_at) AS renewed_at,\n"
+	"         round((julianday('now') - julianday(coalesce(n.renewed_at, l.renewed_at)))\n"
+	"               * 86400, 1) AS seconds_since_renewal,\n"
+	"         l.released_lsn\n"
+	"  FROM main.lease l\n"
+	"  LEFT JOIN temp.nodes n ON n.name = l.holder AND n.lease_term = l.term AND n.renewals > 0\n"
+	"  WHERE l.id = 1;\n"
+	"CREATE TEMP VIEW cluster_status AS\n"
+	"  SELECT n.name, n.role, n.state, n.upstream, n.timeline, n.receive_lsn, n.replay_lsn,\n"
+	"         CASE WHEN n.name = l.holder THEN 0\n"
+	"              WHEN p.receive_lsn_int IS NULL OR n.replay_lsn_int IS NULL THEN NULL\n"
+	"              ELSE max(p.receive_lsn_int - n.replay_lsn_int, 0) END AS lag_bytes,\n"
+	"         round((julianday('now') - julianday(n.updated_at)) * 86400, 1)\n"
+	"           AS seconds_since_heartbeat,\n"
+	"         n.priority, (n.name IS l.holder) AS holds_lease, l.term AS term\n"
+	"  FROM temp.nodes n JOIN main.lease l ON l.id = 1\n"
+	"  LEFT JOIN temp.nodes p ON p.name = l.holder\n"
+	"  ORDER BY n.name;\n";
+
+/*
+ * Keeps <store>.views.sql in place: `.read` it in the sqlite3 shell to see the
+ * cluster.  It finds the records from the path of the database the shell
+ * opened, so it works from the host and inside a container alike.  Best
+ * effort: a failure is logged, nothing else depends on it.
+ */
+static void
+write_views(struct sqlite_store *s)
+{
+	char vpath[PGL_PATH_MAX + 32], tmp[PGL_PATH_MAX + 48], *old;
+	size_t len = 0;
+	FILE *f;
+
+	store_sibling(s->path, ".views.sql", vpath, sizeof(vpath));
+	if ((old = malloc(REC_MAX)) == NULL)
+		return;
+	if (slurp(vpath, old, REC_MAX, &len) != 0 || strcmp(old, views_sql) != 0) {
+		snprintf(tmp, sizeof(tmp), "%s.tmp-%d", vpath, (int) getpid());
+		if ((f = fopen(tmp, "we")) == NULL || fputs(views_sql, f) < 0 || fclose(f) != 0 ||
+			chmod(tmp, 0664) != 0 || rename(tmp, vpath) != 0) {
+			pgl_log_warn("cannot write %s: %s", vpath, strerror(errno));
+			unlink(tmp);
+		}
+	}
+	free(old);
+}
+
+/*
+ * Version 1 kept the node rows in lease.db, so every heartbeat took the
+ * store's write lock.  Moves each row to its node's record (unless the node
+ * has written one already) and drops the table and its views, in one
+ * transaction.
+ */
+static int
+migrate_v1(struct sqlite_store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	char path[PGL_PATH_MAX + 96];
+	int64_t tables = 0;
+	int rc, moved = 0;
+
+	rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+					"('cluster', 'lease', 'nodes', 'events')", &tables);
+	if (rc != SQLITE_OK || tables != 4) {
+		seterr(err, errlen, "%s: not a pglease lease store (tables missing)", s->path);
+		return -PGL_EFOREIGN;
+	}
+	if ((rc = ensure_nodes_dir(s, err, errlen)) < 0)
+		return rc;
+	s->errmsg[0] = '\0';
+	if ((rc = exec_sql(s->db, "BEGIN IMMEDIATE")) != SQLITE_OK)
+		goto fail;
+	rc = prepare(s, "SELECT name, json_object('name', name, 'conninfo', conninfo, 'role', role, "
+				 "'state', state, 'upstream', upstream, 'timeline', timeline, "
+				 "'receive_lsn', receive_lsn, 'receive_lsn_int', receive_lsn_int, "
+				 "'replay_lsn', replay_lsn, 'replay_lsn_int', replay_lsn_int, "
+				 "'priority', priority, 'updated_at', updated_at, 'heartbeat', heartbeat) "
+				 "FROM nodes", &st);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = col_raw(st, 0);
+
+		rec_path(s, name, false, path, sizeof(path));
+		if (!pgl_name_valid(name) || access(path, F_OK) == 0)
+			rc = SQLITE_OK;
+		else if (put_record(s, name, (const char *) sqlite3_column_text(st, 1),
+							(size_t) sqlite3_column_bytes(st, 1)) < 0)
+			rc = SQLITE_IOERR;
+		else {
+			moved++;
+			rc = SQLITE_OK;
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE ||
+		(rc = exec_sql(s->db, "DROP VIEW IF EXISTS cluster_status; "
+					   "DROP VIEW IF EXISTS lease_status; DROP TABLE nodes; "
+					   "PRAGMA user_version = 2; COMMIT")) != SQLITE_OK)
+		goto fail;
+	pgl_log_info("%s: migrated from schema version 1 to 2: %d node row%s moved to %s",
+				 s->path, moved, moved == 1 ? "" : "s", s->nodes_dir);
+	return 0;
+fail:
+	seterr(err, errlen, "%s: cannot migrate the lease store from schema version 1: %s",
+		   s->path, s->errmsg[0] ? s->errmsg : sqlite3_errmsg(s->db));
+	if (!sqlite3_get_autocommit(s->db))
+		exec_sql(s->db, "ROLLBACK");
+	return -PGL_ESTORE;
+}
+
 /*
  * The lease row is input, not truth: a holder that is not a valid node name
  * (it names a lock file: "../x" would be a path), a negative or non-integer
@@ -736,7 +912,7 @@ check_lease_row(struct sqlite_store *s, sqlite3_stmt *st)
 }
 
 static int
-read_lease_stmt(struct sqlite_store *s, struct pgl_lease *l)
+read_lease_row(struct sqlite_store *s, struct pgl_lease *l)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -769,6 +945,19 @@ read_lease_stmt(struct sqlite_store *s, struct pgl_lease *l)
 	} else if (rc != -PGL_EFOREIGN)
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
 	sqlite3_finalize(st);
+	return rc;
+}
+
+static void merge_renewals(struct sqlite_store *s, struct pgl_lease *l);
+
+/* The lease row, with the holder's renewals from its own record. */
+static int
+read_lease_stmt(struct sqlite_store *s, struct pgl_lease *l)
+{
+	int rc = read_lease_row(s, l);
+
+	if (rc == 0)
+		merge_renewals(s, l);
 	return rc;
 }
 
@@ -813,7 +1002,14 @@ sq_read_cluster(struct pgl_store *base, struct pgl_cluster *c)
 static int
 sq_data_version(struct pgl_store *base, int64_t *out)
 {
-	return map_rc(pragma_int(sq(base)->db, "PRAGMA data_version", out));
+	struct sqlite_store *s = sq(base);
+	struct stat sb;
+	int rc = map_rc(pragma_int(s->db, "PRAGMA data_version", out));
+
+	/* A record replaced changes the node directory's modification time. */
+	if (rc == 0 && stat(s->nodes_dir, &sb) == 0)
+		*out = *out * 1000003 + (int64_t) sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+	return rc;
 }
 
 /*
@@ -866,23 +1062,6 @@ commit_or_rollback(struct sqlite_store *s, int rc)
 	if (!sqlite3_get_autocommit(s->db))
 		exec_sql(s->db, "ROLLBACK");
 	return rc;
-}
-
-/*
- * Renewals and heartbeats commit without an fsync (synchronous = NORMAL):
- * SQLite's write lock is held only while the transaction runs, and a process
- * stopped inside it (SIGSTOP, docker pause, a frozen cgroup) keeps it, and
- * every other writer waits, for as long as it is stopped.  Without the fsync
- * the window is some 0.05 ms instead of one fsync (1 to 15 ms, more under
- * I/O load).  Such a commit can be lost only when the machine (not the
- * process) crashes, and then every agent restarts; a lost renewal or
- * heartbeat only makes the lease look older.  Claims, releases, events and
- * operator writes keep synchronous = FULL.
- */
-static void
-set_light(struct sqlite_store *s, bool light)
-{
-	exec_sql(s->db, light ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL");
 }
 
 static int
@@ -958,61 +1137,6 @@ out:
 	rc = commit_or_rollback(s, rc);
 	if (rc == 0 && new_term)
 		*new_term = cur.term + 1;
-	return rc;
-}
-
-static int
-sq_renew(struct pgl_store *base, const char *me, int64_t term, int64_t t0_ms,
-		 int64_t ttl_ms, int64_t margin_ms, int64_t wait_until_ms,
-		 int64_t *deadline_ms, int64_t *renewals)
-{
-	struct sqlite_store *s = sq(base);
-	sqlite3_stmt *st = NULL;
-	char ts[PGL_TS_MAX];
-	int64_t wait = wait_until_ms - pgl_mono_ms();
-	int rc;
-
-	if (s->rdonly)
-		return -PGL_EINVAL;
-	if (wait <= 0) {
-		snprintf(s->errmsg, sizeof(s->errmsg), "no time left before the fence deadline");
-		return -PGL_ETIMEOUT;
-	}
-	/* Never wait for the lock past the fence deadline. */
-	sqlite3_busy_timeout(s->db, wait < INT_MAX ? (int) wait : INT_MAX);
-	set_light(s, true);
-	rc = begin_immediate(s);
-	sqlite3_busy_timeout(s->db, s->busy_ms);
-	if (rc < 0) {
-		set_light(s, false);
-		return rc;
-	}
-	now_iso(ts);
-	rc = prepare(s, "UPDATE lease SET renewals = renewals + 1, renewed_at = ?1, ttl_ms = ?2 "
-				 "WHERE id = 1 AND holder = ?3 AND term = ?4 RETURNING renewals", &st);
-	if (rc != SQLITE_OK) {
-		rc = map_rc(rc);
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, ts, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, ttl_ms);
-	sqlite3_bind_text(st, 3, me, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 4, term);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		if (renewals)
-			*renewals = sqlite3_column_int64(st, 0);
-		rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -PGL_ESTORE;
-	} else if (rc == SQLITE_DONE)
-		rc = -PGL_ENOTHOLDER;
-	else
-		rc = map_rc(rc);
-	sqlite3_finalize(st);
-out:
-	rc = commit_or_rollback(s, rc);
-	set_light(s, false);
-	if (rc == 0)
-		*deadline_ms = t0_ms + ttl_ms - margin_ms;
 	return rc;
 }
 
@@ -1104,49 +1228,271 @@ bind_node(sqlite3_stmt *st, const struct pgl_node *n, const char *ts)
 	sqlite3_bind_text(st, 12, ts, -1, SQLITE_TRANSIENT);
 }
 
-static int upsert_node(struct sqlite_store *s, const struct pgl_node *n);
+/* ---- per-node records: <store>.nodes/NAME.json, each written by its node only ---- */
+
+/*
+ * In steady state every agent writes only its own record (its heartbeat,
+ * and the holder's renewals): a plain file replaced by rename(), so no lock
+ * is ever shared, and a node stopped at any instant of that write holds
+ * nothing another node needs.  lease.db is written only when something
+ * changes hands or an operator acts.  The JSON is made and read by SQLite's
+ * own json functions.  No fsync: a record lost in a machine crash only
+ * looks older, and every agent restarts then anyway.
+ */
+
+/* The JSON of a record: NODE_COLS' order, then the renewal fields. */
+static const char rec_json_sql[] =
+	"SELECT json_object('name', ?1, 'conninfo', ?2, 'role', ?3, 'state', ?4, 'upstream', ?5, "
+	"'timeline', ?6, 'receive_lsn', ?7, 'receive_lsn_int', ?8, 'replay_lsn', ?9, "
+	"'replay_lsn_int', ?10, 'priority', ?11, 'updated_at', ?12, 'heartbeat', ?13, "
+	"'lease_term', ?14, 'renewals', ?15, 'ttl_ms', ?16, 'renewed_at', ?17)";
+
+#define J(k) "json_extract(?1, '$." k "')"
+static const char rec_read_sql[] =
+	"SELECT " J("name") ", " J("conninfo") ", coalesce(" J("role") ", 'unknown'), "
+	J("state") ", " J("upstream") ", " J("timeline") ", " J("receive_lsn") ", "
+	J("receive_lsn_int") ", " J("replay_lsn") ", " J("replay_lsn_int") ", "
+	"coalesce(" J("priority") ", 100), coalesce(" J("heartbeat") ", 0), " J("updated_at") ", "
+	"coalesce((julianday('now') - julianday(" J("updated_at") ")) * 86400, -1), "
+	"coalesce(" J("lease_term") ", 0), coalesce(" J("renewals") ", 0), "
+	"coalesce(" J("ttl_ms") ", 0), " J("renewed_at") ", "
+	"coalesce((julianday('now') - julianday(" J("renewed_at") ")) * 86400, -1) "
+	"WHERE json_valid(?1) AND json_type(?1) = 'object'";
+#undef J
+
+static bool read_node_row(sqlite3_stmt *st, struct pgl_node *n);
+
+static void
+rec_path(const struct sqlite_store *s, const char *name, bool tmp, char *out, size_t len)
+{
+	snprintf(out, len, tmp ? "%s/.%s.json.tmp" : "%s/%s.json", s->nodes_dir, name);
+}
+
+/* Puts text in place as name's record (a temporary file, then rename()). */
+static int
+put_record(struct sqlite_store *s, const char *name, const char *text, size_t len)
+{
+	char tmp[PGL_PATH_MAX + 96], dst[PGL_PATH_MAX + 96];
+	int fd, e = 0;
+
+	rec_path(s, name, true, tmp, sizeof(tmp));
+	rec_path(s, name, false, dst, sizeof(dst));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0660);
+	if (fd < 0 && errno == ENOENT && ensure_nodes_dir(s, NULL, 0) == 0)
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0660);
+	if (fd < 0)
+		e = errno;
+	else {
+		if (fchmod(fd, 0660) != 0 || write(fd, text, len) != (ssize_t) len)
+			e = errno ? errno : EIO;
+		if (close(fd) != 0 && e == 0)
+			e = errno;
+		if (e == 0 && rename(tmp, dst) != 0)
+			e = errno;
+		if (e)
+			unlink(tmp);
+	}
+	if (e == 0)
+		return 0;
+	snprintf(s->errmsg, sizeof(s->errmsg), "cannot write %s: %s", dst, strerror(e));
+	return -PGL_ESYS;
+}
+
+/* Writes this node's own record (s->self). */
+static int
+write_self(struct sqlite_store *s)
+{
+	const struct noderec *r = &s->self;
+	sqlite3_stmt *st = NULL;
+	int rc = prepare(s, rec_json_sql, &st);
+
+	if (rc != SQLITE_OK) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+		return map_rc(rc);
+	}
+	bind_node(st, &r->n, r->n.updated_at[0] ? r->n.updated_at : NULL);
+	sqlite3_bind_int64(st, 13, r->n.heartbeat);
+	sqlite3_bind_int64(st, 14, r->lease_term);
+	sqlite3_bind_int64(st, 15, r->renewals);
+	sqlite3_bind_int64(st, 16, r->ttl_ms);
+	if (r->renewed_at[0])
+		sqlite3_bind_text(st, 17, r->renewed_at, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		rc = put_record(s, r->n.name, (const char *) sqlite3_column_text(st, 0),
+						(size_t) sqlite3_column_bytes(st, 0));
+	else {
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+		rc = -PGL_ESTORE;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Reads a whole small regular file; -PGL_ENOENT when absent. */
+static int
+slurp(const char *path, char *buf, size_t cap, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat sb;
+	ssize_t n;
+	size_t got = 0;
+
+	if (fd < 0)
+		return errno == ENOENT ? -PGL_ENOENT : -PGL_EFOREIGN;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size >= (off_t) cap) {
+		close(fd);
+		return -PGL_EFOREIGN;
+	}
+	while (got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+		got += (size_t) n;
+	close(fd);
+	buf[got] = '\0';
+	*len = got;
+	return 0;
+}
+
+/*
+ * Reads name's record: 0, -PGL_ENOENT (none), -PGL_EFOREIGN (unreadable,
+ * not a record, another name inside, or invalid as a node row is).
+ */
+static int
+read_record(struct sqlite_store *s, const char *name, struct noderec *r)
+{
+	char path[PGL_PATH_MAX + 96], *buf;
+	sqlite3_stmt *st = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!pgl_name_valid(name))
+		return -PGL_EINVAL;
+	if ((buf = malloc(REC_MAX)) == NULL)
+		return -PGL_ENOMEM;
+	rec_path(s, name, false, path, sizeof(path));
+	if ((rc = slurp(path, buf, REC_MAX, &len)) == 0 &&
+		(rc = map_rc(prepare(s, rec_read_sql, &st))) == 0) {
+		memset(r, 0, sizeof(*r));
+		sqlite3_bind_text(st, 1, buf, (int) len, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW || !read_node_row(st, &r->n) ||
+			strcmp(r->n.name, name) != 0 || !col_count(st, 14, false) ||
+			!col_count(st, 15, false) || !col_count(st, 16, false))
+			rc = -PGL_EFOREIGN;
+		else {
+			r->lease_term = sqlite3_column_int64(st, 14);
+			r->renewals = sqlite3_column_int64(st, 15);
+			r->ttl_ms = sqlite3_column_int64(st, 16);
+			col_text(st, 17, r->renewed_at, sizeof(r->renewed_at));
+			r->renewed_age_s = sqlite3_column_double(st, 18);
+		}
+		sqlite3_finalize(st);
+	}
+	free(buf);
+	return rc;
+}
+
+/* The holder's renewals of the lease's term, from its record, into l. */
+static void
+merge_renewals(struct sqlite_store *s, struct pgl_lease *l)
+{
+	struct noderec r;
+
+	if (l->holder[0] == '\0' || read_record(s, l->holder, &r) != 0 ||
+		r.lease_term != l->term || r.renewals <= 0)
+		return;
+	l->renewals = r.renewals;
+	if (r.ttl_ms > 0)
+		l->ttl_ms = r.ttl_ms;
+	pgl_strlcpy(l->renewed_at, r.renewed_at, sizeof(l->renewed_at));
+	l->renewed_age_s = r.renewed_age_s;
+}
+
+/* This node's own record, once: counters continue across restarts. */
+static void
+load_self(struct sqlite_store *s, const char *name)
+{
+	if (s->self_loaded && strcmp(s->self.n.name, name) == 0)
+		return;
+	if (read_record(s, name, &s->self) != 0) {
+		memset(&s->self, 0, sizeof(s->self));
+		pgl_strlcpy(s->self.n.name, name, sizeof(s->self.n.name));
+	}
+	s->self_loaded = true;
+}
 
 static int
 sq_node_upsert(struct pgl_store *base, const struct pgl_node *n)
 {
 	struct sqlite_store *s = sq(base);
-	int rc;
+	int64_t hb;
 
 	if (s->rdonly || !pgl_name_valid(n->name))
 		return -PGL_EINVAL;
-	set_light(s, true);
-	rc = upsert_node(s, n);
-	set_light(s, false);
-	return rc;
+	s->errmsg[0] = '\0';
+	if (n->role[0] && strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0 &&
+		strcmp(n->role, "unknown") != 0) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "invalid role '%s' for node %s", n->role,
+				 n->name);
+		return -PGL_ESTORE;
+	}
+	load_self(s, n->name);
+	hb = s->self.n.heartbeat + 1;
+	s->self.n = *n;
+	s->self.n.heartbeat = hb;
+	now_iso(s->self.n.updated_at);
+	return write_self(s);
 }
 
 static int
-upsert_node(struct sqlite_store *s, const struct pgl_node *n)
+sq_renew(struct pgl_store *base, const char *me, int64_t term, int64_t t0_ms,
+		 int64_t ttl_ms, int64_t margin_ms, int64_t wait_until_ms,
+		 int64_t *deadline_ms, int64_t *renewals)
 {
-	sqlite3_stmt *st = NULL;
-	char ts[PGL_TS_MAX];
+	struct sqlite_store *s = sq(base);
+	int64_t wait = wait_until_ms - pgl_mono_ms();
+	struct pgl_lease l;
 	int rc;
 
-	if ((rc = begin_immediate(s)) < 0)
-		return rc;
-	now_iso(ts);
-	rc = prepare(s,
-				 "INSERT INTO nodes (name, conninfo, role, state, upstream, timeline, "
-				 "  receive_lsn, receive_lsn_int, replay_lsn, replay_lsn_int, priority, "
-				 "  heartbeat, updated_at) "
-				 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12) "
-				 "ON CONFLICT (name) DO UPDATE SET conninfo = excluded.conninfo, "
-				 "  role = excluded.role, state = excluded.state, upstream = excluded.upstream, "
-				 "  timeline = excluded.timeline, receive_lsn = excluded.receive_lsn, "
-				 "  receive_lsn_int = excluded.receive_lsn_int, replay_lsn = excluded.replay_lsn, "
-				 "  replay_lsn_int = excluded.replay_lsn_int, priority = excluded.priority, "
-				 "  heartbeat = nodes.heartbeat + 1, updated_at = excluded.updated_at", &st);
-	if (rc != SQLITE_OK)
-		return commit_or_rollback(s, map_rc(rc));
-	bind_node(st, n, ts);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return commit_or_rollback(s, rc == SQLITE_DONE ? 0 : map_rc(rc));
+	if (s->rdonly || !pgl_name_valid(me))
+		return -PGL_EINVAL;
+	if (wait <= 0) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "no time left before the fence deadline");
+		return -PGL_ETIMEOUT;
+	}
+	/* Reads only (WAL readers take no lock a writer holds): bounded anyway. */
+	sqlite3_busy_timeout(s->db, wait < INT_MAX ? (int) wait : INT_MAX);
+	if ((rc = read_lease_row(s, &l)) == 0 && (strcmp(l.holder, me) != 0 || l.term != term))
+		rc = -PGL_ENOTHOLDER;
+	if (rc == 0) {
+		load_self(s, me);
+		if (s->self.lease_term != term)
+			s->self.renewals = 0;
+		s->self.lease_term = term;
+		s->self.renewals++;
+		s->self.ttl_ms = ttl_ms;
+		now_iso(s->self.renewed_at);
+		rc = write_self(s);
+	}
+	/* Still the holder after the write: a claim committed before it is seen now. */
+	if (rc == 0 && (rc = read_lease_row(s, &l)) == 0 &&
+		(strcmp(l.holder, me) != 0 || l.term != term))
+		rc = -PGL_ENOTHOLDER;
+	sqlite3_busy_timeout(s->db, s->busy_ms);
+	/*
+	 * It counts only when confirmed before the current deadline: a claimer
+	 * checks the holder's record inside its transaction no earlier than one
+	 * TTL after the record it timed appeared, which is later than this
+	 * deadline (see DESIGN.md section 4).
+	 */
+	if (rc == 0 && pgl_mono_ms() >= wait_until_ms) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "renewal confirmed only after the fence "
+				 "deadline; not counted");
+		rc = -PGL_ETIMEOUT;
+	}
+	if (rc == 0) {
+		*deadline_ms = t0_ms + ttl_ms - margin_ms;
+		if (renewals)
+			*renewals = s->self.renewals;
+	}
+	return rc;
 }
 
 /*
@@ -1194,46 +1540,77 @@ read_node_row(sqlite3_stmt *st, struct pgl_node *n)
 	"replay_lsn, replay_lsn_int, priority, heartbeat, updated_at, " \
 	"coalesce((julianday('now') - julianday(updated_at)) * 86400, -1) "
 
+
+static int
+cmp_node(const void *a, const void *b)
+{
+	return strcmp(((const struct pgl_node *) a)->name, ((const struct pgl_node *) b)->name);
+}
+
+/* Is d_name a record's file name ("NAME.json", NAME valid)?  Copies NAME. */
+static bool
+record_name(const char *file, char *name, size_t len)
+{
+	size_t n = strlen(file);
+
+	if (n <= 5 || n - 5 >= len || file[0] == '.' || strcmp(file + n - 5, ".json") != 0)
+		return false;
+	memcpy(name, file, n - 5);
+	name[n - 5] = '\0';
+	return true;
+}
+
 static int
 sq_list_nodes(struct pgl_store *base, struct pgl_node **out, int *count)
 {
 	struct sqlite_store *s = sq(base);
-	sqlite3_stmt *st = NULL;
 	struct pgl_node *arr = NULL;
-	int n = 0, cap = 0, bad = 0, rc;
+	int n = 0, cap = 0, bad = 0, rc = 0;
+	struct dirent *de;
+	struct noderec r;
+	char name[PGL_NAME_MAX + 8];
+	DIR *dir;
 
 	*out = NULL;
 	*count = 0;
 	s->errmsg[0] = '\0';
-	rc = prepare(s, "SELECT " NODE_COLS "FROM nodes ORDER BY name", &st);
-	if (rc != SQLITE_OK)
-		return map_rc(rc);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	if ((dir = opendir(s->nodes_dir)) == NULL) {
+		if (errno == ENOENT)
+			return 0;			/* no node has written yet */
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s", s->nodes_dir, strerror(errno));
+		return -PGL_ESYS;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!record_name(de->d_name, name, sizeof(name)))
+			continue;
+		if (!pgl_name_valid(name) || read_record(s, name, &r) != 0) {
+			bad++;
+			continue;
+		}
 		if (n == cap) {
 			struct pgl_node *grown = realloc(arr, (cap ? cap * 2 : 8) * sizeof(*arr));
 
 			if (grown == NULL) {
 				snprintf(s->errmsg, sizeof(s->errmsg), "out of memory");
-				rc = SQLITE_NOMEM;
+				rc = -PGL_ENOMEM;
 				break;
 			}
 			arr = grown;
 			cap = cap ? cap * 2 : 8;
 		}
-		if (read_node_row(st, &arr[n]))
-			n++;
-		else
-			bad++;
+		arr[n++] = r.n;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
+	closedir(dir);
+	if (rc < 0) {
 		free(arr);
-		return map_rc(rc);
+		return rc;
 	}
+	if (n > 1)
+		qsort(arr, (size_t) n, sizeof(*arr), cmp_node);
 	/* Reported when the number changes, not on every read. */
 	if (bad != s->bad_nodes && bad > 0)
-		pgl_log_warn("%s: ignoring %d node row%s with an invalid name, role, counter or "
-					 "LSN (written by hand?)", s->path, bad, bad == 1 ? "" : "s");
+		pgl_log_warn("%s: ignoring %d node record%s with an invalid name, role, counter or "
+					 "LSN (written by hand?)", s->nodes_dir, bad, bad == 1 ? "" : "s");
 	s->bad_nodes = bad;
 	*out = arr;
 	*count = n;
@@ -1243,19 +1620,11 @@ sq_list_nodes(struct pgl_store *base, struct pgl_node **out, int *count)
 static int
 sq_get_node(struct pgl_store *base, const char *name, struct pgl_node *out)
 {
-	struct sqlite_store *s = sq(base);
-	sqlite3_stmt *st = NULL;
-	int rc = prepare(s, "SELECT " NODE_COLS "FROM nodes WHERE name = ?1", &st);
+	struct noderec r;
+	int rc = read_record(sq(base), name, &r);
 
-	if (rc != SQLITE_OK)
-		return map_rc(rc);
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		rc = read_node_row(st, out) ? 0 : -PGL_EFOREIGN;
-	else
-		rc = rc == SQLITE_DONE ? -PGL_ENOENT : map_rc(rc);
-	sqlite3_finalize(st);
+	if (rc == 0)
+		*out = r.n;
 	return rc;
 }
 
@@ -1263,35 +1632,30 @@ static int
 sq_remove_node(struct pgl_store *base, const char *name, int64_t term)
 {
 	struct sqlite_store *s = sq(base);
-	sqlite3_stmt *st = NULL;
+	char path[PGL_PATH_MAX + 96];
 	struct pgl_lease l;
 	int rc;
 
-	if (s->rdonly)
+	if (s->rdonly || !pgl_name_valid(name))
 		return -PGL_EINVAL;
 	if ((rc = begin_immediate(s)) < 0)
 		return rc;
 	/* Checked inside the transaction: the holder is never forgotten. */
-	if ((rc = read_lease_stmt(s, &l)) < 0)
+	if ((rc = read_lease_row(s, &l)) < 0)
 		goto out;
 	if (strcmp(l.holder, name) == 0) {
 		rc = -PGL_ECONFLICT;
 		goto out;
 	}
-	rc = prepare(s, "DELETE FROM nodes WHERE name = ?1", &st);
-	if (rc != SQLITE_OK) {
-		rc = map_rc(rc);
+	rec_path(s, name, false, path, sizeof(path));
+	if (unlink(path) != 0) {
+		rc = errno == ENOENT ? -PGL_ENOENT : -PGL_ESYS;
+		if (rc == -PGL_ESYS)
+			snprintf(s->errmsg, sizeof(s->errmsg), "cannot remove %s: %s", path,
+					 strerror(errno));
 		goto out;
 	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		rc = map_rc(rc);
-	else if (sqlite3_changes(s->db) != 1)
-		rc = -PGL_ENOENT;
-	else
-		rc = insert_event(s, term, name, "removed", "node forgotten; its slot is dropped");
+	rc = insert_event(s, term, name, "removed", "node forgotten; its slot is dropped");
 out:
 	return commit_or_rollback(s, rc);
 }
@@ -1481,7 +1845,7 @@ sq_check_path(const char *path, char *err, size_t errlen)
 static int
 sq_watch_open(struct pgl_store *base, struct pgl_watch **out)
 {
-	return pgl_watch_open(sq(base)->path, out);
+	return pgl_watch_open(sq(base)->path, sq(base)->nodes_dir, out);
 }
 
 const struct pgl_store_ops pgl_store_sqlite_ops = {

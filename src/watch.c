@@ -18,6 +18,7 @@ struct pgl_watch {
 	int fd;
 	char base[256];		/* "lease.db" */
 	char wal[270];		/* "lease.db-wal" */
+	int nodes_wd;		/* the node records' directory; -1: none */
 };
 
 /*
@@ -25,15 +26,17 @@ struct pgl_watch {
  * why when it returns (the CLI prints it).
  */
 int
-pgl_watch_open(const char *store_path, struct pgl_watch **out)
+pgl_watch_open(const char *store_path, const char *nodes_dir, struct pgl_watch **out)
 {
 	struct pgl_watch *w = calloc(1, sizeof(*w));
 	char *c1 = strdup(store_path), *c2 = strdup(store_path);
 	int rc = 0, e = 0;
 
 	*out = NULL;
-	if (w)
+	if (w) {
 		w->fd = -1;
+		w->nodes_wd = -1;
+	}
 	if (w == NULL || c1 == NULL || c2 == NULL) {
 		e = ENOMEM;
 		pgl_log_error("inotify on %s: %s", store_path, strerror(e));
@@ -49,6 +52,13 @@ pgl_watch_open(const char *store_path, struct pgl_watch **out)
 						  IN_MOVED_TO | IN_MOVED_FROM | IN_ATTRIB) < 0) {
 		e = errno;
 		pgl_log_error("inotify on %s: %s", store_path, strerror(e));
+		rc = -PGL_ESYS;
+	} else if (nodes_dir && (w->nodes_wd = inotify_add_watch(w->fd, nodes_dir,
+															 IN_MOVED_TO | IN_DELETE |
+															 IN_CLOSE_WRITE)) < 0 &&
+			   errno != ENOENT) {
+		e = errno;
+		pgl_log_error("inotify on %s: %s", nodes_dir, strerror(e));
 		rc = -PGL_ESYS;
 	}
 out:
@@ -79,6 +89,15 @@ pgl_watch_fd(const struct pgl_watch *w)
 	return w->fd;
 }
 
+/* A node's record put in place or removed ("NAME.json", not a temporary file). */
+static bool
+is_record(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
+}
+
 bool
 pgl_watch_drain(struct pgl_watch *w)
 {
@@ -92,6 +111,8 @@ pgl_watch_drain(struct pgl_watch *w)
 
 			if (ev->mask & IN_Q_OVERFLOW)
 				hit = true;
+			else if (ev->len > 0 && ev->wd == w->nodes_wd)
+				hit |= is_record(ev->name);
 			else if (ev->len > 0 &&
 					 (strcmp(ev->name, w->base) == 0 || strcmp(ev->name, w->wal) == 0))
 				hit = true;

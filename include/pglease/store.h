@@ -22,7 +22,7 @@
 
 #include "pglease/common.h"
 
-#define PGL_SCHEMA_VERSION 1
+#define PGL_SCHEMA_VERSION 2
 #define PGL_APPLICATION_ID 0x70676c73	/* "pgls" */
 
 struct pgl_store;

@@ -20,7 +20,7 @@ struct pgl_watch;
  * others call pgl_store_watch_open()).  Returns 0, -PGL_ESYS or -PGL_ENOMEM,
  * with errno set.  Caller frees with pgl_watch_close().
  */
-int pgl_watch_open(const char *store_path, struct pgl_watch **out);
+int pgl_watch_open(const char *store_path, const char *nodes_dir, struct pgl_watch **out);
 void pgl_watch_close(struct pgl_watch *w);
 /* A descriptor to poll(2) for POLLIN. */
 int pgl_watch_fd(const struct pgl_watch *w);

@@ -5,11 +5,15 @@ store code.  Python's sqlite3 module is used only to age timestamps and to
 make foreign or newer-schema files: fixture setup, never the code under test.
 """
 import hashlib
+import json
 import os
+import re
 import select
 import sqlite3
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -55,8 +59,44 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def records_dir(db):
+    """The node records of the store db: lease.db -> lease.nodes/NAME.json."""
+    s = str(db)
+    return Path((s[:-3] if s.endswith(".db") else s) + ".nodes")
+
+
+def node_record(db, name):
+    with open(records_dir(db) / ("%s.json" % name), "rb") as f:
+        return json.loads(f.read().decode("utf-8", "surrogateescape"))
+
+
+def put_record(db, name, rec):
+    """Puts a node record in place (a dict, or raw bytes for malformed ones)."""
+    d = records_dir(db)
+    d.mkdir(exist_ok=True)
+    data = rec if isinstance(rec, bytes) else json.dumps(rec, ensure_ascii=False).encode(
+        "utf-8", "surrogateescape")
+    tmp = d / (".%s.json.tmp" % name)
+    tmp.write_bytes(data)
+    os.rename(tmp, d / ("%s.json" % name))
+
+
+def set_node(db, name, **fields):
+    """Changes fields of a node's record (fixture setup), as if the node wrote them."""
+    rec = node_record(db, name)
+    rec.update(fields)
+    put_record(db, name, rec)
+
+
 def age(db, table, column, seconds, where="1"):
-    """Sets table.column to the UTC time `seconds` ago (fixture setup)."""
+    """Sets table.column to the UTC time `seconds` ago (fixture setup).  For
+    table "nodes", `where` is "name = 'X'" and the record of X is changed."""
+    if table == "nodes":
+        name = re.fullmatch(r"name = '([^']*)'", where).group(1)
+        ts = (datetime.now(timezone.utc) - timedelta(seconds=seconds)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        set_node(db, name, **{column: ts})
+        return
     c = sqlite3.connect(str(db))
     c.execute("UPDATE %s SET %s = strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now', '-%d seconds') "
               "WHERE %s" % (table, column, seconds, where))

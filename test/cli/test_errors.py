@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import clean_env, mk, pgl, sha256
+from conftest import records_dir, clean_env, mk, pgl, sha256
 
 READ_CMDS = [["status"], ["status", "--json"], ["lease"], ["lease", "--json"], ["events"],
              ["events", "--json"], ["primary"], ["primary", "--json"]]
@@ -304,7 +304,7 @@ def test_failed_write_names_sqlite_reason(store, args):
 
 
 @pytest.mark.parametrize("args, table", [(["pause"], "cluster"), (["resume"], "cluster"),
-                                         (["remove", "n3"], "nodes")])
+                                         (["remove", "n3"], "events")])
 def test_trigger_added_by_hand_refused(store, args, table):
     """A trigger added to the store (it could rewrite the lease behind a write)
     makes every command refuse the store in one line, and nothing is written."""
@@ -320,6 +320,7 @@ def test_trigger_added_by_hand_refused(store, args, table):
     assert r.stderr.count("\n") == 1
     assert "schema differs" in r.stderr and "injected failure" not in r.stderr, r.stderr
     assert sha256(store) == before
+    assert (records_dir(store) / "n3.json").exists()
 
 
 @pytest.mark.parametrize("var, hint", [("PGLEASE_NODENAME", "PGLEASE_NODE_NAME"),

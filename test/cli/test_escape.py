@@ -14,7 +14,8 @@ import unicodedata
 
 import pytest
 
-from conftest import MKSTORE, PGLEASE, build_cluster, clean_env, pgl
+from conftest import (MKSTORE, PGLEASE, build_cluster, clean_env, pgl, put_record, records_dir,
+                      set_node)
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"          # clear screen, set the window title
 RLO = "\u202e"                             # right-to-left override
@@ -33,8 +34,6 @@ def poison(db):
     """Fixture setup: rows holding control characters, bidi overrides, bad UTF-8."""
     c = sqlite3.connect(str(db))
     c.execute("UPDATE cluster SET name = ?", ("demo" + ESC,))
-    c.execute("UPDATE nodes SET state = ? WHERE name = 'n1'", ("run" + C1 + "ning",))
-    c.execute("UPDATE nodes SET state = CAST(%s AS TEXT) WHERE name = 'n3'" % BAD_UTF8)
     c.execute("UPDATE lease SET holder = ?, acquired_at = ?, released_lsn = NULL",
               (HOLDER, "2025\r\x7f" + RLO))
     c.execute("INSERT INTO events (at, term, node, kind, detail) VALUES (?, 1, ?, ?, ?)",
@@ -43,6 +42,9 @@ def poison(db):
               "VALUES ('2025-01-01T00:00:01.000Z', 1, NULL, 'raw', CAST(%s AS TEXT))" % BAD_UTF8)
     c.commit()
     c.close()
+    set_node(db, "n1", state="run" + C1 + "ning")
+    # bytes that are not UTF-8 inside the JSON string
+    set_node(db, "n3", state=bytes.fromhex(BAD_UTF8[2:-1]).decode("utf-8", "surrogateescape"))
 
 
 @pytest.fixture
@@ -123,10 +125,7 @@ def test_json_exact_and_safe(poisoned, args):
 
 def test_errors_and_health_escaped(poisoned, tmp_path):
     # health of a primary that does not hold the lease names the holder.
-    c = sqlite3.connect(str(poisoned))
-    c.execute("UPDATE nodes SET role = 'primary' WHERE name = 'n2'")
-    c.commit()
-    c.close()
+    set_node(poisoned, "n2", role="primary")
     r = raw("health", env=clean_env(PGLEASE_NODE_NAME="n2", PGLEASE_LEASE_DB=poisoned,
                                     PGLEASE_PG_BINDIR="/usr/bin"))
     assert r.returncode == 1
@@ -156,10 +155,7 @@ def test_errors_and_health_escaped(poisoned, tmp_path):
 
 
 def test_primary_not_live_reason_escaped(poisoned):
-    c = sqlite3.connect(str(poisoned))
-    c.execute("DELETE FROM nodes WHERE name = ?", (HOLDER,))
-    c.commit()
-    c.close()
+    os.unlink(records_dir(poisoned) / ("%s.json" % HOLDER))
     r = raw("primary", "--lease-db", poisoned)
     assert r.returncode == 3
     assert assert_terminal_safe(r.stderr) == \
@@ -170,8 +166,8 @@ def test_watch_escaped(poisoned, watch):
     w = watch("--count", "2", "--lease-db", poisoned)
     first = w.readline()
     assert first is not None and "lease: n1 term 1" in first
+    set_node(poisoned, "n2", state="st" + ESC)
     c = sqlite3.connect(str(poisoned))
-    c.execute("UPDATE nodes SET state = ? WHERE name = 'n2'", ("st" + ESC,))
     c.execute("INSERT INTO events (at, term, node, kind, detail) VALUES ('t\x1b', 1, ?, 'k', ?)",
               (HOLDER, "d" + RLO))
     c.commit()
@@ -188,10 +184,7 @@ def test_watch_json_escaped(poisoned, watch):
     first = w.readline()
     assert UNSAFE.search(first) is None
     assert json.loads(first)["lease"]["holder"] == HOLDER
-    c = sqlite3.connect(str(poisoned))
-    c.execute("UPDATE nodes SET state = ? WHERE name = 'n2'", ("st" + ESC + RLO,))
-    c.commit()
-    c.close()
+    set_node(poisoned, "n2", state="st" + ESC + RLO)
     line = w.readline(timeout=10)
     assert line is not None and UNSAFE.search(line) is None
     doc = json.loads(line)
@@ -202,14 +195,12 @@ def test_invalid_names_refused_safely(poisoned):
     """A holder or a node named with control or bidi characters is not a node
     name: the lease row is refused in one safe line, the node row ignored
     with a safe warning, and neither name reaches the terminal raw."""
+    put_record(poisoned, BAD_NAME + ESC, dict(name=BAD_NAME + ESC, conninfo="host=pg9 port=5432"))
     c = sqlite3.connect(str(poisoned))
-    c.execute("INSERT INTO nodes (name, conninfo) VALUES (?, 'host=pg9 port=5432')",
-              (BAD_NAME + ESC,))
-    c.commit()
     r = raw("status", "--lease-db", poisoned)
     assert r.returncode == 0, r.stderr
     out, err = assert_terminal_safe(r.stdout), assert_terminal_safe(r.stderr)
-    assert "pg9" not in out and "ignoring 1 node row" in err
+    assert "pg9" not in out and "ignoring 1 node record" in err
     c.execute("UPDATE lease SET holder = ?", (BAD_NAME + ESC,))
     c.commit()
     c.close()

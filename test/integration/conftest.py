@@ -17,7 +17,9 @@ As root (CI), agents and postgres run as the `postgres` OS user; otherwise as
 the current user.  Every process is ended by its pid; nothing is killed by
 name.
 """
+import glob
 import hashlib
+import json
 import os
 import pwd
 import random
@@ -531,6 +533,34 @@ class Node:
         signal_pids(pids, signal.SIGKILL)
         return pids
 
+    def stop_in_write(self, hold_s):
+        """Stops the agent inside its next write of its own node record (gdb at
+        the rename() that puts the record in place: the new record is written,
+        not yet visible) for hold_s seconds, then lets it go on.  Returns the
+        gdb Popen (exit 0 once detached) when the agent is stopped there."""
+        gdb = shutil.which("gdb")
+        if gdb is None:
+            pytest.fail("gdb is needed to stop an agent inside its write (scripts/install-deps.sh)")
+        cmd = [gdb, "-p", str(self.agent_pid), "-batch", "-nx",
+               "-ex", "set pagination off", "-ex", "break put_record", "-ex", "continue",
+               "-ex", "delete", "-ex", "break rename", "-ex", "continue",
+               "-ex", "echo STOPPED-IN-WRITE\\n", "-ex", "shell sleep %.2f" % hold_s,
+               "-ex", "delete", "-ex", "detach"]
+        g = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            line = g.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "STOPPED-IN-WRITE" in line:
+                return g
+        g.kill()
+        g.wait()
+        pytest.fail("gdb did not stop %s's agent inside its record write:\n%s" % (
+            self.name, "".join(out[-20:])))
+
     def sigstop(self, whole=False):
         """SIGSTOP of the agent only, or of every process of the node."""
         pm = self.postmaster_pid()
@@ -883,9 +913,37 @@ class Cluster:
             c.close()
             self._fix_store_owner()
 
+    @property
+    def nodes_dir(self):
+        """The node records: lease.db -> lease.nodes/NAME.json, one per node."""
+        return self.lease_dir / "lease.nodes"
+
+    def node_record(self, name):
+        try:
+            with open(self.nodes_dir / ("%s.json" % name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def write_node_record(self, name, rec):
+        """Puts a node record in place by hand (as postgres), as a node would."""
+        tmp = self.nodes_dir / (".%s.json.tmp" % name)
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        chown_pg(tmp)
+        os.rename(tmp, self.nodes_dir / ("%s.json" % name))
+
     def lease(self):
+        """The lease row, with the holder's renewals from its record (as the agents read it)."""
         rows = self.store_query("SELECT * FROM lease WHERE id = 1")
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        l = rows[0]
+        r = self.node_record(l["holder"]) if l["holder"] else None
+        if r and r.get("lease_term") == l["term"] and (r.get("renewals") or 0) > 0:
+            l["renewals"], l["renewed_at"] = r["renewals"], r.get("renewed_at")
+            l["ttl_ms"] = r.get("ttl_ms") or l["ttl_ms"]
+        return l
 
     def cluster_row(self):
         rows = self.store_query("SELECT * FROM cluster WHERE id = 1")
@@ -905,7 +963,14 @@ class Cluster:
         return self.store_query(sql + " ORDER BY id", params)
 
     def node_rows(self):
-        return {r["name"]: r for r in self.store_query("SELECT * FROM nodes")}
+        """Every node's record, by name (what `pglease status` reads)."""
+        out = {}
+        for f in glob.glob(str(self.nodes_dir / "*.json")):
+            name = os.path.basename(f)[:-len(".json")]
+            r = self.node_record(name)
+            if r is not None:
+                out[name] = r
+        return out
 
     def store_write(self, sql, hold_s=0.0, begin="BEGIN IMMEDIATE", ready_timeout=30):
         """Runs sql in one transaction from a separate process (as postgres),

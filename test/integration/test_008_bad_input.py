@@ -22,12 +22,14 @@ def store_files(c):
         p = str(c.lease_db) + suffix
         if os.path.exists(p):
             out[os.path.basename(p)] = sha256(p)
+    for p in glob.glob(str(c.nodes_dir / "*")):
+        out["lease.nodes/" + os.path.basename(p)] = sha256(p)
     return out
 
 
 def dump(c):
     return c.store_query("SELECT * FROM lease") + c.store_query("SELECT * FROM cluster") + \
-        c.store_query("SELECT * FROM events") + c.store_query("SELECT * FROM nodes")
+        c.store_query("SELECT * FROM events") + sorted(c.node_rows().items())
 
 
 def test_bad_input(make_cluster):

@@ -53,8 +53,8 @@ def test_trigger_added_by_hand_stops_writes(make_cluster):
     c.wait_for_catchup(s, p)
     term = c.lease()["term"]
 
-    # Every node row update would hand the lease to the standby at the same term.
-    w = c.store_write("CREATE TRIGGER steal AFTER UPDATE ON nodes BEGIN "
+    # Every event written would hand the lease to the standby at the same term.
+    w = c.store_write("CREATE TRIGGER steal AFTER INSERT ON events BEGIN "
                       "UPDATE lease SET holder = '%s' WHERE id = 1; END" % s.name)
     w.wait(timeout=30)
 

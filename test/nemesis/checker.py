@@ -163,11 +163,12 @@ def check(history, mode):
                 x["id"], x["node"], x.get("timeline"), ", ".join(missing)))
     else:
         # Only a crash of the primary may lose acknowledged writes: a kill, or
-        # a fence (a frozen agent or node, a store locked or full: the
-        # primary is stopped immediately, like a crash, by design).  A clean
-        # stop, a standby's trouble or no fault at all must lose nothing.
+        # a fence (a frozen agent or node, an agent stopped inside its write, a
+        # store full: the primary is stopped immediately, like a crash, by
+        # design).  A clean stop, the store locked (renewals do not need its
+        # lock), a standby's trouble or no fault at all must lose nothing.
         crash = {"kill9_node", "kill9_agent", "kill9_postmaster", "double", "stop_agent",
-                 "stop_node", "store_lock", "store_full"}
+                 "stop_node", "stop_in_write", "store_full"}
         for key, ids in lost_by_fault.items():
             if key.split("#")[0] not in crash:
                 v.append("lost writes under %s (not a crash of the primary): %d ids, first %s"

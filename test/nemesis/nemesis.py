@@ -48,6 +48,7 @@ FAULT_KINDS = {
     "term_agent": 2,          # SIGTERM of the agent (clean stop)
     "stop_agent": 2,          # SIGSTOP of the agent, SIGCONT after < or > TTL
     "stop_node": 2,           # SIGSTOP of the whole node, SIGCONT after < or > TTL
+    "stop_in_write": 2,       # the agent stopped inside its record write, < or > TTL
     "store_lock": 2,          # the store held write-locked by another process
     "store_full": 1,          # the store's filesystem full (a small tmpfs)
     "standby_unreadable": 1,  # a standby's data directory made unreadable
@@ -303,6 +304,15 @@ class Campaign:
         t.sigstop(whole=True)
         self.hold = self.pause_time()
         return lambda: t.sigcont()
+
+    def f_stop_in_write(self, t):
+        self.hold = self.pause_time()
+        try:
+            g = t.stop_in_write(self.hold)
+        except it.pytest.fail.Exception as e:   # the agent exited meanwhile
+            log("stop_in_write on %s not applied: %s" % (t.name, str(e).splitlines()[0]))
+            return lambda: None
+        return lambda: g.wait(timeout=60)
 
     def f_store_lock(self, t):
         self.hold = self.rng.uniform(0.3, 2.5) * self.ttl

@@ -70,10 +70,14 @@ def test_lost_write_async_only_allowed_for_a_crash():
     crash = [fault(1, "kill9_node", 10.0, 10.5, 12.0)]
     v, rep = checker.check(hist(ws, crash, final={"pg2": ids}), "async")
     assert v == [] and rep["lost_writes"] == 1 and rep["lost_by_fault"] == {"kill9_node#1": 1}
-    # A fence (store locked: immediate shutdown) is a crash of the primary too.
+    # A fence (agent stopped inside its write: immediate shutdown) is a crash too.
+    frozen = [fault(1, "stop_in_write", 10.0, 10.5, 12.0)]
+    v, rep = checker.check(hist(ws, frozen, final={"pg2": ids}), "async")
+    assert v == [], v
+    # The store locked no longer fences anybody (renewals do not need its lock).
     lock = [fault(1, "store_lock", 10.0, 10.5, 12.0)]
     v, rep = checker.check(hist(ws, lock, final={"pg2": ids}), "async")
-    assert v == [], v
+    assert any("lost writes under store_lock#1" in x for x in v), v
     # A clean stop hands over with released_lsn: it must lose nothing.
     stop = [fault(1, "term_agent", 10.0, 10.5, 12.0)]
     v, rep = checker.check(hist(ws, stop, final={"pg2": ids}), "async")
