@@ -1084,6 +1084,16 @@ class Cluster:
         finally:
             c.close()
 
+    def keep_writing(self, node, until, start=1):
+        """Inserts batches of ids into node until the monotonic time until;
+        fails the test as soon as one is refused.  Returns the next id."""
+        i = start
+        while time.monotonic() < until:
+            self.insert(node, range(i, i + 10))
+            i += 10
+            time.sleep(0.2)
+        return i
+
     def ids(self, node, table="t"):
         return {r[0] for r in node.query("SELECT id FROM %s" % table)}
 
