@@ -234,7 +234,17 @@ class Cluster:
         return self.sql("select * from cluster where id = 1")[0]
 
     def status_rows(self):
-        return {r["name"]: r for r in self.sql("select * from cluster_status")}
+        """cluster_status as an operator reads it on the host: the sqlite3 shell,
+        read-only, after `.read` of the views file the agents keep beside the
+        store (the node rows are the records in lease.nodes/)."""
+        for ext in ("-wal", "-shm"):
+            assert os.path.exists(self.db + ext), "lease store %s%s does not exist yet" % (self.db, ext)
+        views = self.db[:-len(".db")] + ".views.sql"
+        r = subprocess.run(["sqlite3", "-readonly", "-json", self.db, "-cmd", ".read " + views,
+                            "select * from cluster_status"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        return {x["name"]: x for x in json.loads(r.stdout or "[]")}
 
     def events(self, after=0):
         return self.sql("select id, at, term, node, kind, detail from events where id > ? "
