@@ -227,24 +227,32 @@ class Cluster:
         finally:
             con.close()
 
+    def shell(self, query):
+        """Rows of QUERY as an operator reads them on the host: the sqlite3
+        shell, read-only, after `.read` of the views file the agents keep beside
+        the store (the views nodes, lease_status and cluster_status read the
+        per-node records in lease.nodes/)."""
+        for ext in ("-wal", "-shm"):
+            assert os.path.exists(self.db + ext), "lease store %s%s does not exist yet" % (self.db, ext)
+        views = self.db[:-len(".db")] + ".views.sql"
+        r = subprocess.run(["sqlite3", "-readonly", "-json", self.db, "-cmd", ".read " + views,
+                            query], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout or "[]")
+
     def lease(self):
-        return self.sql("select * from lease where id = 1")[0]
+        """The lease as observers see it: the row in lease.db with the holder's
+        renewals merged from its own record (the lease_status view)."""
+        rows = self.shell("select * from lease_status")
+        assert len(rows) == 1, rows
+        return rows[0]
 
     def cluster_row(self):
         return self.sql("select * from cluster where id = 1")[0]
 
     def status_rows(self):
-        """cluster_status as an operator reads it on the host: the sqlite3 shell,
-        read-only, after `.read` of the views file the agents keep beside the
-        store (the node rows are the records in lease.nodes/)."""
-        for ext in ("-wal", "-shm"):
-            assert os.path.exists(self.db + ext), "lease store %s%s does not exist yet" % (self.db, ext)
-        views = self.db[:-len(".db")] + ".views.sql"
-        r = subprocess.run(["sqlite3", "-readonly", "-json", self.db, "-cmd", ".read " + views,
-                            "select * from cluster_status"], capture_output=True, text=True,
-                           timeout=30)
-        assert r.returncode == 0, r.stderr
-        return {x["name"]: x for x in json.loads(r.stdout or "[]")}
+        """cluster_status as an operator reads it on the host."""
+        return {x["name"]: x for x in self.shell("select * from cluster_status")}
 
     def events(self, after=0):
         return self.sql("select id, at, term, node, kind, detail from events where id > ? "
