@@ -742,6 +742,14 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 		return;
 	}
 	o->lease_ok = true;
+	/*
+	 * The time of this observation is taken after the lease was read, never
+	 * before: the observer's expiry counts from when it first saw a version,
+	 * and a reading stamped with an earlier time (the agent stopped between
+	 * the clock and the read, while the holder renewed) would make a fresh
+	 * renewal look old.  Safety needs first-seen >= the read >= the holder's t0.
+	 */
+	o->now = pgl_mono_ms();
 	if (d->n_pending)
 		flush_events(d);
 	if (o->lease.holder[0] && strcmp(o->lease.holder, d->cfg.node_name) != 0 && d->dc.term == 0)

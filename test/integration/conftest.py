@@ -538,14 +538,20 @@ class Node:
         the rename() that puts the record in place: the new record is written,
         not yet visible) for hold_s seconds, then lets it go on.  Returns the
         gdb Popen (exit 0 once detached) when the agent is stopped there."""
+        return self.stop_at(["put_record", "rename"], hold_s, "inside its record write")
+
+    def stop_at(self, functions, hold_s, what):
+        """Stops the agent with gdb at the first call of functions[-1] after
+        one of each earlier function, for hold_s seconds, then lets it go on.
+        Returns the gdb Popen (exit 0 once detached) once the agent is stopped."""
         gdb = shutil.which("gdb")
         if gdb is None:
-            pytest.fail("gdb is needed to stop an agent inside its write (scripts/install-deps.sh)")
-        cmd = [gdb, "-p", str(self.agent_pid), "-batch", "-nx",
-               "-ex", "set pagination off", "-ex", "break put_record", "-ex", "continue",
-               "-ex", "delete", "-ex", "break rename", "-ex", "continue",
-               "-ex", "echo STOPPED-IN-WRITE\\n", "-ex", "shell sleep %.2f" % hold_s,
-               "-ex", "delete", "-ex", "detach"]
+            pytest.fail("gdb is needed to stop an agent at a given point (scripts/install-deps.sh)")
+        cmd = [gdb, "-p", str(self.agent_pid), "-batch", "-nx", "-ex", "set pagination off"]
+        for f in functions:
+            cmd += ["-ex", "break " + f, "-ex", "continue", "-ex", "delete"]
+        cmd += ["-ex", "echo STOPPED-AT-POINT\\n", "-ex", "shell sleep %.2f" % hold_s,
+                "-ex", "detach"]
         g = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out = []
         end = time.monotonic() + 30
@@ -554,12 +560,11 @@ class Node:
             if not line:
                 break
             out.append(line)
-            if "STOPPED-IN-WRITE" in line:
+            if "STOPPED-AT-POINT" in line:
                 return g
         g.kill()
         g.wait()
-        pytest.fail("gdb did not stop %s's agent inside its record write:\n%s" % (
-            self.name, "".join(out[-20:])))
+        pytest.fail("gdb did not stop %s's agent %s:\n%s" % (self.name, what, "".join(out[-20:])))
 
     def sigstop(self, whole=False):
         """SIGSTOP of the agent only, or of every process of the node."""

@@ -103,3 +103,33 @@ def test_damaged_records_heal_and_change_nothing(make_cluster):
     assert p.is_primary() and not c.events("fenced"), c.events()
     assert len(c.events("acquired")) == 1, c.events()
     c.sampler.check()
+
+
+@pytest.mark.skipif(GDB is None, reason="needs gdb")
+def test_holder_stopped_before_its_lease_read_claims_nothing_on_thaw(make_cluster):
+    """The primary's agent stopped (gdb) in a pass after it read the clock and
+    before it read the lease, for two TTLs: a standby claims the next term.  At
+    the thaw the old holder reads the new holder's lease and fences; it must
+    count that version as first seen after its read.  Stamped with the clock
+    reading from before the stop, the new holder's fresh lease looked older than
+    the TTL and the thawed node claimed the term after it at once: two primaries
+    for an instant, and the new holder's writes lost (seen once in
+    test_whole_node_frozen, whose SIGSTOP landed in that window)."""
+    require_root()
+    c, p = started_cluster(make_cluster, 3, **FAST)
+    term = c.lease()["term"]
+    g = p.stop_at(["pgl_store_read_lease"], 2 * TTL, "before its lease read")
+    newp = c.wait_for_primary(timeout=60, exclude=[p], min_term=term + 1)
+    c.insert(newp, range(1, 51))
+    assert g.wait(timeout=30) == 0, g.stdout.read()
+    t_thaw = time.monotonic()
+    c.wait_for_streaming(p, newp, timeout=120)
+    time.sleep(max(0.0, 2 * TTL - (time.monotonic() - t_thaw)))
+    l = c.lease()
+    assert l["holder"] == newp.name and l["term"] == term + 1, \
+        "%s claimed after its thaw: %s\n%s" % (p.name, l, p.log_tail())
+    assert not [e for e in c.events("acquired") if e["term"] > term + 1], c.events("acquired")
+    c.insert(newp, range(51, 61))
+    c.wait_for_catchup(p, newp)
+    assert set(range(1, 61)) <= c.ids(p)
+    c.sampler.check()
