@@ -326,6 +326,7 @@ job_state(const struct pgl_daemon *d, enum pgl_job job)
 	case PGL_JOB_REWIND: return "rewinding";
 	case PGL_JOB_START: return d->state[0] ? NULL : "starting";
 	case PGL_JOB_STOP: return d->dc.term ? "stopping" : NULL;
+	case PGL_JOB_HANDOVER: return "handing-over";
 	default: return NULL;
 	}
 }
@@ -389,6 +390,27 @@ do_arm_fence(struct pgl_daemon *d)
 	wd_update(d);
 }
 
+/*
+ * Records a switchover request's new state (the store writes its event).
+ * Naming the target is reported back: the hand-over starts only once the
+ * others can see who may claim.
+ */
+static void
+do_switchover(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *out)
+{
+	int rc = pgl_store_set_switchover(d->st, a->seq, a->sw_state,
+									  a->has_node ? a->node.name : NULL, d->cfg.node_name,
+									  a->detail);
+
+	if (a->text[0])
+		log_at(a->level, a->text);
+	if (rc < 0)
+		pgl_log_warn("switchover %lld: cannot record %s: %s (%s)", (long long) a->seq,
+					 pgl_sw_state_name(a->sw_state), pgl_strerror(rc), pgl_store_errmsg(d->st));
+	if (a->sw_state == PGL_SW_HANDING_OVER)
+		pgl_decide_switchover_set(&d->dc, rc, pgl_mono_ms(), out);
+}
+
 static void
 do_follow(struct pgl_daemon *d, const struct pgl_action *a, struct pgl_actions *out)
 {
@@ -426,6 +448,7 @@ execute(struct pgl_daemon *d, struct pgl_actions *acts)
 		case PGL_ACT_HEARTBEAT: heartbeat(d, true); break;
 		case PGL_ACT_EXIT: d->exit = true; d->fatal |= a->fatal; break;
 		case PGL_ACT_JOB: job_begin(d, a); break;
+		case PGL_ACT_SWITCHOVER: do_switchover(d, a, acts); break;
 		}
 	}
 	return again;
@@ -758,6 +781,9 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 		watch_stop(d);
 	if (maybe_claimable(d, o) && pgl_store_read_cluster(d->st, &c) == 0)
 		o->paused = c.paused;
+	/* A switchover asks the holder; a switchover or failover names who claims. */
+	if ((d->dc.term || maybe_claimable(d, o)) && pgl_store_read_switchover(d->st, &o->sw) == 0)
+		o->sw_ok = true;
 	if (pgl_store_list_nodes(d->st, nodes, &o->n_nodes) == 0) {
 		o->nodes_ok = true;
 		o->nodes = *nodes;
@@ -1090,7 +1116,10 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 		return PGL_EXIT_USAGE;
 	}
 	umask(0007);
-	rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err, sizeof(err));
+	/* Busy: agents starting together on a new store; tried for about 5 s. */
+	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
+										  sizeof(err))) == -PGL_EBUSY && i < 25; i++)
+		poll(NULL, 0, 200);
 	if (rc < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ? PGL_EXIT_USAGE
@@ -1179,22 +1208,58 @@ decide_init(struct pgl_daemon *d)
 	pgl_decide_init(&d->dc, &c);
 }
 
-/* The loop: one step per wake (inotify on the store, a signal, or the timer). */
+/*
+ * inotify reports a commit's write of its WAL frames before the commit is
+ * visible to readers (the -shm index is written through mmap, never
+ * reported): a pass run at once may read the store as it was, and nothing
+ * would wake the agent again until its timer (a switchover request or a
+ * release seen up to a renew interval late).  So after a wake by the watch,
+ * the store's data_version is looked at again a few times, RECHECK_MS
+ * apart, and one more pass runs if it moved.
+ */
+#define RECHECK_MS 5
+#define RECHECKS 6
+
+/* The loop: one pass per wake (inotify on the store, a signal, or the timer). */
 static void
 run_loop(struct pgl_daemon *d)
 {
+	bool pass = true;
+	int rechecks = 0;
+	int64_t seen = -1, dv;
+
 	while (!d->exit) {
 		struct pollfd p[2] = {
 			{ .fd = pgl_watch_fd(d->watch), .events = POLLIN },
 			{ .fd = d->sig_fd, .events = POLLIN },
 		};
+		int timeout, n;
+		bool capped;
 
-		tick(d);
-		if (poll(p, 2, next_timeout(d)) > 0) {
-			if (p[0].revents)
+		if (rechecks > 0) {
+			rechecks--;
+			if (pgl_store_data_version(d->st, &dv) == 0 && dv != seen)
+				pass = true;
+		}
+		if (pass) {
+			if (pgl_store_data_version(d->st, &dv) == 0)
+				seen = dv;
+			tick(d);
+		}
+		timeout = next_timeout(d);
+		capped = rechecks > 0 && timeout > RECHECK_MS;
+		n = poll(p, 2, capped ? RECHECK_MS : timeout);
+		pass = n == 0 && !capped;		/* the agent's own timer */
+		if (n > 0) {
+			if (p[0].revents) {
 				pgl_watch_drain(d->watch);
-			if (p[1].revents)
+				rechecks = RECHECKS;
+				pass = true;
+			}
+			if (p[1].revents) {
 				read_signals(d);
+				pass = true;
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 /*
  * cli.c — the operator's subcommands of the one pglease binary: status,
- * lease, events, primary, watch, remove, pause, resume and health.  `run`
+ * lease, events, primary, watch, remove, pause, resume, switchover, failover
+ * and health.  `run`
  * is handed to the agent unchanged.
  *
  * Read commands open the lease store with PGL_STORE_RDONLY: they never
@@ -19,10 +20,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "pglease/agent.h"
 #include "pglease/cli.h"
@@ -40,7 +44,14 @@ enum {
 	OPT_CONNINFO = 1 << 2,
 	OPT_COUNT = 1 << 3,
 	ARG_NODE = 1 << 4,
+	OPT_TO = 1 << 5,
+	OPT_WAIT = 1 << 6,
+	OPT_MAXLAG = 1 << 7,
 };
+
+/* switchover / failover: how long the primary may take, and the lag bound. */
+#define DEFAULT_SW_TIMEOUT_S 60
+#define DEFAULT_SW_MAX_LAG (16L * 1024 * 1024)
 
 #define DEFAULT_EVENTS 20
 /* watch: the store is re-read at least this often even without inotify. */
@@ -66,6 +77,10 @@ struct cli {
 	bool json, conninfo, help;
 	long n;						/* events -n */
 	long count;					/* watch --count; 0 = until a signal */
+	const char *to;				/* switchover/failover --to */
+	bool wait;					/* --wait */
+	long timeout_s;				/* --timeout */
+	long max_lag;				/* switchover --max-lag */
 	char path[PGL_PATH_MAX];	/* the resolved lease store */
 };
 
@@ -86,6 +101,8 @@ static int cmd_remove(struct cli *c);
 static int cmd_pause(struct cli *c);
 static int cmd_resume(struct cli *c);
 static int cmd_health(struct cli *c);
+static int cmd_switchover(struct cli *c);
+static int cmd_failover(struct cli *c);
 
 static const struct command commands[] = {
 	{ "status", cmd_status, OPT_JSON, "[--json]",
@@ -141,6 +158,41 @@ static const struct command commands[] = {
 	{ "resume", cmd_resume, 0, "",
 	  "resume automatic failover",
 	  "Clears the paused mark so elections happen again.  Records a 'resumed' event.\n" },
+	{ "switchover", cmd_switchover, OPT_TO | OPT_WAIT | OPT_MAXLAG,
+	  "[--to NODE] [--wait] [--timeout S] [--max-lag BYTES]",
+	  "hand the primary role over to a standby, with nothing lost",
+	  "Asks the live primary, through the lease store, to hand its role over: to NODE,\n"
+	  "else to the best standby (most WAL received, then priority, then name).  The\n"
+	  "primary's agent runs a CHECKPOINT, stops its server with a fast shutdown (its\n"
+	  "walsenders send everything to the standbys first), releases the lease at the\n"
+	  "shutdown checkpoint and rejoins as a standby; only the target may claim the next\n"
+	  "term, which it does at once, and it is promoted.  Nothing acknowledged is lost.\n"
+	  "Refused when the cluster is paused, there is no live primary, the target is not\n"
+	  "a live standby streaming from the primary, lags more than --max-lag, has priority\n"
+	  "0, or another switchover is under way.  If the target does not qualify within\n"
+	  "--timeout, the request fails and the primary stays primary.  Events record who\n"
+	  "asked and what happened (switchover-requested, -handing-over, -done, -failed).\n\n"
+	  "  --to NODE          the standby to hand over to (default: the best one)\n"
+	  "  --wait             wait for the outcome: exit 0 once the target is primary,\n"
+	  "                     1 if the switchover failed or gave no result in time\n"
+	  "  --timeout S        how long the primary waits for the target to qualify\n"
+	  "                     (seconds, default 60)\n"
+	  "  --max-lag BYTES    refuse a target further behind the primary than this\n"
+	  "                     (default 16777216)\n" },
+	{ "failover", cmd_failover, OPT_TO | OPT_WAIT, "--to NODE [--wait] [--timeout S]",
+	  "when there is no live primary: name the node that takes over",
+	  "For when there is no live primary and the operator picks the next one (an\n"
+	  "election held back waiting for a node that will not come, for example).  Records\n"
+	  "the request in the lease store: once the lease is claimable (expired or released,\n"
+	  "as the agents judge it), NODE claims it at once and the other nodes leave it to\n"
+	  "NODE for --timeout.  No lag bound applies: NODE may lack WAL that another node\n"
+	  "has.  Works while the cluster is paused (the one claim it allows).  Refused when\n"
+	  "a live primary exists (use switchover) or NODE is not a live standby of priority\n"
+	  "above 0.\n\n"
+	  "  --to NODE          the node to promote (required)\n"
+	  "  --wait             wait until NODE is primary (exit 0) or the request ends\n"
+	  "  --timeout S        how long the others leave the lease to NODE (seconds,\n"
+	  "                     default 60)\n" },
 	{ "health", cmd_health, 0, "",
 	  "health check of this node, for a container HEALTHCHECK",
 	  "Checks the local node (node_name from the config file or PGLEASE_NODE_NAME):\n"
@@ -156,6 +208,10 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "conninfo", no_argument, NULL, 'C' },
 	{ "count", required_argument, NULL, 'N' },
+	{ "to", required_argument, NULL, 'T' },
+	{ "wait", no_argument, NULL, 'W' },
+	{ "timeout", required_argument, NULL, 'O' },
+	{ "max-lag", required_argument, NULL, 'M' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -287,11 +343,11 @@ static void
 print_usage(FILE *f)
 {
 	fprintf(f, "usage: pglease <command> [options]\n\nCommands:\n");
-	fprintf(f, "  %-8s  %s\n", "run", "run the agent that owns this node's PostgreSQL "
+	fprintf(f, "  %-10s  %s\n", "run", "run the agent that owns this node's PostgreSQL "
 			"(see pglease run --help)");
 	for (size_t i = 0; i < PGL_ARRAY_LEN(commands); i++)
-		fprintf(f, "  %-8s  %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "  %-8s  %s\n", "help", "this text; `pglease help COMMAND` for one command");
+		fprintf(f, "  %-10s  %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-10s  %s\n", "help", "this text; `pglease help COMMAND` for one command");
 	fprintf(f,
 			"\nEvery command except run takes:\n"
 			"  --lease-db PATH    the lease store; default: $PGLEASE_LEASE_DB, else lease_db\n"
@@ -388,6 +444,28 @@ take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
 			arg_error(err, len, name, ch == 'n' ? "-n: '%s' is not a positive integer"
 					  : "--count: '%s' is not a positive integer", optarg);
 		break;
+	case 'T':
+	case 'W':
+		if (!(c->cmd->opts & (ch == 'T' ? OPT_TO : OPT_WAIT)))
+			arg_error(err, len, name, "unknown option '%s'", bad);
+		else if (ch == 'W')
+			c->wait = true;
+		else if (!pgl_name_valid(optarg))
+			arg_error(err, len, name, "--to: '%s' is not a valid node name ([a-z0-9_-], 1 to "
+					  "63 characters)", optarg);
+		else
+			c->to = optarg;
+		break;
+	case 'O':
+	case 'M':
+		if (!(c->cmd->opts & (ch == 'O' ? OPT_WAIT : OPT_MAXLAG)))
+			arg_error(err, len, name, "unknown option '%s'", bad);
+		else if (ch == 'O' ? !parse_positive(optarg, &c->timeout_s) || c->timeout_s > 86400
+				 : !parse_positive(optarg, &c->max_lag))
+			arg_error(err, len, name, ch == 'O' ? "--timeout: '%s' is not a number of seconds "
+					  "from 1 to 86400" : "--max-lag: '%s' is not a positive number of bytes",
+					  optarg);
+		break;
 	case ':':
 		arg_error(err, len, name, "option '%s' needs a value", bad);
 		break;
@@ -410,6 +488,8 @@ parse_args(struct cli *c, int argc, char **argv)
 	int ch;
 
 	c->n = DEFAULT_EVENTS;
+	c->timeout_s = DEFAULT_SW_TIMEOUT_S;
+	c->max_lag = DEFAULT_SW_MAX_LAG;
 	opterr = 0;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, ":hc:n:", long_opts, NULL)) != -1)
@@ -424,6 +504,9 @@ parse_args(struct cli *c, int argc, char **argv)
 	}
 	if (!err[0] && optind < argc)
 		arg_error(err, sizeof(err), c->cmd->name, "unexpected argument '%s'", argv[optind]);
+	if (!err[0] && c->cmd->fn == cmd_failover && c->to == NULL)
+		arg_error(err, sizeof(err), c->cmd->name, "%s is required (the node to promote)",
+				  "--to NODE");
 	if (err[0]) {
 		fprintf(stderr, "%s\n", err);
 		return PGL_EXIT_USAGE;
@@ -1209,6 +1292,197 @@ static int
 cmd_resume(struct cli *c)
 {
 	return set_paused(c, false);
+}
+
+/* ---- switchover, failover ---- */
+
+/* "user@host pid N": who asked, for the events. */
+static void
+requester(char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	char host[256] = "";
+
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		pgl_strlcpy(host, "?", sizeof(host));
+	snprintf(buf, len, "%s@%s pid %d", pw ? pw->pw_name : "?", host, (int) getpid());
+}
+
+/* The CLI's liveness of a node: a heartbeat within two lease TTLs by the wall clock. */
+static bool
+cli_live(const struct pgl_node *n, const void *ctx)
+{
+	const struct pgl_lease *l = ctx;
+	double ttl_s = l->ttl_ms > 0 ? l->ttl_ms / 1000.0 : 5.0;
+
+	return n->age_s >= 0 && n->age_s <= 2 * ttl_s;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * --wait: polls the store until request seq is done (the target is primary)
+ * or failed, or until its timeout plus 30 s passed.
+ */
+static int
+wait_switchover(struct pgl_store *st, const char *what, int64_t seq, long timeout_s)
+{
+	int64_t t0 = pgl_mono_ms(), until = t0 + (timeout_s + 30) * 1000;
+	struct pgl_switchover w = { 0 };
+	int rc;
+
+	while (pgl_mono_ms() < until) {
+		if ((rc = pgl_store_read_switchover(st, &w)) < 0)
+			return store_failed(st, "read the switchover row", rc);
+		if (w.seq != seq) {
+			fprintf(stderr, "pglease: %s %lld was replaced by request %lld\n", what,
+					(long long) seq, (long long) w.seq);
+			return PGL_EXIT_FAIL;
+		}
+		if (w.state == PGL_SW_DONE) {
+			printf("%s %lld done in %.2f s: %s\n", what, (long long) seq,
+				   (pgl_mono_ms() - t0) / 1000.0, tty(w.detail));
+			return PGL_EXIT_OK;
+		}
+		if (w.state == PGL_SW_FAILED) {
+			fprintf(stderr, "pglease: %s %lld failed: %s\n", what, (long long) seq,
+					tty(w.detail));
+			return PGL_EXIT_FAIL;
+		}
+		sleep_ms(50);
+	}
+	fprintf(stderr, "pglease: %s %lld: no outcome after %ld s (state %s); see `pglease "
+			"events`\n", what, (long long) seq, timeout_s + 30, pgl_sw_state_name(w.state));
+	return PGL_EXIT_FAIL;
+}
+
+/* Records the request; prints it, and with --wait its outcome. */
+static int
+submit_request(struct cli *c, struct pgl_store *st, struct pgl_switchover *req,
+			   const char *from)
+{
+	const char *what = req->failover ? "failover" : "switchover";
+	int64_t seq = 0;
+	int rc;
+
+	requester(req->requested_by, sizeof(req->requested_by));
+	req->timeout_ms = c->timeout_s * 1000;
+	rc = pgl_store_request_switchover(st, req, &seq);
+	if (rc == -PGL_ECONFLICT) {
+		fprintf(stderr, "pglease: %s refused: %s\n", what, tty(pgl_store_errmsg(st)));
+		return PGL_EXIT_FAIL;
+	}
+	if (rc < 0)
+		return store_failed(st, "record the request", rc);
+	printf("%s %lld requested: from %s to %s (timeout %ld s)\n", what, (long long) seq,
+		   tty(from), req->target[0] ? tty(req->target) : "the best standby", c->timeout_s);
+	if (fflush(stdout) != 0)
+		return PGL_EXIT_FAIL;
+	return c->wait ? wait_switchover(st, what, seq, c->timeout_s) : PGL_EXIT_OK;
+}
+
+/* The store opened and read; a switchover (not a failover) refused while paused. */
+static int
+open_for_request(struct cli *c, struct pgl_store **st, struct snapshot *s)
+{
+	int rc;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDWR, st)) != 0 ||
+		(rc = read_snapshot(*st, s)) != 0)
+		return rc;
+	if (s->cluster.paused && c->cmd->fn == cmd_switchover) {
+		fprintf(stderr, "pglease: %s refused: cluster %s is paused (`pglease resume` "
+				"first)\n", c->cmd->name, tty(s->cluster.name));
+		return PGL_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static int
+cmd_switchover(struct cli *c)
+{
+	struct pgl_switchover req = { 0 };
+	struct pgl_store *st = NULL;
+	const struct pgl_node *h;
+	struct snapshot s = { 0 };
+	char why[TTY_MAX];
+	int rc, i;
+
+	if ((rc = open_for_request(c, &st, &s)) != 0)
+		goto out;
+	h = s.lease.holder[0] ? find_node(&s, s.lease.holder) : NULL;
+	if (!pgl_decide_primary_live(&s.lease, h, why, sizeof(why))) {
+		fprintf(stderr, "pglease: switchover refused: no live primary: %s (`pglease failover "
+				"--to NODE` names the next one)\n", why);
+		rc = PGL_EXIT_NOPRIMARY;
+		goto out;
+	}
+	i = pgl_decide_switchover_target(s.nodes, s.n_nodes, cli_live, &s.lease, s.lease.holder,
+									 h->receive_lsn_int, c->to, c->max_lag, why, sizeof(why));
+	if (i < 0) {
+		fprintf(stderr, "pglease: switchover refused: %s\n", tty(why));
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	req.term = s.lease.term;
+	if (c->to)
+		pgl_strlcpy(req.target, c->to, sizeof(req.target));
+	rc = submit_request(c, st, &req, s.lease.holder);
+out:
+	free(s.nodes);
+	pgl_store_close(st);
+	return rc;
+}
+
+static int
+cmd_failover(struct cli *c)
+{
+	struct pgl_switchover req = { .failover = true };
+	struct pgl_store *st = NULL;
+	const struct pgl_node *h, *n;
+	struct snapshot s = { 0 };
+	char why[TTY_MAX];
+	int rc;
+
+	if ((rc = open_for_request(c, &st, &s)) != 0)
+		goto out;
+	h = s.lease.holder[0] ? find_node(&s, s.lease.holder) : NULL;
+	if (pgl_decide_primary_live(&s.lease, h, why, sizeof(why))) {
+		fprintf(stderr, "pglease: failover refused: %s is a live primary (term %lld); use "
+				"`pglease switchover --to %s`\n", tty(s.lease.holder),
+				(long long) s.lease.term, tty(c->to));
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	n = find_node(&s, c->to);
+	why[0] = '\0';
+	if (n == NULL)
+		snprintf(why, sizeof(why), "no node named %s", c->to);
+	else if (n->priority <= 0)
+		snprintf(why, sizeof(why), "%s has priority 0 (it never becomes primary)", c->to);
+	else if (!cli_live(n, &s.lease))
+		snprintf(why, sizeof(why), "%s has not reported for two lease TTLs", c->to);
+	else if (strcmp(n->role, "standby") != 0)
+		snprintf(why, sizeof(why), "%s is not a running standby (role %s, state %s)", c->to,
+				 n->role, n->state);
+	if (why[0]) {
+		fprintf(stderr, "pglease: failover refused: %s\n", tty(why));
+		rc = PGL_EXIT_FAIL;
+		goto out;
+	}
+	req.term = s.lease.term;
+	pgl_strlcpy(req.target, c->to, sizeof(req.target));
+	rc = submit_request(c, st, &req, s.lease.holder[0] ? s.lease.holder : "no primary");
+out:
+	free(s.nodes);
+	pgl_store_close(st);
+	return rc;
 }
 
 /* ---- health ---- */

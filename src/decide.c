@@ -30,6 +30,8 @@
 #define CLAIM_RETRY_MS 250
 /* A failed renewal is retried after this, until the deadline. */
 #define RENEW_RETRY_MS 100
+/* A switchover waits this long at most for its target to catch up. */
+#define SWITCHOVER_LAG_BYTES (16 * 1024 * 1024)
 /* A failed standby start, clone or rewind is retried after this. */
 #define START_RETRY_MS 1000
 /* The primary re-checks its replication slots this often. */
@@ -49,7 +51,7 @@ const char *
 pgl_job_name(enum pgl_job j)
 {
 	static const char *const names[] = {
-		"none", "bootstrap", "clone", "rewind", "start", "promote", "stop",
+		"none", "bootstrap", "clone", "rewind", "start", "promote", "stop", "handover",
 	};
 
 	return (unsigned) j < PGL_ARRAY_LEN(names) ? names[j] : "?";
@@ -360,6 +362,8 @@ claimable(struct pgl_decider *dc, const struct pgl_obs *obs)
 	return false;
 }
 
+static const char *directed_to(const struct pgl_decider *dc, const struct pgl_obs *obs);
+
 struct cand {
 	const char *name;
 	uint64_t lsn;
@@ -462,14 +466,16 @@ held_back_by(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl
 	return true;
 }
 
-/* Is this node a candidate now?  Fills in its own LSN. */
+/* Is this node a candidate now (named: by a request)?  Fills in its own LSN. */
 static bool
 standing(const struct pgl_decider *dc, const struct pgl_obs *obs, bool bootstrap,
-		 bool released, struct cand *me)
+		 bool released, bool named, struct cand *me)
 {
 	const struct pgl_server_obs *s = &obs->server;
 
-	if (dc->cfg.priority == 0 || obs->paused || obs->now < dc->claim_retry_ms || dc->claiming)
+	/* Paused: no election; an operator's failover --to still names a node. */
+	if (dc->cfg.priority == 0 || (obs->paused && !named) || obs->now < dc->claim_retry_ms ||
+		dc->claiming)
 		return false;
 	if (s->has_data) {
 		if (!s->running || s->mode != PGL_SERVER_STANDBY || !s->status_ok)
@@ -510,8 +516,22 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 	int64_t grace = dc->cfg.election_grace_ms, since;
 	bool best = true, all_fresh = true, fresher_better = false;
 
-	if (!standing(dc, obs, bootstrap, released, &me))
+	const char *to = directed_to(dc, obs);
+
+	if (to && strcmp(to, dc->cfg.node_name) != 0) {
+		if (dc->sw_waiting_seq != obs->sw.seq)
+			say(out, PGL_ALOG_INFO, "leaving term %" PRId64 " to %s: %s %" PRId64
+				" requested by %s names it", l->term + 1, to, obs->sw.failover ? "failover"
+				: "switchover", obs->sw.seq, obs->sw.requested_by);
+		dc->sw_waiting_seq = obs->sw.seq;
 		return false;
+	}
+	if (!standing(dc, obs, bootstrap, released, to != NULL, &me))
+		return false;
+	if (to) {
+		dc->sw_claim_seq = obs->sw.seq;
+		return true;			/* named: no election */
+	}
 	for (int i = 0; i < obs->n_nodes; i++) {
 		const struct pgl_node *o = &obs->nodes[i];
 		struct cand c = { o->name, o->receive_lsn_int, o->priority };
@@ -532,6 +552,28 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 	since = obs->now - (dc->rival_down_ms > dc->expired_since_ms ? dc->rival_down_ms
 						: dc->expired_since_ms);
 	return (best && all_fresh) || (since >= grace && !fresher_better) || since >= 3 * grace;
+}
+
+/*
+ * The node a switchover or failover --to names for the next term, while the
+ * others leave it to that node: a switchover's target for one TTL after the
+ * lease became claimable here (it claims within milliseconds when alive), a
+ * failover's for the request's timeout (counted from the later of the expiry
+ * and the moment this node first read the request).  NULL when there is no such request
+ * for the lease's current term.
+ */
+static const char *
+directed_to(const struct pgl_decider *dc, const struct pgl_obs *obs)
+{
+	const struct pgl_switchover *w = &obs->sw;
+	int64_t bound, since;
+
+	if (!obs->sw_ok || w->state != PGL_SW_HANDING_OVER || w->term != dc->lease.term ||
+		!w->target[0])
+		return NULL;
+	bound = w->failover ? w->timeout_ms : dc->cfg.lease_ttl_ms;
+	since = dc->sw_seen_ms > dc->expired_since_ms ? dc->sw_seen_ms : dc->expired_since_ms;
+	return obs->now - since < bound ? w->target : NULL;
 }
 
 /* The lease is claimable as seen from here: stand as a candidate. */
@@ -559,8 +601,15 @@ candidate(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions 
 		return;
 	a = add(out, PGL_ACT_CLAIM);
 	a->lease = dc->lease;
-	snprintf(a->detail, sizeof(a->detail), "%s (previous holder %s, term %" PRId64 ")",
-			 dc->expiry_rule, dc->lease.holder[0] ? dc->lease.holder : "none", dc->lease.term);
+	if (dc->sw_claim_seq)
+		snprintf(a->detail, sizeof(a->detail), "named by %s %" PRId64 " (requested by %s); "
+				 "%s (previous holder %s, term %" PRId64 ")", obs->sw.failover ? "failover"
+				 : "switchover", obs->sw.seq, obs->sw.requested_by, dc->expiry_rule,
+				 dc->lease.holder[0] ? dc->lease.holder : "none", dc->lease.term);
+	else
+		snprintf(a->detail, sizeof(a->detail), "%s (previous holder %s, term %" PRId64 ")",
+				 dc->expiry_rule, dc->lease.holder[0] ? dc->lease.holder : "none",
+				 dc->lease.term);
 	dc->claiming = true;
 }
 
@@ -569,6 +618,8 @@ pgl_decide_claimed(struct pgl_decider *dc, int rc, int64_t new_term, int64_t t0,
 				   const char *why, struct pgl_actions *out)
 {
 	dc->claiming = false;
+	if (rc < 0)
+		dc->sw_claim_seq = 0;
 	if (rc == -PGL_ECONFLICT) {
 		say(out, PGL_ALOG_INFO, "lost the claim for term %" PRId64 ": the lease changed",
 			dc->lease.term + 1);
@@ -607,6 +658,205 @@ primary_ready(struct pgl_decider *dc, int64_t now, struct pgl_actions *out)
 	add(out, PGL_ACT_SYNC_SLOTS);
 	dc->slots_checked_ms = now;
 	dc->next_heartbeat_ms = 0;
+	if (dc->sw_claim_seq) {
+		struct pgl_action *a = add(out, PGL_ACT_SWITCHOVER);
+
+		a->seq = dc->sw_claim_seq;
+		a->sw_state = PGL_SW_DONE;
+		snprintf(a->detail, sizeof(a->detail), "%s is primary on term %" PRId64,
+				 dc->cfg.node_name, dc->term);
+		dc->sw_claim_seq = 0;
+	}
+}
+
+/* ---- switchover: the primary hands over ---- */
+
+/* Why node o cannot take over from primary now; NULL when it can. */
+static const char *
+sw_unfit(const struct pgl_node *o, bool (*live)(const struct pgl_node *, const void *),
+		 const void *ctx, const char *primary, uint64_t primary_lsn, int64_t max_lag,
+		 bool *lasting)
+{
+	*lasting = true;
+	if (strcmp(o->name, primary) == 0)
+		return "it is the primary";
+	if (o->priority <= 0)
+		return "its priority is 0 (it never becomes primary)";
+	*lasting = false;
+	if (!live(o, ctx))
+		return "it has not reported for longer than the lease TTL";
+	if (strcmp(o->role, "standby") != 0 || strcmp(o->state, "streaming") != 0 ||
+		strcmp(o->upstream, primary) != 0)
+		return "it is not streaming from the primary";
+	if (max_lag >= 0 && (o->receive_lsn_int == 0 ||
+						 (primary_lsn > o->receive_lsn_int &&
+						  primary_lsn - o->receive_lsn_int > (uint64_t) max_lag)))
+		return "it lags too far behind";
+	return NULL;
+}
+
+int
+pgl_decide_switchover_target(const struct pgl_node *nodes, int n,
+							 bool (*live)(const struct pgl_node *n, const void *ctx),
+							 const void *ctx, const char *primary, uint64_t primary_lsn,
+							 const char *want, int64_t max_lag, char *why, size_t len)
+{
+	struct cand best = { NULL, 0, 0 };
+	int found = -1;
+	bool lasting;
+	const char *r;
+
+	if (want && *want) {
+		for (int i = 0; i < n; i++) {
+			if (strcmp(nodes[i].name, want) != 0)
+				continue;
+			if ((r = sw_unfit(&nodes[i], live, ctx, primary, primary_lsn, max_lag,
+							  &lasting)) == NULL)
+				return i;
+			snprintf(why, len, "%s cannot take over: %s", want, r);
+			return lasting ? -2 : -1;
+		}
+		snprintf(why, len, "no node named %s", want);
+		return -2;
+	}
+	for (int i = 0; i < n; i++) {
+		struct cand c = { nodes[i].name, nodes[i].receive_lsn_int, nodes[i].priority };
+
+		if (sw_unfit(&nodes[i], live, ctx, primary, primary_lsn, max_lag, &lasting) == NULL &&
+			(found < 0 || ranks_before(&c, &best))) {
+			found = i;
+			best = c;
+		}
+	}
+	if (found < 0)
+		snprintf(why, len, "no standby can take over: none is live, streaming from %s, "
+				 "within the lag bound and of priority above 0", primary);
+	return found;
+}
+
+struct live_ctx {
+	const struct pgl_decider *dc;
+	int64_t now;
+};
+
+static bool
+agent_live(const struct pgl_node *n, const void *ctx)
+{
+	const struct live_ctx *c = ctx;
+
+	return pgl_decide_node_live(c->dc, n->name, c->now, observer_ttl(c->dc));
+}
+
+/* Ends request seq as failed, saying why. */
+static void
+sw_fail(struct pgl_decider *dc, int64_t seq, const char *why, struct pgl_actions *out)
+{
+	struct pgl_action *a = add(out, PGL_ACT_SWITCHOVER);
+
+	a->seq = seq;
+	a->sw_state = PGL_SW_FAILED;
+	pgl_strlcpy(a->detail, why, sizeof(a->detail));
+	a->level = PGL_ALOG_WARN;
+	snprintf(a->text, sizeof(a->text), "switchover %" PRId64 " failed: %s", seq, why);
+	dc->sw_ended_seq = seq;
+	dc->sw_seq = 0;
+}
+
+/*
+ * A switchover asked of this primary (request for its term, not ended):
+ * choose the target, wait for it to qualify until the request's timeout,
+ * then name it in the store (HANDING_OVER) before anything else; the
+ * hand-over job follows once that is written.  True while a request is
+ * being handled.
+ */
+static bool
+hand_over(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	const struct pgl_switchover *w = &obs->sw;
+	struct live_ctx lc = { dc, obs->now };
+	struct pgl_action *a;
+	char why[256];
+	int i;
+
+	if (!obs->sw_ok || w->failover || w->state != PGL_SW_REQUESTED || w->term != dc->term ||
+		w->seq == dc->sw_ended_seq)
+		return false;
+	if (dc->sw_setting)
+		return true;
+	if (dc->sw_seq != w->seq) {
+		dc->sw_seq = w->seq;
+		dc->sw_since_ms = obs->now;
+		say(out, PGL_ALOG_INFO, "switchover %" PRId64 " requested by %s (to %s)", w->seq,
+			w->requested_by, w->target[0] ? w->target : "the best standby");
+	}
+	i = pgl_decide_switchover_target(obs->nodes, obs->n_nodes, agent_live, &lc,
+									 dc->cfg.node_name, obs->server.receive_lsn, w->target,
+									 SWITCHOVER_LAG_BYTES, why, sizeof(why));
+	if (i < 0) {
+		if (i == -2 || obs->now - dc->sw_since_ms >= w->timeout_ms)
+			sw_fail(dc, w->seq, why, out);
+		return i == -1 && dc->sw_seq != 0;
+	}
+	a = add(out, PGL_ACT_SWITCHOVER);
+	a->seq = w->seq;
+	a->sw_state = PGL_SW_HANDING_OVER;
+	a->node = obs->nodes[i];
+	a->has_node = true;
+	snprintf(a->detail, sizeof(a->detail), "%s hands term %" PRId64 " over to %s: CHECKPOINT, "
+			 "fast shutdown, release at the shutdown checkpoint", dc->cfg.node_name, dc->term,
+			 obs->nodes[i].name);
+	pgl_strlcpy(dc->sw_target, obs->nodes[i].name, sizeof(dc->sw_target));
+	dc->sw_setting = true;
+	return true;
+}
+
+void
+pgl_decide_switchover_set(struct pgl_decider *dc, int rc, int64_t now,
+						  struct pgl_actions *out)
+{
+	if (!dc->sw_setting)
+		return;
+	dc->sw_setting = false;
+	if (rc == -PGL_ECONFLICT) {
+		dc->sw_ended_seq = dc->sw_seq;		/* ended or replaced by someone else */
+		dc->sw_seq = 0;
+		return;
+	}
+	if (rc < 0 || dc->term == 0 || dc->role != PGL_ROLE_PRIMARY)
+		return;					/* retried at the next step (or fenced meanwhile) */
+	say(out, PGL_ALOG_INFO, "switchover %" PRId64 ": handing term %" PRId64 " over to %s",
+		dc->sw_seq, dc->term, dc->sw_target);
+	start_job(dc, PGL_JOB_HANDOVER, PGL_SERVER_NONE, NULL, out);
+}
+
+/*
+ * The hand-over's shutdown finished: release at the shutdown checkpoint (the
+ * target has received it: walsenders wait for that before they exit), and
+ * stay on as a standby.  Without a clean checkpoint the request fails first,
+ * so that nobody waits for the target, and the release carries no LSN, as
+ * after any unclean stop.
+ */
+static void
+handover_done(struct pgl_decider *dc, const struct pgl_job_result *r, struct pgl_actions *out)
+{
+	char why[256];
+
+	if (dc->term == 0)
+		return;					/* fenced meanwhile */
+	dc->sw_ended_seq = dc->sw_seq;
+	if (r->rc == 0 && r->clean) {
+		snprintf(why, sizeof(why), "switchover %" PRId64 " to %s: fast shutdown; only %s may "
+				 "claim the next term", dc->sw_seq, dc->sw_target, dc->sw_target);
+		release(dc, r->lsn, why, out);
+	} else {
+		sw_fail(dc, dc->sw_seq, "the primary did not stop with a clean shutdown checkpoint; "
+				"the lease is released without an LSN", out);
+		add(out, PGL_ACT_KILL);
+		release(dc, NULL, "switchover: stop without a clean shutdown checkpoint", out);
+	}
+	dc->sw_seq = 0;
+	dc->role = PGL_ROLE_STANDBY;
+	dc->rewound = r->rc == 0 && r->clean;	/* the next term forks after our checkpoint */
 }
 
 /* ---- following ---- */
@@ -883,6 +1133,10 @@ pgl_decide_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int6
 		stop_done(dc, r, out);
 		return;
 	}
+	if (r->job == PGL_JOB_HANDOVER) {
+		handover_done(dc, r, out);
+		return;
+	}
 	if (dc->stop_asked)
 		return;
 	if (r->job == PGL_JOB_BOOTSTRAP || r->job == PGL_JOB_PROMOTE ||
@@ -971,6 +1225,8 @@ hold(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
 		return;
 	if (hung_primary(dc, &obs->server, obs->now, out))
 		return;
+	if (obs->server.running && hand_over(dc, obs, out))
+		return;
 	if (!obs->server.running) {
 		struct pgl_action *a = event(out, dc->term, "restarted", "postgres exited; crash "
 									 "recovery under the same term");
@@ -1051,6 +1307,10 @@ pgl_decide_step(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_ac
 	set_wake(dc, obs->now);
 	if (!obs->lease_ok)
 		return;					/* the deadline fences a holder meanwhile */
+	if (obs->sw_ok && obs->sw.seq != dc->sw_seen_seq) {
+		dc->sw_seen_seq = obs->sw.seq;
+		dc->sw_seen_ms = obs->now;
+	}
 	see_lease(dc, obs, out);
 	if (!obs->nodes_ok || track_heartbeats(dc, obs->nodes, obs->n_nodes, obs->now) < 0)
 		return;

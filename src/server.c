@@ -821,6 +821,25 @@ rewind_error(const char *out, char *buf, size_t len)
 }
 
 /*
+ * A CHECKPOINT on the local server, in a job's worker (unbounded there): a
+ * switchover runs it before the fast shutdown, so that the shutdown
+ * checkpoint, during which no write is accepted, has little left to flush.
+ */
+int
+pgl_server_checkpoint(struct pgl_daemon *d)
+{
+	PGconn *c = pgl_pg_connect_local(&d->cfg, d->tmo.connect_s);
+	int rc = 0;
+
+	if (c == NULL || PQstatus(c) != CONNECTION_OK || pgl_pg_exec(c, "CHECKPOINT", 0, NULL) < 0) {
+		pgl_log_warn("CHECKPOINT failed: %s", c ? PQerrorMessage(c) : "connection timed out");
+		rc = -PGL_EPG;
+	}
+	PQfinish(c);
+	return rc;
+}
+
+/*
  * The source's CHECKPOINT before pg_rewind.  A just-promoted source still
  * has the old timeline in its control file until its first checkpoint, and
  * pg_rewind would then wrongly find "no rewind required".  The replication

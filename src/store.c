@@ -221,6 +221,34 @@ pgl_store_set_sysid(struct pgl_store *st, const char *sysid)
 	return st->ops->set_sysid(st, sysid);
 }
 
+const char *
+pgl_sw_state_name(enum pgl_sw_state s)
+{
+	static const char *const names[] = { "none", "requested", "handing-over", "done", "failed" };
+
+	return (unsigned) s < PGL_ARRAY_LEN(names) ? names[s] : "?";
+}
+
+int
+pgl_store_read_switchover(struct pgl_store *st, struct pgl_switchover *out)
+{
+	return st->ops->read_switchover(st, out);
+}
+
+int
+pgl_store_request_switchover(struct pgl_store *st, const struct pgl_switchover *req,
+							 int64_t *seq)
+{
+	return st->ops->request_switchover(st, req, seq);
+}
+
+int
+pgl_store_set_switchover(struct pgl_store *st, int64_t seq, enum pgl_sw_state state,
+						 const char *target, const char *node, const char *detail)
+{
+	return st->ops->set_switchover(st, seq, state, target, node, detail);
+}
+
 int
 pgl_store_watch_open(struct pgl_store *st, struct pgl_watch **out)
 {

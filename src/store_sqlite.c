@@ -63,6 +63,7 @@ static void store_sibling(const char *path, const char *suffix, char *out, size_
 static int ensure_nodes_dir(struct sqlite_store *s, char *err, size_t errlen);
 static void write_views(struct sqlite_store *s);
 static int migrate_v1(struct sqlite_store *s, char *err, size_t errlen);
+static int migrate_v2(struct sqlite_store *s, char *err, size_t errlen);
 
 /* The backend's handle behind the interface's (NULL stays NULL). */
 static struct sqlite_store *
@@ -72,7 +73,7 @@ sq(struct pgl_store *base)
 	return (struct sqlite_store *) base;
 }
 
-static const char schema_v2[] =
+static const char schema_base[] =
 	"CREATE TABLE cluster ("
 	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
 	"  name TEXT NOT NULL,"
@@ -101,6 +102,26 @@ static const char schema_v2[] =
 	"CREATE TRIGGER lease_term_grows BEFORE UPDATE OF term ON lease"
 	"  WHEN NEW.term < OLD.term"
 	"  BEGIN SELECT RAISE(ABORT, 'lease term may only grow'); END;";
+
+/*
+ * Schema version 3: the one planned change of primary (pglease switchover,
+ * failover --to), a single row.  seq counts requests; term is the lease term
+ * the request is for; target "" is "the best standby".
+ */
+static const char schema_switchover[] =
+	"CREATE TABLE switchover ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  seq INTEGER NOT NULL DEFAULT 0,"
+	"  kind TEXT NOT NULL DEFAULT 'switchover' CHECK (kind IN ('switchover', 'failover')),"
+	"  term INTEGER NOT NULL DEFAULT 0,"
+	"  target TEXT,"
+	"  requested_by TEXT,"
+	"  requested_at TEXT,"
+	"  timeout_ms INTEGER NOT NULL DEFAULT 0,"
+	"  state TEXT NOT NULL DEFAULT 'none' CHECK (state IN "
+	"    ('none', 'requested', 'handing-over', 'done', 'failed')),"
+	"  detail TEXT);"
+	"INSERT INTO switchover (id) VALUES (1);";
 
 static void
 seterr(char *err, size_t len, const char *fmt, ...)
@@ -205,7 +226,8 @@ build_fresh(const char *tmp_path, char *err, size_t errlen)
 			 "PRAGMA synchronous = FULL;", PGL_APPLICATION_ID);
 	if ((rc = exec_sql(db, sql)) != SQLITE_OK ||
 		(rc = exec_sql(db, "BEGIN")) != SQLITE_OK ||
-		(rc = exec_sql(db, schema_v2)) != SQLITE_OK)
+		(rc = exec_sql(db, schema_base)) != SQLITE_OK ||
+		(rc = exec_sql(db, schema_switchover)) != SQLITE_OK)
 		goto fail;
 	now_iso(ts);
 	if (cluster_name(tmp_path, name, sizeof(name)) < 0) {
@@ -400,7 +422,9 @@ check_schema(struct sqlite_store *s)
 		char *text = NULL;
 
 		if (sqlite3_open(":memory:", &mem) != SQLITE_OK ||
-			exec_sql(mem, schema_v2) != SQLITE_OK || schema_text(mem, &text) != SQLITE_OK) {
+			exec_sql(mem, schema_base) != SQLITE_OK ||
+			exec_sql(mem, schema_switchover) != SQLITE_OK ||
+			schema_text(mem, &text) != SQLITE_OK) {
 			sqlite3_close(mem);
 			return -PGL_ESTORE;
 		}
@@ -477,6 +501,17 @@ verify(struct sqlite_store *s, int flags, char *err, size_t errlen)
 	int rc;
 
 	rc = pragma_int(s->db, "PRAGMA application_id", &appid);
+	if ((rc & 0xff) == SQLITE_CANTOPEN) {
+		/*
+		 * The -wal or -shm could not be opened: another process may be
+		 * creating or removing them at this instant (agents starting
+		 * together on a new store), or they belong to another user.
+		 * Reported as busy, so that a caller may try again.
+		 */
+		seterr(err, errlen, "%s: cannot open the lease store's -wal or -shm file: %s",
+			   s->path, sqlite3_errmsg(s->db));
+		return -PGL_EBUSY;
+	}
 	if (rc != SQLITE_OK) {
 		seterr(err, errlen, "%s: not a pglease lease store (%s)", s->path,
 			   sqlite3_errmsg(s->db));
@@ -503,13 +538,15 @@ verify(struct sqlite_store *s, int flags, char *err, size_t errlen)
 		return -PGL_EFOREIGN;
 	}
 	/* Migrations from older versions, each in its own transaction. */
-	if (version == 1 && flags == PGL_STORE_RDONLY) {
-		seterr(err, errlen, "%s: lease store schema version 1 is older than this pglease's "
+	if (version < PGL_SCHEMA_VERSION && flags == PGL_STORE_RDONLY) {
+		seterr(err, errlen, "%s: lease store schema version %lld is older than this pglease's "
 			   "(%d): stop the older agents, then start one agent of this version to "
-			   "migrate it", s->path, PGL_SCHEMA_VERSION);
+			   "migrate it", s->path, (long long) version, PGL_SCHEMA_VERSION);
 		return -PGL_EFOREIGN;
 	}
 	if (version == 1 && (rc = migrate_v1(s, err, errlen)) < 0)
+		return rc;
+	if (version <= 2 && (rc = migrate_v2(s, err, errlen)) < 0)
 		return rc;
 	return verify_contents(s, err, errlen);
 }
@@ -886,6 +923,36 @@ fail:
 	if (!sqlite3_get_autocommit(s->db))
 		exec_sql(s->db, "ROLLBACK");
 	return -PGL_ESTORE;
+}
+
+/*
+ * Version 2 to 3: the switchover table, added in one transaction.  A store
+ * that another agent migrated meanwhile (its version read 3 under the write
+ * lock) is left alone.
+ */
+static int
+migrate_v2(struct sqlite_store *s, char *err, size_t errlen)
+{
+	int64_t version = 0;
+	int rc;
+
+	s->errmsg[0] = '\0';
+	if ((rc = exec_sql(s->db, "BEGIN IMMEDIATE")) != SQLITE_OK ||
+		(rc = pragma_int(s->db, "PRAGMA user_version", &version)) != SQLITE_OK)
+		goto fail;
+	if (version >= 3)
+		return exec_sql(s->db, "COMMIT") == SQLITE_OK ? 0 : -PGL_ESTORE;
+	if ((rc = exec_sql(s->db, schema_switchover)) != SQLITE_OK ||
+		(rc = exec_sql(s->db, "PRAGMA user_version = 3; COMMIT")) != SQLITE_OK)
+		goto fail;
+	pgl_log_info("%s: migrated from schema version 2 to 3 (switchover table)", s->path);
+	return 0;
+fail:
+	seterr(err, errlen, "%s: cannot migrate the lease store from schema version 2: %s",
+		   s->path, sqlite3_errmsg(s->db));
+	if (!sqlite3_get_autocommit(s->db))
+		exec_sql(s->db, "ROLLBACK");
+	return map_rc(rc) == -PGL_EBUSY ? -PGL_EBUSY : -PGL_ESTORE;
 }
 
 /*
@@ -1848,6 +1915,183 @@ sq_watch_open(struct pgl_store *base, struct pgl_watch **out)
 	return pgl_watch_open(sq(base)->path, sq(base)->nodes_dir, out);
 }
 
+/* ---- switchover ---- */
+
+static const char *const sw_state_names[] = { "none", "requested", "handing-over", "done",
+	"failed" };
+
+static enum pgl_sw_state
+sw_state_parse(const char *t)
+{
+	for (size_t i = 0; i < PGL_ARRAY_LEN(sw_state_names); i++)
+		if (strcmp(t, sw_state_names[i]) == 0)
+			return (enum pgl_sw_state) i;
+	return PGL_SW_NONE;
+}
+
+static int
+read_switchover_row(struct sqlite_store *s, struct pgl_switchover *w)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	s->errmsg[0] = '\0';
+	rc = prepare(s, "SELECT seq, kind, term, coalesce(target, ''), coalesce(requested_by, ''), "
+				 "coalesce(requested_at, ''), timeout_ms, state, coalesce(detail, ''), "
+				 "coalesce((julianday('now') - julianday(requested_at)) * 86400, -1) "
+				 "FROM switchover WHERE id = 1", &st);
+	if (rc != SQLITE_OK)
+		return map_rc(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		memset(w, 0, sizeof(*w));
+		w->seq = sqlite3_column_int64(st, 0);
+		w->failover = strcmp(col_raw(st, 1), "failover") == 0;
+		w->term = sqlite3_column_int64(st, 2);
+		col_text(st, 3, w->target, sizeof(w->target));
+		col_text(st, 4, w->requested_by, sizeof(w->requested_by));
+		col_text(st, 5, w->requested_at, sizeof(w->requested_at));
+		w->timeout_ms = sqlite3_column_int64(st, 6);
+		w->state = sw_state_parse(col_raw(st, 7));
+		col_text(st, 8, w->detail, sizeof(w->detail));
+		w->age_s = sqlite3_column_double(st, 9);
+		rc = 0;
+		if (w->target[0] && !pgl_name_valid(w->target)) {
+			snprintf(s->errmsg, sizeof(s->errmsg), "the switchover row is invalid: target "
+					 "is not a valid node name");
+			rc = -PGL_EFOREIGN;
+		}
+	} else
+		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+sq_read_switchover(struct pgl_store *base, struct pgl_switchover *out)
+{
+	return read_switchover_row(sq(base), out);
+}
+
+/* A request for term that is neither ended nor older than its timeout. */
+static bool
+sw_pending(const struct pgl_switchover *w, int64_t term)
+{
+	return (w->state == PGL_SW_REQUESTED || w->state == PGL_SW_HANDING_OVER) &&
+		w->term == term && w->age_s >= 0 && w->age_s * 1000 < (double) w->timeout_ms;
+}
+
+static int
+sq_request_switchover(struct pgl_store *base, const struct pgl_switchover *req, int64_t *seq)
+{
+	struct sqlite_store *s = sq(base);
+	const char *kind = req->failover ? "failover" : "switchover";
+	struct pgl_switchover w;
+	sqlite3_stmt *st = NULL;
+	struct pgl_lease l;
+	char ts[PGL_TS_MAX], detail[512];
+	int rc;
+
+	if (s->rdonly)
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	if ((rc = read_lease_stmt(s, &l)) < 0 || (rc = read_switchover_row(s, &w)) < 0)
+		goto out;
+	if (l.term != req->term || (!req->failover && !l.holder[0])) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "the lease changed meanwhile (term %lld, "
+				 "holder %s)", (long long) l.term, l.holder[0] ? l.holder : "none");
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	if (sw_pending(&w, l.term)) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s %lld (requested by %s at %s) is still "
+				 "under way", w.failover ? "failover" : "switchover", (long long) w.seq,
+				 w.requested_by, w.requested_at);
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	now_iso(ts);
+	rc = prepare(s, "UPDATE switchover SET seq = seq + 1, kind = ?1, term = ?2, target = ?3, "
+				 "requested_by = ?4, requested_at = ?5, timeout_ms = ?6, state = ?7, "
+				 "detail = NULL WHERE id = 1", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, l.term);
+	if (req->target[0])
+		sqlite3_bind_text(st, 3, req->target, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, req->requested_by, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 5, ts, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 6, req->timeout_ms);
+	sqlite3_bind_text(st, 7, sw_state_names[req->failover ? PGL_SW_HANDING_OVER
+											 : PGL_SW_REQUESTED], -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	*seq = w.seq + 1;
+	snprintf(detail, sizeof(detail), "request %lld by %s: from %s to %s, timeout %lld ms",
+			 (long long) *seq, req->requested_by, l.holder[0] ? l.holder : "no primary",
+			 req->target[0] ? req->target : "the best standby", (long long) req->timeout_ms);
+	rc = insert_event(s, l.term, req->target, req->failover ? "failover-requested"
+					  : "switchover-requested", detail);
+out:
+	return commit_or_rollback(s, rc);
+}
+
+static int
+sq_set_switchover(struct pgl_store *base, int64_t seq, enum pgl_sw_state state,
+				  const char *target, const char *node, const char *detail)
+{
+	struct sqlite_store *s = sq(base);
+	struct pgl_switchover w;
+	sqlite3_stmt *st = NULL;
+	struct pgl_lease l;
+	char kind[32];
+	int rc;
+
+	if (s->rdonly || (unsigned) state >= PGL_ARRAY_LEN(sw_state_names))
+		return -PGL_EINVAL;
+	if ((rc = begin_immediate(s)) < 0)
+		return rc;
+	if ((rc = read_lease_stmt(s, &l)) < 0 || (rc = read_switchover_row(s, &w)) < 0)
+		goto out;
+	if (w.seq != seq || w.state == PGL_SW_DONE || w.state == PGL_SW_FAILED) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "request %lld is no longer current (the row "
+				 "holds request %lld, %s)", (long long) seq, (long long) w.seq,
+				 sw_state_names[w.state]);
+		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	rc = prepare(s, "UPDATE switchover SET state = ?1, target = coalesce(?2, target), "
+				 "detail = ?3 WHERE id = 1", &st);
+	if (rc != SQLITE_OK) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, sw_state_names[state], -1, SQLITE_STATIC);
+	if (target && *target)
+		sqlite3_bind_text(st, 2, target, -1, SQLITE_TRANSIENT);
+	if (detail && *detail)
+		sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		rc = map_rc(rc);
+		goto out;
+	}
+	snprintf(kind, sizeof(kind), "%s-%s", w.failover ? "failover" : "switchover",
+			 sw_state_names[state]);
+	rc = insert_event(s, l.term, node, kind, detail);
+out:
+	return commit_or_rollback(s, rc);
+}
+
 const struct pgl_store_ops pgl_store_sqlite_ops = {
 	.name = "sqlite",
 	.check_path = sq_check_path,
@@ -1872,5 +2116,8 @@ const struct pgl_store_ops pgl_store_sqlite_ops = {
 	.events_after = sq_events_after,
 	.set_paused = sq_set_paused,
 	.set_sysid = sq_set_sysid,
+	.read_switchover = sq_read_switchover,
+	.request_switchover = sq_request_switchover,
+	.set_switchover = sq_set_switchover,
 	.watch_open = sq_watch_open,
 };

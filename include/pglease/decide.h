@@ -73,6 +73,7 @@ enum pgl_job {
 	PGL_JOB_START,				/* start the server in `mode`, upstream `node` (may be "") */
 	PGL_JOB_PROMOTE,			/* pg_promote() and wait until out of recovery */
 	PGL_JOB_STOP,				/* clean stop: fast shutdown */
+	PGL_JOB_HANDOVER,			/* switchover: CHECKPOINT, then fast shutdown (as STOP) */
 };
 
 const char *pgl_job_name(enum pgl_job j);
@@ -93,6 +94,8 @@ struct pgl_obs {
 	const struct pgl_node *nodes;	/* every node row (NULL when there are none) */
 	int n_nodes;
 	bool holder_gone;			/* the lease holder's alive lock could be taken */
+	bool sw_ok;					/* the switchover row below was read */
+	struct pgl_switchover sw;
 	struct pgl_server_obs server;
 	enum pgl_job job;			/* the job running now, PGL_JOB_NONE when none */
 };
@@ -111,6 +114,9 @@ enum pgl_act {
 	PGL_ACT_ARM_FENCE,			/* arm the in-server fence for the new primary */
 	PGL_ACT_SYNC_SLOTS,			/* create missing slots, drop removed nodes' */
 	PGL_ACT_HEARTBEAT,			/* write this node's row now */
+	PGL_ACT_SWITCHOVER,			/* move request `seq` to `sw_state` (target `node` when
+								 * has_node, reason `detail`); HANDING_OVER is reported
+								 * with pgl_decide_switchover_set() */
 	PGL_ACT_EXIT,				/* leave the loop; `fatal` for an error exit */
 };
 
@@ -130,6 +136,8 @@ struct pgl_action {
 	bool has_node;
 	struct pgl_lease lease;		/* PGL_ACT_CLAIM: the version seen claimable */
 	char lsn[PGL_LSN_TEXT_MAX];	/* PGL_ACT_RELEASE */
+	int64_t seq;				/* PGL_ACT_SWITCHOVER */
+	enum pgl_sw_state sw_state;
 	bool fatal;					/* PGL_ACT_EXIT */
 };
 
@@ -209,6 +217,18 @@ struct pgl_decider {
 	int n_hb;
 	int64_t next_heartbeat_ms;
 
+	/* Switchover, as the primary handing over. */
+	int64_t sw_seq;				/* the request being handled, 0 when none */
+	int64_t sw_since_ms;		/* when it was first seen */
+	int64_t sw_ended_seq;		/* the last request this node ended (handed over or failed) */
+	bool sw_setting;			/* HANDING_OVER asked for and not reported yet */
+	char sw_target[PGL_NAME_MAX];
+	/* ... and as the node a switchover or failover --to names. */
+	int64_t sw_claim_seq;		/* claimed because request sw_claim_seq named this node */
+	int64_t sw_waiting_seq;		/* said once that another node was named */
+	int64_t sw_seen_seq;		/* the newest request read, and when */
+	int64_t sw_seen_ms;
+
 	bool stop_asked;			/* clean stop under way */
 	bool fatal;					/* stopping because of an error */
 	int64_t wake_ms;			/* when the next step is due at the latest */
@@ -239,6 +259,9 @@ void pgl_decide_followed(struct pgl_decider *dc, const struct pgl_node *h, int r
 void pgl_decide_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t now,
 						 struct pgl_actions *out);
 
+void pgl_decide_switchover_set(struct pgl_decider *dc, int rc, int64_t now,
+							   struct pgl_actions *out);
+
 /* True when `name`'s heartbeat was seen changing within ttl_ms before now. */
 bool pgl_decide_node_live(const struct pgl_decider *dc, const char *name, int64_t now,
 						  int64_t ttl_ms);
@@ -260,5 +283,20 @@ bool pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h
  */
 bool pgl_decide_node_healthy(const struct pgl_lease *l, const struct pgl_node *n, char *msg,
 							 size_t len);
+
+/*
+ * The standby a switchover hands over to (the agent's and the CLI's rule):
+ * `want` when named, else the best (received LSN, priority, name) of the
+ * nodes that qualify: live (as live() says), not the primary, priority > 0,
+ * a standby streaming from `primary`, and at most max_lag bytes behind
+ * primary_lsn (max_lag < 0: no bound; an unknown position never qualifies
+ * then).  Returns the node's index; else -1 when that may change by itself
+ * (lagging, not streaming yet), -2 when it cannot (unknown node, the
+ * primary itself, priority 0), with one line in why.
+ */
+int pgl_decide_switchover_target(const struct pgl_node *nodes, int n,
+								 bool (*live)(const struct pgl_node *n, const void *ctx),
+								 const void *ctx, const char *primary, uint64_t primary_lsn,
+								 const char *want, int64_t max_lag, char *why, size_t len);
 
 #endif

@@ -87,6 +87,8 @@ int pgl_server_rewind_probe(struct pgl_daemon *d, const struct pgl_node *from,
  */
 int pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */
+/* CHECKPOINT on the local server (in a worker: unbounded). */
+int pgl_server_checkpoint(struct pgl_daemon *d);
 int pgl_server_follow(struct pgl_daemon *d, const struct pgl_node *from);
 /* Primary: creates missing slots of known nodes, drops those of removed ones. */
 int pgl_server_sync_slots(struct pgl_daemon *d);

@@ -22,7 +22,7 @@
 
 #include "pglease/common.h"
 
-#define PGL_SCHEMA_VERSION 2
+#define PGL_SCHEMA_VERSION 3
 #define PGL_APPLICATION_ID 0x70676c73	/* "pgls" */
 
 struct pgl_store;
@@ -75,6 +75,30 @@ struct pgl_node {
 	double age_s;				/* seconds since updated_at (read only) */
 };
 
+/* A planned change of primary: pglease switchover, or failover --to. */
+enum pgl_sw_state {
+	PGL_SW_NONE = 0,			/* never requested */
+	PGL_SW_REQUESTED,			/* switchover asked; the primary has not acted yet */
+	PGL_SW_HANDING_OVER,		/* target chosen: only it may claim the next term */
+	PGL_SW_DONE,				/* the target holds the next term and is primary */
+	PGL_SW_FAILED,				/* refused or timed out; detail says why */
+};
+
+const char *pgl_sw_state_name(enum pgl_sw_state s);
+
+struct pgl_switchover {
+	int64_t seq;				/* request number; 0 when never requested */
+	bool failover;				/* failover --to: no primary hands over */
+	int64_t term;				/* the lease term the request is for */
+	char target[PGL_NAME_MAX];	/* "" for the best standby (switchover only) */
+	char requested_by[128];
+	char requested_at[PGL_TS_MAX];
+	int64_t timeout_ms;
+	enum pgl_sw_state state;
+	char detail[256];
+	double age_s;				/* seconds since requested_at (read only); -1 when none */
+};
+
 struct pgl_event {
 	int64_t id;
 	char at[PGL_TS_MAX];
@@ -122,6 +146,11 @@ struct pgl_store_ops {
 						int *count);
 	int (*set_paused)(struct pgl_store *st, bool paused, const char *node);
 	int (*set_sysid)(struct pgl_store *st, const char *sysid);
+	int (*read_switchover)(struct pgl_store *st, struct pgl_switchover *out);
+	int (*request_switchover)(struct pgl_store *st, const struct pgl_switchover *req,
+							  int64_t *seq);
+	int (*set_switchover)(struct pgl_store *st, int64_t seq, enum pgl_sw_state state,
+						  const char *target, const char *node, const char *detail);
 	int (*watch_open)(struct pgl_store *st, struct pgl_watch **out);
 };
 
@@ -234,6 +263,29 @@ int pgl_store_events_after(struct pgl_store *st, int64_t after_id, struct pgl_ev
 int pgl_store_set_paused(struct pgl_store *st, bool paused, const char *node);
 /* Records the cluster's system identifier once; -PGL_ECONFLICT if another is set. */
 int pgl_store_set_sysid(struct pgl_store *st, const char *sysid);
+
+/* Reads the switchover row (seq 0 when none was ever asked for). */
+int pgl_store_read_switchover(struct pgl_store *st, struct pgl_switchover *out);
+
+/*
+ * Records a request (pglease switchover or failover --to) in one
+ * transaction: refused with -PGL_ECONFLICT when the lease is no longer at
+ * req->term, or when an earlier request for this term is still pending
+ * (requested or handing over, and younger than its timeout).  A switchover
+ * is stored as requested, a failover as handing over to its target.  Writes
+ * a "switchover-requested" or "failover-requested" event.  Sets *seq.
+ */
+int pgl_store_request_switchover(struct pgl_store *st, const struct pgl_switchover *req,
+								 int64_t *seq);
+
+/*
+ * Moves request seq to state (with target when not NULL, and detail), by
+ * node, and writes the event "switchover-" + state.  -PGL_ECONFLICT when
+ * the row holds another request by now, or the request already ended (done
+ * or failed).
+ */
+int pgl_store_set_switchover(struct pgl_store *st, int64_t seq, enum pgl_sw_state state,
+							 const char *target, const char *node, const char *detail);
 
 /*
  * Opens a change notification for the store: poll pgl_watch_fd(*out) for

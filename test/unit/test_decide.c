@@ -1362,6 +1362,341 @@ test_broken_rule_caught(void)
 
 #endif
 
+/* ---- switchover and failover --to ---- */
+
+static bool
+always_live(const struct pgl_node *n, const void *ctx)
+{
+	(void) ctx;
+	return strcmp(n->name, "dead") != 0;
+}
+
+static void
+test_switchover_target_rule(void)
+{
+	char why[256];
+	struct pgl_node *n;
+
+	reset();
+	row("me", "primary", 0x5000000, 100, 1);
+	n = row("pg2", "standby", 0x4F00000, 100, 1);
+	strcpy(n->upstream, "me");
+	n = row("pg3", "standby", 0x5000000, 50, 1);
+	strcpy(n->upstream, "me");
+	n = row("pg4", "standby", 0x5000000, 0, 1);		/* priority 0 */
+	strcpy(n->upstream, "me");
+	n = row("dead", "standby", 0x5000000, 100, 1);
+	strcpy(n->upstream, "me");
+	n = row("pg5", "standby", 0x1000000, 100, 1);		/* 64 MiB behind */
+	strcpy(n->upstream, "me");
+	n = row("pg6", "standby", 0x5000000, 100, 1);		/* streams from another node */
+	strcpy(n->upstream, "pg2");
+#define TARGET(want, lag) pgl_decide_switchover_target(rows, ob.n_nodes, always_live, NULL, \
+													   "me", 0x5000000, want, lag, why, \
+													   sizeof(why))
+	/* The best: most WAL (pg3 over pg2), priority 0, dead and pg6 never. */
+	CHECK(TARGET(NULL, -1) == 2);
+	CHECK(TARGET("", 16 << 20) == 2);
+	CHECK(TARGET("pg2", 16 << 20) == 1);
+	CHECK(TARGET("pg9", -1) == -2 && strstr(why, "no node named pg9"));
+	CHECK(TARGET("me", -1) == -2 && strstr(why, "it is the primary"));
+	CHECK(TARGET("pg4", -1) == -2 && strstr(why, "priority is 0"));
+	CHECK(TARGET("dead", -1) == -1 && strstr(why, "has not reported"));
+	CHECK(TARGET("pg5", 16 << 20) == -1 && strstr(why, "lags too far"));
+	CHECK(TARGET("pg5", -1) == 5);
+	CHECK(TARGET("pg6", -1) == -1 && strstr(why, "not streaming from the primary"));
+	rows[2].receive_lsn_int = 0;		/* unknown position: no bound can be checked */
+	CHECK(TARGET("pg3", 16 << 20) == -1 && TARGET("pg3", -1) == 2);
+	rows[1].receive_lsn_int = rows[2].receive_lsn_int = 0;
+	rows[5].receive_lsn_int = 0;
+	CHECK(TARGET(NULL, 16 << 20) < 0 && strstr(why, "no standby can take over"));
+#undef TARGET
+}
+
+/* This node holds term 5 with two streaming standbys; a request for term 5. */
+static void
+switchover_setup(const char *target)
+{
+	struct pgl_node *n;
+
+	reset();
+	hold_term(ob.now);
+	ob.server.receive_lsn = 0x5000000;
+	row("me", "primary", 0x5000000, 100, 1);
+	n = row("pg2", "standby", 0x4000000, 100, 1);
+	strcpy(n->upstream, "me");
+	n = row("pg3", "standby", 0x5000000, 100, 1);
+	strcpy(n->upstream, "me");
+	ob.sw_ok = true;
+	ob.sw.seq = 7;
+	ob.sw.term = 5;
+	ob.sw.state = PGL_SW_REQUESTED;
+	ob.sw.timeout_ms = 10000;
+	strcpy(ob.sw.requested_by, "op@host pid 1");
+	strcpy(ob.sw.target, target);
+}
+
+static const struct pgl_action *
+sw_action(enum pgl_sw_state st)
+{
+	for (int i = 0; i < acts.n; i++)
+		if (acts.a[i].type == PGL_ACT_SWITCHOVER && acts.a[i].sw_state == st)
+			return &acts.a[i];
+	return NULL;
+}
+
+static void
+test_switchover_primary(void)
+{
+	struct pgl_job_result r = { .job = PGL_JOB_HANDOVER, .clean = true, .lsn = "0/5000028" };
+	const struct pgl_action *a;
+	int i;
+
+	/* The best standby is named first; the hand-over starts once that is written. */
+	switchover_setup("");
+	step();
+	a = sw_action(PGL_SW_HANDING_OVER);
+	CHECK(a && a->seq == 7 && a->has_node && strcmp(a->node.name, "pg3") == 0);
+	CHECK(!has(PGL_ACT_JOB) && !has(PGL_ACT_RELEASE));
+	acts.n = 0;
+	pgl_decide_switchover_set(&dc, 0, ob.now, &acts);
+	CHECK(has_job(PGL_JOB_HANDOVER) && dc.term == 5);
+	/* The shutdown checkpoint: release at it, stay on as a standby. */
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+	a = find(PGL_ACT_RELEASE, 0);
+	CHECK(a && strcmp(a->lsn, "0/5000028") == 0 && a->term == 5 && strstr(a->detail, "pg3"));
+	CHECK(!has(PGL_ACT_EXIT) && !has(PGL_ACT_KILL) && dc.term == 0);
+	CHECK(dc.role == PGL_ROLE_STANDBY && dc.rewound);
+	/* The same request is never handled twice. */
+	ob.lease.holder[0] = '\0';
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER) && !has(PGL_ACT_RELEASE));
+
+	/* A named target. */
+	switchover_setup("pg2");
+	step();
+	CHECK((a = sw_action(PGL_SW_HANDING_OVER)) && strcmp(a->node.name, "pg2") == 0);
+	/* The store refused (another request replaced it): nothing happens. */
+	acts.n = 0;
+	pgl_decide_switchover_set(&dc, -PGL_ECONFLICT, ob.now, &acts);
+	CHECK(!has(PGL_ACT_JOB) && dc.term == 5);
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER));
+
+	/* A target that cannot ever qualify fails at once; the primary stays. */
+	switchover_setup("pg9");
+	step();
+	CHECK((a = sw_action(PGL_SW_FAILED)) && strstr(a->detail, "no node named pg9"));
+	CHECK(!has(PGL_ACT_JOB) && !has(PGL_ACT_RELEASE) && dc.term == 5);
+	rows[1].priority = 0;
+	switchover_setup("pg2");
+	rows[1].priority = 0;
+	step();
+	CHECK(sw_action(PGL_SW_FAILED) && dc.term == 5);
+
+	/* One that may qualify later is waited for until the timeout, then fails. */
+	switchover_setup("pg2");
+	strcpy(rows[1].state, "recovering");
+	for (i = 0; i < 9; i++) {
+		step();
+		CHECK(!sw_action(PGL_SW_HANDING_OVER) && !sw_action(PGL_SW_FAILED));
+		ob.now += 1000;
+		rows[0].heartbeat++, rows[1].heartbeat++, rows[2].heartbeat++;
+		ob.lease.renewals++;
+		if (has(PGL_ACT_RENEW))
+			pgl_decide_renewed(&dc, 0, ob.now, ob.now + 4000, NULL, ob.now, &acts);
+	}
+	ob.now += 1000;
+	rows[1].heartbeat++;
+	pgl_decide_renewed(&dc, 0, ob.now, ob.now + 4000, NULL, ob.now, &acts);
+	step();
+	CHECK((a = sw_action(PGL_SW_FAILED)) && strstr(a->detail, "not streaming"));
+	CHECK(dc.term == 5 && !has(PGL_ACT_JOB) && !has(PGL_ACT_RELEASE));
+	/* Caught up meanwhile: handed over. */
+	switchover_setup("pg2");
+	strcpy(rows[1].state, "recovering");
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER));
+	strcpy(rows[1].state, "streaming");
+	ob.now += 500;
+	step();
+	CHECK(sw_action(PGL_SW_HANDING_OVER));
+
+	/* A request for another term, a failover, or an ended one: ignored. */
+	switchover_setup("");
+	ob.sw.term = 4;
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER) && !sw_action(PGL_SW_FAILED));
+	switchover_setup("");
+	ob.sw.failover = true;
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER));
+	switchover_setup("");
+	ob.sw.state = PGL_SW_FAILED;
+	step();
+	CHECK(!sw_action(PGL_SW_HANDING_OVER));
+
+	/* No clean shutdown checkpoint: the request fails before the release. */
+	switchover_setup("");
+	step();
+	acts.n = 0;
+	pgl_decide_switchover_set(&dc, 0, ob.now, &acts);
+	r.clean = false;
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+	CHECK(sw_action(PGL_SW_FAILED) && has(PGL_ACT_KILL));
+	for (i = 0; i < acts.n && acts.a[i].type != PGL_ACT_RELEASE; i++)
+		CHECK(acts.a[i].type != PGL_ACT_RELEASE);
+	CHECK(i < acts.n && acts.a[i].lsn[0] == '\0');
+	for (int k = i; k < acts.n; k++)
+		CHECK(acts.a[k].type != PGL_ACT_SWITCHOVER);
+	/* Fenced during the hand-over: the job's end changes nothing. */
+	switchover_setup("");
+	step();
+	acts.n = 0;
+	pgl_decide_switchover_set(&dc, 0, ob.now, &acts);
+	ob.now = dc.deadline_ms;
+	acts.n = 0;
+	pgl_decide_holder(&dc, ob.now, &acts);
+	CHECK(has(PGL_ACT_FENCE) && dc.term == 0);
+	r.clean = true;
+	acts.n = 0;
+	pgl_decide_job_done(&dc, &r, ob.now, &acts);
+	CHECK(!has(PGL_ACT_RELEASE) && !sw_action(PGL_SW_FAILED));
+}
+
+/* The lease of pg1 released at 0/3000000 after a switchover naming `to`. */
+static void
+named_setup(const char *to, bool failover)
+{
+	reset();
+	ob.lease.holder[0] = '\0';
+	ob.lease.has_released_lsn = !failover;
+	ob.lease.released_lsn_int = failover ? 0 : 0x3000000;
+	strcpy(ob.lease.released_lsn, failover ? "" : "0/3000000");
+	ob.server.receive_lsn = 0x3000028;
+	row("pg1", "unknown", 0x3000000, 100, 1);
+	row("pg2", "standby", 0x4000000, 100, 1);		/* ranks before "me" */
+	row("me", "standby", 0x3000028, 100, 1);
+	ob.sw_ok = true;
+	ob.sw.seq = 3;
+	ob.sw.term = 4;
+	ob.sw.failover = failover;
+	ob.sw.state = PGL_SW_HANDING_OVER;
+	ob.sw.timeout_ms = 20000;
+	strcpy(ob.sw.requested_by, "op@host pid 1");
+	strcpy(ob.sw.target, to);
+}
+
+static void
+test_switchover_named_claims(void)
+{
+	const struct pgl_action *a;
+	int i;
+
+	/* Named: claims at once, though pg2 ranks before it. */
+	named_setup("me", false);
+	step();
+	a = find(PGL_ACT_CLAIM, 0);
+	CHECK(a && strstr(a->detail, "named by switchover 3") && dc.sw_claim_seq == 3);
+	acts.n = 0;
+	pgl_decide_claimed(&dc, 0, 5, ob.now, NULL, &acts);
+	CHECK(has_job(PGL_JOB_PROMOTE));
+	job_done(PGL_JOB_PROMOTE, 0);
+	a = sw_action(PGL_SW_DONE);
+	CHECK(a && a->seq == 3 && strstr(a->detail, "me is primary on term 5"));
+	CHECK(dc.sw_claim_seq == 0);
+	/* Named but not past the released LSN yet: waits. */
+	named_setup("me", false);
+	ob.server.receive_lsn = 0x3000000;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	/* A lost claim forgets the request. */
+	named_setup("me", false);
+	step();
+	acts.n = 0;
+	pgl_decide_claimed(&dc, -PGL_ECONFLICT, 0, ob.now, NULL, &acts);
+	CHECK(dc.sw_claim_seq == 0);
+
+	/* Another node named: this one leaves the term to it for one TTL. */
+	named_setup("pg2", false);
+	ob.server.receive_lsn = 0x5000000;		/* even ahead of pg2 */
+	for (i = 0; i < 49; i++) {
+		step();
+		CHECK(!has(PGL_ACT_CLAIM));
+		ob.now += 100;
+		rows[1].heartbeat++;
+		rows[2].heartbeat++;
+	}
+	ob.now += 200;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+	/* A request for another term names nobody. */
+	named_setup("pg2", false);
+	ob.sw.term = 3;
+	ob.server.receive_lsn = 0x5000000;
+	rows[1].receive_lsn_int = 0x2000000;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+}
+
+static void
+test_failover_named(void)
+{
+	/* Paused, the holder gone: only a failover --to's node claims. */
+	named_setup("me", true);
+	strcpy(ob.lease.holder, "pg1");
+	ob.holder_gone = true;
+	ob.paused = true;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+	named_setup("pg2", true);
+	strcpy(ob.lease.holder, "pg1");
+	ob.holder_gone = true;
+	ob.paused = true;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	ob.sw_ok = false;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	/* Not paused: the others leave it to the named node for the request's timeout,
+	 * counted from when they first read it (here long after the expiry). */
+	named_setup("pg2", true);
+	strcpy(ob.lease.holder, "pg1");
+	ob.holder_gone = true;
+	ob.sw_ok = false;
+	ob.server.receive_lsn = 0x5000000;
+	rows[1].receive_lsn_int = 0x1000000;
+	ob.paused = true;
+	step();
+	ob.now += 60000;
+	rows[1].heartbeat++;
+	rows[2].heartbeat++;
+	step();
+	ob.sw_ok = true;
+	ob.paused = false;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	ob.now += 19000;
+	rows[1].heartbeat++;
+	rows[2].heartbeat++;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	ob.now += 1000;
+	rows[1].heartbeat++;
+	rows[2].heartbeat++;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+	/* A node of priority 0 is never named into a claim. */
+	named_setup("me", true);
+	dc.cfg.priority = 0;
+	strcpy(ob.lease.holder, "pg1");
+	ob.holder_gone = true;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+}
+
 int
 main(void)
 {
@@ -1392,6 +1727,10 @@ main(void)
 	TEST(test_wake_time);
 	TEST(test_primary_live_rule);
 	TEST(test_node_healthy_rule);
+	TEST(test_switchover_target_rule);
+	TEST(test_switchover_primary);
+	TEST(test_switchover_named_claims);
+	TEST(test_failover_named);
 	TEST(test_random_interleavings);
 #endif
 	pgl_decide_free(&dc);

@@ -1182,7 +1182,8 @@ test_schema_tampering(void)
 /*
  * A store of schema version 1 (node rows in a table of lease.db) is migrated
  * by the first read-write open: each row becomes its node's record, the
- * table and its views are dropped, user_version becomes 2.  A read-only open
+ * table and its views are dropped, then the switchover table of version 3
+ * is added (user_version 3).  A read-only open
  * refuses it and says what to do.
  */
 static void
@@ -1204,6 +1205,7 @@ test_migrate_v1(void)
 				   " timeline INTEGER, receive_lsn TEXT, receive_lsn_int INTEGER,"
 				   " replay_lsn TEXT, replay_lsn_int INTEGER, priority INTEGER NOT NULL"
 				   " DEFAULT 100, heartbeat INTEGER NOT NULL DEFAULT 0, updated_at TEXT);"
+				   "DROP TABLE switchover;"
 				   "CREATE VIEW lease_status AS SELECT holder, term FROM lease;"
 				   "CREATE VIEW cluster_status AS SELECT name FROM nodes;"
 				   "INSERT INTO nodes (name, conninfo, role, state, receive_lsn, receive_lsn_int,"
@@ -1218,7 +1220,7 @@ test_migrate_v1(void)
 	st = open_store(path, PGL_STORE_RDWR);
 	if (st == NULL)
 		return;
-	CHECK(raw_int(path, "PRAGMA user_version") == 2);
+	CHECK(raw_int(path, "PRAGMA user_version") == PGL_SCHEMA_VERSION);
 	CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
 				  "('nodes', 'cluster_status', 'lease_status')") == 0);
 	CHECK(pgl_store_get_node(st, "pg1", &got) == 0 && strcmp(got.role, "standby") == 0 &&
@@ -1233,7 +1235,126 @@ test_migrate_v1(void)
 	CHECK(pgl_store_get_node(st, "pg1", &got) == 0 && got.heartbeat == 8);
 	pgl_store_close(st);
 	st = open_store(path, PGL_STORE_RDWR);	/* a second open: nothing left to do */
-	CHECK(st != NULL && raw_int(path, "PRAGMA user_version") == 2);
+	CHECK(st != NULL && raw_int(path, "PRAGMA user_version") == PGL_SCHEMA_VERSION);
+	pgl_store_close(st);
+}
+
+/*
+ * Version 2 (no switchover table) is migrated by a read-write open; a
+ * read-only open refuses it and says what to do.
+ */
+static void
+test_migrate_v2(void)
+{
+	char path[PATHLEN];
+	struct pgl_store *st = fresh_store("migrate2", path);
+	struct pgl_switchover w;
+	int rc;
+
+	if (st == NULL)
+		return;
+	pgl_store_close(st);
+	CHECK(raw_exec(path, "DROP TABLE switchover; PRAGMA user_version = 2;", NULL, 0) ==
+		  SQLITE_OK);
+	rc = pgl_store_open(path, PGL_STORE_RDONLY, &st, err, sizeof(err));
+	CHECKF(rc == -PGL_EFOREIGN && strstr(err, "schema version 2") && strstr(err, "agent"),
+		   "%d: %s", rc, err);
+	st = open_store(path, PGL_STORE_RDWR);
+	if (st == NULL)
+		return;
+	CHECK(raw_int(path, "PRAGMA user_version") == 3);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.seq == 0 && w.state == PGL_SW_NONE);
+	pgl_store_close(st);
+	st = open_store(path, PGL_STORE_RDONLY);
+	CHECK(st != NULL);
+	pgl_store_close(st);
+}
+
+/*
+ * Switchover requests: one at a time per term, compare-and-set on the lease
+ * term, moved along by seq only, each step an event.
+ */
+static void
+test_switchover_requests(void)
+{
+	char path[PATHLEN];
+	struct pgl_store *st = fresh_store("switchover", path);
+	struct pgl_switchover req = { .timeout_ms = 60000 }, w;
+	struct pgl_lease l;
+	struct pgl_event *ev = NULL;
+	int64_t term = 0, seq = 0;
+	int n = 0;
+
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.seq == 0 && w.state == PGL_SW_NONE);
+	CHECK(pgl_store_read_lease(st, &l) == 0);
+	CHECK(pgl_store_claim(st, &l, "pg1", 5000, "test", &term) == 0 && term == 1);
+	strcpy(req.requested_by, "op@host pid 1");
+	/* For another term: refused, nothing written. */
+	req.term = 0;
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == -PGL_ECONFLICT);
+	CHECK(strstr(pgl_store_errmsg(st), "lease changed"));
+	req.term = 1;
+	strcpy(req.target, "pg2");
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == 0 && seq == 1);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.seq == 1 && w.term == 1 &&
+		  w.state == PGL_SW_REQUESTED && !w.failover && strcmp(w.target, "pg2") == 0 &&
+		  strcmp(w.requested_by, "op@host pid 1") == 0 && w.timeout_ms == 60000 &&
+		  w.age_s >= 0 && w.age_s < 60);
+	/* A second one while it is under way: refused, naming the first. */
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == -PGL_ECONFLICT);
+	CHECK(strstr(pgl_store_errmsg(st), "switchover 1") &&
+		  strstr(pgl_store_errmsg(st), "under way"));
+	/* Moved along by seq only; an ended request stays ended. */
+	CHECK(pgl_store_set_switchover(st, 2, PGL_SW_FAILED, NULL, "pg1", "x") == -PGL_ECONFLICT);
+	CHECK(pgl_store_set_switchover(st, 1, PGL_SW_HANDING_OVER, "pg3", "pg1", "to pg3") == 0);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.state == PGL_SW_HANDING_OVER &&
+		  strcmp(w.target, "pg3") == 0 && strcmp(w.detail, "to pg3") == 0);
+	CHECK(pgl_store_set_switchover(st, 1, PGL_SW_DONE, NULL, "pg3", "pg3 is primary") == 0);
+	CHECK(pgl_store_set_switchover(st, 1, PGL_SW_FAILED, NULL, "pg1", "late") ==
+		  -PGL_ECONFLICT);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.state == PGL_SW_DONE &&
+		  strcmp(w.target, "pg3") == 0);
+	/* Ended: the next may come.  A stale one (older than its timeout) does not block. */
+	req.timeout_ms = 1;
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == 0 && seq == 2);
+	usleep(5000);
+	req.timeout_ms = 60000;
+	req.target[0] = '\0';
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == 0 && seq == 3);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.target[0] == '\0');
+	/* A failover is stored as handing over to its target; allowed without a holder. */
+	CHECK(pgl_store_set_switchover(st, 3, PGL_SW_FAILED, NULL, "pg1", "no") == 0);
+	CHECK(pgl_store_release(st, "pg1", 1, NULL, "test") == 0);
+	req.failover = true;
+	strcpy(req.target, "pg2");
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == 0 && seq == 4);
+	CHECK(pgl_store_read_switchover(st, &w) == 0 && w.failover &&
+		  w.state == PGL_SW_HANDING_OVER);
+	/* ... but a switchover needs a holder. */
+	CHECK(pgl_store_set_switchover(st, 4, PGL_SW_FAILED, NULL, "pg1", "no") == 0);
+	req.failover = false;
+	CHECK(pgl_store_request_switchover(st, &req, &seq) == -PGL_ECONFLICT);
+	/* Every step is an event. */
+	CHECK(pgl_store_list_events(st, 50, &ev, &n) == 0);
+	{
+		int asked = 0, over = 0, done = 0, failed = 0, fasked = 0;
+
+		for (int i = 0; i < n; i++) {
+			asked += strcmp(ev[i].kind, "switchover-requested") == 0;
+			over += strcmp(ev[i].kind, "switchover-handing-over") == 0;
+			done += strcmp(ev[i].kind, "switchover-done") == 0;
+			failed += strcmp(ev[i].kind, "switchover-failed") == 0;
+			fasked += strcmp(ev[i].kind, "failover-requested") == 0;
+		}
+		CHECKF(asked == 3 && over == 1 && done == 1 && failed == 1 && fasked == 1,
+			   "%d %d %d %d %d", asked, over, done, failed, fasked);
+	}
+	free(ev);
+	/* An invalid target in the row (edited by hand) is refused as input. */
+	CHECK(raw_exec(path, "UPDATE switchover SET target = '../x'", NULL, 0) == SQLITE_OK);
+	CHECK(pgl_store_read_switchover(st, &w) == -PGL_EFOREIGN);
 	pgl_store_close(st);
 }
 
@@ -2003,6 +2124,8 @@ main(void)
 	TEST(test_write_errors_reported);
 	TEST(test_schema_tampering);
 	TEST(test_migrate_v1);
+	TEST(test_migrate_v2);
+	TEST(test_switchover_requests);
 	TEST(test_not_regular_file);
 	TEST(test_row_validation);
 	TEST(test_upsert_conninfo);
