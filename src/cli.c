@@ -447,7 +447,7 @@ take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
 	case 'T':
 	case 'W':
 		if (!(c->cmd->opts & (ch == 'T' ? OPT_TO : OPT_WAIT)))
-			arg_error(err, len, name, "unknown option '%s'", bad);
+			arg_error(err, len, name, "unknown option '%s'", ch == 'T' ? "--to" : "--wait");
 		else if (ch == 'W')
 			c->wait = true;
 		else if (!pgl_name_valid(optarg))
@@ -459,7 +459,8 @@ take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
 	case 'O':
 	case 'M':
 		if (!(c->cmd->opts & (ch == 'O' ? OPT_WAIT : OPT_MAXLAG)))
-			arg_error(err, len, name, "unknown option '%s'", bad);
+			arg_error(err, len, name, "unknown option '%s'", ch == 'O' ? "--timeout"
+					  : "--max-lag");
 		else if (ch == 'O' ? !parse_positive(optarg, &c->timeout_s) || c->timeout_s > 86400
 				 : !parse_positive(optarg, &c->max_lag))
 			arg_error(err, len, name, ch == 'O' ? "--timeout: '%s' is not a number of seconds "

@@ -7,11 +7,13 @@ import pytest
 from conftest import PGLEASE, clean_env, pgl
 
 COMMANDS = ["status", "lease", "events", "primary", "watch", "remove", "pause", "resume",
-            "health"]
+            "switchover", "failover", "health"]
 # Options each command's help must mention (its usage text is checked for truth).
 OWN_OPTIONS = {"status": ["--json"], "lease": ["--json"], "events": ["-n N", "--json"],
                "primary": ["--conninfo", "--json"], "watch": ["--json", "--count N"],
-               "remove": ["NODE"], "pause": [], "resume": [], "health": []}
+               "remove": ["NODE"], "pause": [], "resume": [], "health": [],
+               "switchover": ["--to NODE", "--wait", "--timeout S", "--max-lag BYTES"],
+               "failover": ["--to NODE", "--wait", "--timeout S"]}
 
 
 def test_version():
@@ -55,7 +57,9 @@ def test_help_does_not_need_a_store(tmp_path):
 VALGRIND_RUNS = [["status"], ["status", "--json"], ["lease"], ["lease", "--json"],
                  ["events", "-n", "5"], ["events", "--json"], ["primary"], ["primary", "--json"],
                  ["primary", "--conninfo"], ["status", "--help"], ["--help"],
-                 ["events", "-n", "zero"], ["remove", "n9"], ["pause"], ["resume"]]
+                 ["events", "-n", "zero"], ["remove", "n9"], ["pause"], ["resume"],
+                 ["switchover", "--to", "n9"], ["failover", "--to", "n2"],
+                 ["switchover", "--to", "n3"]]
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
