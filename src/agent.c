@@ -1220,6 +1220,22 @@ decide_init(struct pgl_daemon *d)
 #define RECHECK_MS 5
 #define RECHECKS 6
 
+/*
+ * Which node records wake this agent at once: a node following a holder
+ * only the holder's (its renewals decide the expiry); the holder, a
+ * candidate (it steps every 100 ms anyway) or a node with no holder to
+ * follow, none.  Never its own: each heartbeat would wake it.  Every record
+ * is still read on each pass, and a pass runs at least every renew interval.
+ */
+static void
+watch_focus(struct pgl_daemon *d)
+{
+	const char *h = d->dc.lease.holder;
+
+	pgl_watch_focus(d->watch, d->dc.term == 0 && h[0] && strcmp(h, d->cfg.node_name) != 0
+					? h : "");
+}
+
 /* The loop: one pass per wake (inotify on the store, a signal, or the timer). */
 static void
 run_loop(struct pgl_daemon *d)
@@ -1245,14 +1261,14 @@ run_loop(struct pgl_daemon *d)
 			if (pgl_store_data_version(d->st, &dv) == 0)
 				seen = dv;
 			tick(d);
+			watch_focus(d);
 		}
 		timeout = next_timeout(d);
 		capped = rechecks > 0 && timeout > RECHECK_MS;
 		n = poll(p, 2, capped ? RECHECK_MS : timeout);
 		pass = n == 0 && !capped;		/* the agent's own timer */
 		if (n > 0) {
-			if (p[0].revents) {
-				pgl_watch_drain(d->watch);
+			if (p[0].revents && pgl_watch_drain(d->watch)) {
 				rechecks = RECHECKS;
 				pass = true;
 			}

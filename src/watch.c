@@ -19,6 +19,8 @@ struct pgl_watch {
 	char base[256];		/* "lease.db" */
 	char wal[270];		/* "lease.db-wal" */
 	int nodes_wd;		/* the node records' directory; -1: none */
+	bool focused;		/* only focus's record counts (pgl_watch_focus) */
+	char focus[270];	/* "NAME.json", or "" for none */
 };
 
 /*
@@ -98,6 +100,16 @@ is_record(const char *name)
 	return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".json") == 0;
 }
 
+void
+pgl_watch_focus(struct pgl_watch *w, const char *name)
+{
+	w->focused = name != NULL;
+	if (name && *name)
+		snprintf(w->focus, sizeof(w->focus), "%s.json", name);
+	else
+		w->focus[0] = '\0';
+}
+
 bool
 pgl_watch_drain(struct pgl_watch *w)
 {
@@ -112,7 +124,8 @@ pgl_watch_drain(struct pgl_watch *w)
 			if (ev->mask & IN_Q_OVERFLOW)
 				hit = true;
 			else if (ev->len > 0 && ev->wd == w->nodes_wd)
-				hit |= is_record(ev->name);
+				hit |= w->focused ? w->focus[0] && strcmp(ev->name, w->focus) == 0
+					: is_record(ev->name);
 			else if (ev->len > 0 &&
 					 (strcmp(ev->name, w->base) == 0 || strcmp(ev->name, w->wal) == 0))
 				hit = true;

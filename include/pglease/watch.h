@@ -24,6 +24,13 @@ int pgl_watch_open(const char *store_path, const char *nodes_dir, struct pgl_wat
 void pgl_watch_close(struct pgl_watch *w);
 /* A descriptor to poll(2) for POLLIN. */
 int pgl_watch_fd(const struct pgl_watch *w);
+/*
+ * Narrows the node records that count as a change to NAME's (none for "";
+ * NULL: every record again, the default).  An agent that follows a holder
+ * needs only the holder's renewals at once; it reads the other records on
+ * its timer.
+ */
+void pgl_watch_focus(struct pgl_watch *w, const char *name);
 /* Reads all pending events; true if any concerned the store's files. */
 bool pgl_watch_drain(struct pgl_watch *w);
 /*

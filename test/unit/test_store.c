@@ -2057,6 +2057,19 @@ test_watch(void)
 		pgl_watch_drain(w);
 		CHECK(pgl_store_node_upsert(st, &nd) == 0);
 		CHECK(pgl_watch_wait(w, 1000) == 1);
+		/* Focused on another node's record: w2's does not count; that node's does. */
+		pgl_watch_focus(w, "w3");
+		CHECK(pgl_store_node_upsert(st, &nd) == 0);
+		CHECK(pgl_watch_wait(w, 200) == 0);
+		strcpy(nd.name, "w3");
+		CHECK(pgl_store_node_upsert(st, &nd) == 0);
+		CHECK(pgl_watch_wait(w, 1000) == 1);
+		pgl_watch_focus(w, "");		/* none */
+		CHECK(pgl_store_node_upsert(st, &nd) == 0);
+		CHECK(pgl_watch_wait(w, 200) == 0);
+		pgl_watch_focus(w, NULL);		/* every record again */
+		CHECK(pgl_store_node_upsert(st, &nd) == 0);
+		CHECK(pgl_watch_wait(w, 1000) == 1);
 		pgl_store_close(st);
 	}
 
