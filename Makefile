@@ -11,7 +11,7 @@
 #                   NODES=3|5 TTL_MS=2000 NEMESIS_OUT=nemesis-out
 
 CC      ?= gcc
-PKGS    := libpq sqlite3
+PKGS    := libpq sqlite3 libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages that building and testing pglease needs.
 # Idempotent; run as root on a fresh Debian 12 machine.
 set -euo pipefail
-pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev sqlite3 postgresql-15
+pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev sqlite3 postgresql-15
       postgresql-server-dev-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
       iproute2 procps bc debootstrap debian-archive-keyring clang libclang-rt-14-dev gnuplot-nox

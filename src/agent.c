@@ -200,9 +200,25 @@ flush_events(struct pgl_daemon *d)
 
 /* ---- the holder's actions ---- */
 
+/* The cause a fence is counted under in pglease_fences_total. */
+static int
+fence_cause(const char *why)
+{
+	if (strstr(why, "deadline"))
+		return PGL_FENCE_DEADLINE;
+	if (strstr(why, "higher term"))
+		return PGL_FENCE_HIGHER_TERM;
+	if (strstr(why, "hung"))
+		return PGL_FENCE_HUNG;
+	if (strstr(why, "store"))
+		return PGL_FENCE_STORE;
+	return PGL_FENCE_OTHER;
+}
+
 static void
 do_fence(struct pgl_daemon *d, const struct pgl_action *a)
 {
+	d->hs.fences[fence_cause(a->detail)]++;
 	wd_update(d);
 	pgl_server_kill(d);
 	pgl_strlcpy(d->state, "fenced", sizeof(d->state));
@@ -214,6 +230,28 @@ do_fence(struct pgl_daemon *d, const struct pgl_action *a)
 	pgl_log_set_term(-1);
 }
 
+/* Renewal counters and latency for /metrics. */
+static void
+count_renewal(struct pgl_daemon *d, int rc, int64_t t0)
+{
+	struct pgl_http_state *s = &d->hs;
+	int64_t iv = d->dc.cfg.renew_interval_ms, last = d->dc.last_renew_ms;
+	double took = (pgl_mono_ms() - t0) / 1000.0;
+
+	if (rc < 0) {
+		s->renewals_failed++;
+		return;
+	}
+	s->renewals++;
+	if (last && t0 - (last + iv) > iv / 2)
+		s->renewals_late++;
+	for (int i = 0; i < PGL_RENEW_BUCKETS; i++)
+		if (took <= pgl_renew_bucket_s[i])
+			s->renew_buckets[i]++;
+	s->renew_count++;
+	s->renew_sum_s += took;
+}
+
 static void
 do_renew(struct pgl_daemon *d, struct pgl_actions *out)
 {
@@ -223,6 +261,7 @@ do_renew(struct pgl_daemon *d, struct pgl_actions *out)
 
 	rc = pgl_store_renew(d->st, c->node_name, d->dc.term, t0, c->lease_ttl_ms,
 						 c->fence_margin_ms, d->dc.deadline_ms, &dl, &renewals);
+	count_renewal(d, rc, t0);
 	pgl_decide_renewed(&d->dc, rc, t0, dl, rc < 0 ? pgl_store_errmsg(d->st) : NULL,
 					   pgl_mono_ms(), out);
 	if (rc == 0) {
@@ -719,13 +758,17 @@ observe_status(struct pgl_daemon *d, int64_t now, bool ask, struct pgl_server_ob
 	if (!s->running || !ask)
 		return;
 	s->status_asked = true;
+	d->hs_status_ok = false;
 	if (local_status(d, &st) < 0) {
 		int64_t t = pgl_pg_timeout_at();
 
 		/* No answer in time (not a refusal): recently, a local call timed out. */
 		s->unresponsive = t && now - t <= 2 * d->cfg.renew_interval_ms;
 	} else {
-		s->status_ok = true;
+		s->status_ok = d->hs_status_ok = true;
+		d->hs.in_recovery = st.in_recovery;
+		d->hs.streaming = st.streaming;
+		d->hs_replay_lsn = st.replay_lsn;
 		s->in_recovery = st.in_recovery;
 		s->streaming = st.streaming;
 		s->sender_port = st.sender_port;
@@ -784,9 +827,17 @@ observe_store(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
 	/* A switchover asks the holder; a switchover or failover names who claims. */
 	if ((d->dc.term || maybe_claimable(d, o)) && pgl_store_read_switchover(d->st, &o->sw) == 0)
 		o->sw_ok = true;
+	if (o->lease.term > d->last_term_seen) {
+		d->hs.terms_seen += d->last_term_seen > 0;
+		d->last_term_seen = o->lease.term;
+	}
 	if (pgl_store_list_nodes(d->st, nodes, &o->n_nodes) == 0) {
 		o->nodes_ok = true;
 		o->nodes = *nodes;
+		d->holder_lsn = 0;
+		for (int i = 0; i < o->n_nodes; i++)
+			if (strcmp(o->nodes[i].name, o->lease.holder) == 0)
+				d->holder_lsn = o->nodes[i].receive_lsn_int;
 	} else
 		o->n_nodes = 0;
 }
@@ -833,6 +884,32 @@ observe(struct pgl_daemon *d, struct pgl_obs *o, struct pgl_node **nodes)
  * observe, decide, carry out; again at once (a few times at most) when a
  * claim was won, so the next decision sees the new state.
  */
+/* What the HTTP API answers from until the next pass (see http.h). */
+static void
+http_publish(struct pgl_daemon *d)
+{
+	struct pgl_http_state *s = &d->hs;
+
+	if (d->http == NULL)
+		return;
+	pgl_strlcpy(s->node, d->cfg.node_name, sizeof(s->node));
+	pgl_strlcpy(s->role, pgl_role_name(d->dc.role), sizeof(s->role));
+	s->term = d->dc.lease.term;
+	pgl_strlcpy(s->holder, d->dc.lease.holder, sizeof(s->holder));
+	s->held_term = d->dc.term;
+	s->deadline_ms = d->dc.term ? d->dc.deadline_ms : 0;
+	/* A server stopping (clean stop, switchover) takes no more writes or reads. */
+	s->running = d->srv.pm_pid > 0 && d->hs_status_ok && !d->dc.stop_asked &&
+		d->job.job != PGL_JOB_STOP && d->job.job != PGL_JOB_HANDOVER;
+	s->lag_bytes = -1;
+	if (s->running && !s->in_recovery)
+		s->lag_bytes = 0;
+	else if (s->running && d->holder_lsn && d->hs_replay_lsn)
+		s->lag_bytes = d->holder_lsn > d->hs_replay_lsn ?
+			(int64_t) (d->holder_lsn - d->hs_replay_lsn) : 0;
+	pgl_http_publish(d->http, s);
+}
+
 static void
 tick(struct pgl_daemon *d)
 {
@@ -844,6 +921,7 @@ tick(struct pgl_daemon *d)
 	}
 	if (d->job.job != PGL_JOB_NONE && (!job_progress(d, acts) || d->job.job != PGL_JOB_NONE)) {
 		free(acts);
+		http_publish(d);
 		return;
 	}
 	for (int round = 0; round < 4 && !d->exit; round++) {
@@ -860,6 +938,7 @@ tick(struct pgl_daemon *d)
 			break;
 	}
 	free(acts);
+	http_publish(d);
 }
 
 /* ---- startup and shutdown ---- */
@@ -1143,6 +1222,13 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 				strerror(errno));
 		return PGL_EXIT_FAIL;
 	}
+	/* After the watchdog's fork: no helper process keeps the listening socket. */
+	if (d->cfg.http_listen[0] &&
+		(rc = pgl_http_start(d->cfg.http_listen, d->cfg.lease_db, &d->http, err,
+							 sizeof(err))) < 0) {
+		fprintf(stderr, "pglease: %s\n", err);
+		return rc == -PGL_EINVAL ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
+	}
 	pgl_log_info("agent started: store %s, data %s, port %d, ttl %d ms, renew %d ms",
 				 d->cfg.lease_db, d->cfg.pgdata, d->cfg.pg_port, d->cfg.lease_ttl_ms,
 				 d->cfg.renew_interval_ms);
@@ -1327,6 +1413,7 @@ pgl_agent_main(int argc, char **argv)
 		shutdown_node(d);
 	if (rc == PGL_EXIT_OK && d->fatal)
 		rc = PGL_EXIT_FAIL;
+	pgl_http_stop(d->http);
 	watch_stop(d);
 	pgl_server_disconnect(d);
 	pgl_watch_close(d->watch);

@@ -644,6 +644,23 @@ print_lease_json(FILE *f, const struct pgl_lease *l)
 	fputc('}', f);
 }
 
+/* ,"host":...,"port":... from the node's conninfo (null when it has none). */
+static void
+print_address_json(FILE *f, const struct pgl_node *n)
+{
+	char host[256] = "";
+	int port = 0;
+
+	if (n->conninfo[0])
+		pgl_conninfo_host_port(n->conninfo, host, sizeof(host), &port);
+	fputs(",\"host\":", f);
+	json_text(f, host);
+	if (port > 0)
+		fprintf(f, ",\"port\":%d", port);
+	else
+		fputs(",\"port\":null", f);
+}
+
 static void
 print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
 {
@@ -672,26 +689,43 @@ print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
 		fputs(",\"lag_bytes\":null", f);
 	fputs(",\"heartbeat_age_s\":", f);
 	json_age(f, n->age_s);
-	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s}", (long long) n->priority,
+	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s", (long long) n->priority,
 			strcmp(n->name, s->lease.holder) == 0 ? "true" : "false");
+	print_address_json(f, n);
+	fputc('}', f);
 }
 
 static void
-print_status_json(const struct snapshot *s)
+print_status_json(FILE *f, const struct snapshot *s)
 {
-	fputs("{\"cluster\":{\"name\":", stdout);
-	json_str(stdout, s->cluster.name);
-	fputs(",\"system_identifier\":", stdout);
-	json_text(stdout, s->cluster.system_identifier);
-	printf(",\"paused\":%s},\"lease\":", s->cluster.paused ? "true" : "false");
-	print_lease_json(stdout, &s->lease);
-	fputs(",\"nodes\":[", stdout);
+	fputs("{\"cluster\":{\"name\":", f);
+	json_str(f, s->cluster.name);
+	fputs(",\"system_identifier\":", f);
+	json_text(f, s->cluster.system_identifier);
+	fprintf(f, ",\"paused\":%s},\"lease\":", s->cluster.paused ? "true" : "false");
+	print_lease_json(f, &s->lease);
+	fputs(",\"nodes\":[", f);
 	for (int i = 0; i < s->n_nodes; i++) {
 		if (i)
-			fputc(',', stdout);
-		print_node_json(stdout, s, &s->nodes[i]);
+			fputc(',', f);
+		print_node_json(f, s, &s->nodes[i]);
 	}
-	fputs("]}\n", stdout);
+	fputs("]}\n", f);
+}
+
+int
+pgl_cli_status_json(struct pgl_store *st, FILE *f)
+{
+	struct snapshot s;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	if ((rc = pgl_store_read_cluster(st, &s.cluster)) == 0 &&
+		(rc = pgl_store_read_lease(st, &s.lease)) == 0 &&
+		(rc = pgl_store_list_nodes(st, &s.nodes, &s.n_nodes)) == 0)
+		print_status_json(f, &s);
+	free(s.nodes);
+	return rc;
 }
 
 /* "lease: n1 term 3 (renewed 0.4s ago)" or "lease: none (term 3)". */
@@ -796,7 +830,7 @@ cmd_status(struct cli *c)
 	if ((rc = read_snapshot(st, &s)) != 0)
 		goto out;
 	if (c->json)
-		print_status_json(&s);
+		print_status_json(stdout, &s);
 	else
 		rc = print_status_table(&s);
 out:

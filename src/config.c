@@ -33,12 +33,13 @@
 #include <unistd.h>
 
 #include "pglease/config.h"
+#include "pglease/http.h"
 #include "pglease/log.h"
 
 extern char **environ;
 
 enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE, KEY_NETWORK,
-			   KEY_HOST };
+			   KEY_HOST, KEY_LISTEN };
 
 /* Longest line of a config file (without its newline). */
 #define LINE_MAX_LEN 4095
@@ -104,6 +105,9 @@ static const struct conf_key keys[] = {
 	{ "replication_channel_binding", KEY_CHOICE, OFF(replication_channel_binding), "prefer",
 	  0, 0, "channel_binding of replication connections: disable, prefer or require",
 	  channel_bindings },
+	{ "http_listen", KEY_LISTEN, OFF(http_listen), "", 0, 0,
+	  "[ADDRESS]:PORT of the HTTP API (/primary, /replica, /health, /cluster, /metrics; "
+	  "for example :8008); empty: off", NULL },
 };
 
 struct errbuf {
@@ -319,6 +323,15 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 			return false;
 		}
 		break;
+	case KEY_LISTEN: {
+		char addr[64];
+		int port;
+
+		if (*val != '\0' && !pgl_http_listen_parse(val, addr, sizeof(addr), &port, why,
+													 whylen))
+			return false;
+		break;
+	}
 	case KEY_STR:
 		break;
 	}

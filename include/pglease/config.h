@@ -44,6 +44,7 @@ struct pgl_config {
 	char replication_sslmode[16];	/* libpq sslmode for connections to other nodes */
 	char replication_sslrootcert[PGL_PATH_MAX];
 	char replication_channel_binding[16];
+	char http_listen[80];			/* "" (off) or [ADDRESS]:PORT */
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };

@@ -14,6 +14,7 @@
 
 #include "pglease/config.h"
 #include "pglease/decide.h"
+#include "pglease/http.h"
 #include "pglease/server.h"
 #include "pglease/store.h"
 #include "pglease/timing.h"
@@ -79,6 +80,14 @@ struct pgl_daemon {
 
 	struct pgl_pending_event pending[PGL_MAX_PENDING];
 	int n_pending;
+
+	/* The HTTP API (http.c): NULL when http_listen is empty. */
+	struct pgl_http *http;
+	struct pgl_http_state hs;	/* what the next publish says; counters accumulate */
+	bool hs_status_ok;			/* the last status query answered */
+	uint64_t hs_replay_lsn;		/* ... and the replay position it gave */
+	uint64_t holder_lsn;		/* the holder's position, from its record */
+	int64_t last_term_seen;
 
 	volatile sig_atomic_t stop;	/* SIGTERM/SIGINT seen */
 	bool fatal;					/* stopping because of an error */

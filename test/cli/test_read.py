@@ -5,7 +5,7 @@ import re
 from conftest import age, mk, pgl
 
 NODE_KEYS = {"name", "role", "state", "upstream", "timeline", "receive_lsn", "replay_lsn",
-             "lag_bytes", "heartbeat_age_s", "priority", "holds_lease"}
+             "lag_bytes", "heartbeat_age_s", "priority", "holds_lease", "host", "port"}
 LEASE_KEYS = {"holder", "term", "renewals", "ttl_ms", "acquired_at", "renewed_at",
               "renewed_age_s", "released_lsn"}
 
@@ -57,6 +57,8 @@ def test_status_json(store):
     assert nodes["n1"]["holds_lease"] is True
     assert not nodes["n2"]["holds_lease"] and not nodes["n3"]["holds_lease"]
     assert [nodes[x]["lag_bytes"] for x in ("n1", "n2", "n3")] == [0, 16384, 1024]
+    assert [(nodes[x]["host"], nodes[x]["port"]) for x in ("n1", "n2", "n3")] == \
+        [("pg1", 5432), ("pg2", 5432), ("pg3", 5432)]
     assert nodes["n1"]["upstream"] is None and nodes["n1"]["replay_lsn"] is None
     assert nodes["n2"]["receive_lsn"] == "0/3004000" and nodes["n2"]["replay_lsn"] == "0/3000000"
     assert nodes["n3"]["priority"] == 50 and nodes["n2"]["timeline"] == 1

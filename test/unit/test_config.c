@@ -216,6 +216,15 @@ test_bad_values(void)
 	expect_line_error("advertise_host = 'o''brien'\n", "advertise_host");
 	expect_line_error("advertise_host = pg1,pg2\n", "advertise_host");
 	expect_ok("advertise_host = pg-1.example\n");
+	/* http_listen: [IPv4 ADDRESS]:PORT, or empty for off. */
+	expect_ok("http_listen = :8008\n");
+	expect_ok("http_listen = 127.0.0.1:8008\n");
+	expect_ok("http_listen =\n");
+	expect_line_error("http_listen = 8008\n", "http_listen");
+	expect_line_error("http_listen = :0\n", "http_listen");
+	expect_line_error("http_listen = :65536\n", "http_listen");
+	expect_line_error("http_listen = localhost:8008\n", "http_listen");
+	expect_line_error("http_listen = 1.2.3.4:80x\n", "http_listen");
 	expect_ok("advertise_host = '::1'\n");
 	expect_ok("advertise_host = 10.0.0.7\n");
 	CHECK(strcmp(cfg.advertise_host, "10.0.0.7") == 0);
