@@ -3,6 +3,7 @@ bootstrap, docker stop of the primary, docker start of it, docker kill of the
 next primary (and its return), a network partition of the primary that still
 reaches the shared lease volume.  Each test leaves 1 primary + 2 streaming
 standbys for the next, and checks that itself first."""
+import http.client
 import json
 import os
 import subprocess
@@ -37,6 +38,20 @@ def require_healthy(c, timeout=REJOIN_TIMEOUT):
 
 # ------------------------------------------------------------------ 1
 
+def http_status(c, svc, path):
+    """The status of GET path on svc's HTTP API (port 8008), from the host."""
+    ip = c.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  c.container(svc)).stdout.strip()
+    conn = http.client.HTTPConnection(ip, 8008, timeout=3)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError as e:
+        return "unreachable: %s" % e
+    finally:
+        conn.close()
+
+
 def test_01_bootstrap(c):
     t0 = time.monotonic()
     c.up()
@@ -69,6 +84,16 @@ def test_01_bootstrap(c):
         return st
     st, _ = poll("pglease status --json to agree", status_agrees, 30, 1)
     print(json.dumps(st, indent=1))
+
+    # The HTTP API (on in the image): /primary answers 200 on the primary only,
+    # /replica on the standbys; asked from the host, as HAProxy would.
+    def http_roles():
+        got = {s: (http_status(c, s, "/primary"), http_status(c, s, "/replica"))
+               for s in SERVICES}
+        want = {s: (200, 503) if s == p else (503, 200) for s in SERVICES}
+        assert got == want, got
+        return got
+    poll("the HTTP API to agree", http_roles, 30, 1)
 
     # sqlite3 on the host reads the views (read-only), and leaves no file
     # that the container's postgres user could not open.
