@@ -1284,6 +1284,7 @@ decide_init(struct pgl_daemon *d)
 		.fence_margin_ms = d->cfg.fence_margin_ms,
 		.election_grace_ms = d->cfg.election_grace_ms,
 		.follow_timeout_ms = d->cfg.follow_timeout_ms,
+		.max_lag_on_failover = d->cfg.max_lag_on_failover,
 	};
 
 	pgl_strlcpy(c.node_name, d->cfg.node_name, sizeof(c.node_name));

@@ -47,6 +47,7 @@ enum {
 	OPT_TO = 1 << 5,
 	OPT_WAIT = 1 << 6,
 	OPT_MAXLAG = 1 << 7,
+	OPT_URI = 1 << 8,
 };
 
 /* switchover / failover: how long the primary may take, and the lag bound. */
@@ -74,7 +75,7 @@ struct cli {
 	const char *lease_db_arg;	/* --lease-db, or NULL */
 	const char *config;			/* -c, or NULL */
 	const char *node;			/* remove's NODE */
-	bool json, conninfo, help;
+	bool json, conninfo, help, uri;
 	long n;						/* events -n */
 	long count;					/* watch --count; 0 = until a signal */
 	const char *to;				/* switchover/failover --to */
@@ -126,7 +127,7 @@ static const struct command commands[] = {
 	  "time, term, node, kind, detail.\n\n"
 	  "  -n N               how many events (a positive integer; default 20)\n"
 	  "  --json             a JSON array of {id, at, term, node, kind, detail}\n" },
-	{ "primary", cmd_primary, OPT_JSON | OPT_CONNINFO, "[--conninfo] [--json]",
+	{ "primary", cmd_primary, OPT_JSON | OPT_CONNINFO | OPT_URI, "[--conninfo] [--json] [--uri]",
 	  "print the live primary's name (exit 3 when there is none)",
 	  "Prints the name of the live primary and exits 0.  The primary is live when the\n"
 	  "lease has a holder, the holder's node row exists, its heartbeat is at most twice\n"
@@ -135,7 +136,11 @@ static const struct command commands[] = {
 	  "stderr, and exits 3.\n\n"
 	  "  --conninfo         print the primary's connection string instead of its name\n"
 	  "  --json             {\"primary\": name or null, \"conninfo\": ..., \"term\": N}\n"
-	  "                     (printed with exit 3 too)\n" },
+	  "                     (printed with exit 3 too)\n"
+	  "  --uri              print instead the libpq multi-host URI of the whole cluster,\n"
+	  "                     every node that reported an address, with\n"
+	  "                     target_session_attrs=read-write (libpq finds the primary);\n"
+	  "                     exit 0 whether or not a primary is live\n" },
 	{ "watch", cmd_watch, OPT_JSON | OPT_COUNT, "[--json] [--count N]",
 	  "print lease, event and node changes as they happen",
 	  "Prints the current lease, then one line per change until SIGINT or SIGTERM (exit 0):\n"
@@ -210,6 +215,7 @@ static const struct option long_opts[] = {
 	{ "count", required_argument, NULL, 'N' },
 	{ "to", required_argument, NULL, 'T' },
 	{ "wait", no_argument, NULL, 'W' },
+	{ "uri", no_argument, NULL, 'U' },
 	{ "timeout", required_argument, NULL, 'O' },
 	{ "max-lag", required_argument, NULL, 'M' },
 	{ "help", no_argument, NULL, 'h' },
@@ -444,6 +450,11 @@ take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
 			arg_error(err, len, name, ch == 'n' ? "-n: '%s' is not a positive integer"
 					  : "--count: '%s' is not a positive integer", optarg);
 		break;
+	case 'U':
+		if (!(c->cmd->opts & OPT_URI))
+			arg_error(err, len, name, "unknown option '%s'", "--uri");
+		c->uri = true;
+		break;
 	case 'T':
 	case 'W':
 		if (!(c->cmd->opts & (ch == 'T' ? OPT_TO : OPT_WAIT)))
@@ -505,6 +516,9 @@ parse_args(struct cli *c, int argc, char **argv)
 	}
 	if (!err[0] && optind < argc)
 		arg_error(err, sizeof(err), c->cmd->name, "unexpected argument '%s'", argv[optind]);
+	if (!err[0] && c->uri && (c->json || c->conninfo))
+		arg_error(err, sizeof(err), c->cmd->name, "%s cannot be combined with --json or "
+				  "--conninfo", "--uri");
 	if (!err[0] && c->cmd->fn == cmd_failover && c->to == NULL)
 		arg_error(err, sizeof(err), c->cmd->name, "%s is required (the node to promote)",
 				  "--to NODE");
@@ -689,8 +703,9 @@ print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
 		fputs(",\"lag_bytes\":null", f);
 	fputs(",\"heartbeat_age_s\":", f);
 	json_age(f, n->age_s);
-	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s", (long long) n->priority,
-			strcmp(n->name, s->lease.holder) == 0 ? "true" : "false");
+	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s,\"reachable\":%s",
+			(long long) n->priority, strcmp(n->name, s->lease.holder) == 0 ? "true" : "false",
+			pgl_decide_node_reachable(&s->lease, n) ? "true" : "false");
 	print_address_json(f, n);
 	fputc('}', f);
 }
@@ -755,9 +770,12 @@ struct row {
 static void
 fill_row(const struct snapshot *s, const struct pgl_node *n, struct row *r)
 {
+	bool reachable = pgl_decide_node_reachable(&s->lease, n);
+
 	tty_copy(r->cell[0], n->name, CELL_MAX);
-	tty_copy(r->cell[1], n->role[0] ? n->role : "-", CELL_MAX);
-	tty_copy(r->cell[2], n->state[0] ? n->state : "-", CELL_MAX);
+	/* Silent for longer than the TTL: what it last said may no longer be true. */
+	tty_copy(r->cell[1], !reachable ? "?" : n->role[0] ? n->role : "-", CELL_MAX);
+	tty_copy(r->cell[2], !reachable ? "unreachable" : n->state[0] ? n->state : "-", CELL_MAX);
 	tty_copy(r->cell[3], n->upstream[0] ? n->upstream : "-", CELL_MAX);
 	if (n->timeline > 0)
 		snprintf(r->cell[4], CELL_MAX, "%lld", (long long) n->timeline);
@@ -958,6 +976,49 @@ print_primary_json(bool live, const struct pgl_lease *l, const struct pgl_node *
 	printf(",\"term\":%lld}\n", (long long) l->term);
 }
 
+/*
+ * primary --uri: postgresql://HOST:PORT,.../postgres?target_session_attrs=
+ * read-write from every node's record (names are host names or addresses:
+ * nothing to escape but an IPv6 address's brackets).
+ */
+static int
+print_uri(struct cli *c)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_node *nodes = NULL;
+	int n = 0, rc, shown = 0;
+
+	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
+		return rc;
+	if ((rc = pgl_store_list_nodes(st, &nodes, &n)) < 0) {
+		rc = store_failed(st, "read the node records", rc);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		char host[256] = "";
+		int port = 0;
+		bool v6;
+
+		if (!nodes[i].conninfo[0] ||
+			pgl_conninfo_host_port(nodes[i].conninfo, host, sizeof(host), &port) < 0 ||
+			!host[0] || port <= 0)
+			continue;
+		v6 = strchr(host, ':') != NULL;
+		printf("%s%s%s%s:%d", shown ? "," : "postgresql://", v6 ? "[" : "", tty(host),
+			   v6 ? "]" : "", port);
+		shown++;
+	}
+	if (shown)
+		printf("/postgres?target_session_attrs=read-write\n");
+	else
+		fprintf(stderr, "pglease: no node has reported an address yet\n");
+	rc = shown ? PGL_EXIT_OK : PGL_EXIT_FAIL;
+out:
+	free(nodes);
+	pgl_store_close(st);
+	return rc;
+}
+
 static int
 cmd_primary(struct cli *c)
 {
@@ -968,6 +1029,8 @@ cmd_primary(struct cli *c)
 	bool live, have_row = false;
 	int rc;
 
+	if (c->uri)
+		return print_uri(c);
 	if ((rc = open_store(c, c->path, PGL_STORE_RDONLY, &st)) != 0)
 		goto out;
 	if ((rc = pgl_store_read_lease(st, &l)) < 0) {

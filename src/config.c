@@ -105,6 +105,9 @@ static const struct conf_key keys[] = {
 	{ "replication_channel_binding", KEY_CHOICE, OFF(replication_channel_binding), "prefer",
 	  0, 0, "channel_binding of replication connections: disable, prefer or require",
 	  channel_bindings },
+	{ "max_lag_on_failover", KEY_INT, OFF(max_lag_on_failover), "0", 0, 2147483647,
+	  "bytes: a standby further behind the primary's last reported position does not "
+	  "claim (only pglease failover --to can name it); 0: no bound", NULL },
 	{ "http_listen", KEY_LISTEN, OFF(http_listen), "", 0, 0,
 	  "[ADDRESS]:PORT of the HTTP API (/primary, /replica, /health, /cluster, /metrics; "
 	  "for example :8008); empty: off", NULL },

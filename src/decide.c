@@ -286,6 +286,12 @@ pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 	return false;
 }
 
+bool
+pgl_decide_node_reachable(const struct pgl_lease *l, const struct pgl_node *n)
+{
+	return n->age_s >= 0 && n->age_s <= cli_ttl_s(l);
+}
+
 static void start_job(struct pgl_decider *dc, enum pgl_job j, enum pgl_server_mode mode,
 					  const struct pgl_node *n, struct pgl_actions *out);
 
@@ -466,6 +472,25 @@ held_back_by(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl
 	return true;
 }
 
+/*
+ * max_lag_on_failover: further behind the holder's last reported position
+ * than that, this node does not stand (only a failover --to can name it).
+ * Said once per term.
+ */
+static bool
+too_far_behind(const struct pgl_decider *dc, const struct pgl_obs *obs, uint64_t lsn)
+{
+	const struct pgl_node *h = NULL;
+
+	if (dc->cfg.max_lag_on_failover <= 0 || !dc->lease.holder[0])
+		return false;
+	for (int i = 0; i < obs->n_nodes; i++)
+		if (strcmp(obs->nodes[i].name, dc->lease.holder) == 0)
+			h = &obs->nodes[i];
+	return h && h->receive_lsn_int > lsn &&
+		h->receive_lsn_int - lsn > (uint64_t) dc->cfg.max_lag_on_failover;
+}
+
 /* Is this node a candidate now (named: by a request)?  Fills in its own LSN. */
 static bool
 standing(const struct pgl_decider *dc, const struct pgl_obs *obs, bool bootstrap,
@@ -483,6 +508,8 @@ standing(const struct pgl_decider *dc, const struct pgl_obs *obs, bool bootstrap
 		me->lsn = s->receive_lsn;
 	} else if (!bootstrap)
 		return false;			/* nothing to promote; wait for a primary to clone */
+	if (!named && !released && too_far_behind(dc, obs, me->lsn))
+		return false;
 	/*
 	 * released_lsn is the start of the old primary's shutdown checkpoint
 	 * record; a candidate must have received past it, so that the new
@@ -526,8 +553,17 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		dc->sw_waiting_seq = obs->sw.seq;
 		return false;
 	}
-	if (!standing(dc, obs, bootstrap, released, to != NULL, &me))
+	if (!standing(dc, obs, bootstrap, released, to != NULL, &me)) {
+		if (!to && !released && dc->lag_said_term != l->term && obs->server.status_ok &&
+			too_far_behind(dc, obs, obs->server.receive_lsn)) {
+			say(out, PGL_ALOG_WARN, "not standing for term %" PRId64 ": more than "
+				"max_lag_on_failover (%" PRId64 " bytes) behind %s's last reported "
+				"position; `pglease failover --to %s` can still name this node",
+				l->term + 1, dc->cfg.max_lag_on_failover, l->holder, dc->cfg.node_name);
+			dc->lag_said_term = l->term;
+		}
 		return false;
+	}
 	if (to) {
 		dc->sw_claim_seq = obs->sw.seq;
 		return true;			/* named: no election */

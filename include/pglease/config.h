@@ -45,6 +45,7 @@ struct pgl_config {
 	char replication_sslrootcert[PGL_PATH_MAX];
 	char replication_channel_binding[16];
 	char http_listen[80];			/* "" (off) or [ADDRESS]:PORT */
+	int max_lag_on_failover;		/* bytes; 0: no bound */
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };

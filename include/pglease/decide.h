@@ -42,6 +42,7 @@ struct pgl_decide_cfg {
 	int64_t election_grace_ms;
 	int64_t follow_timeout_ms;
 	bool sync_replication;		/* pg.synchronous_standby_names is set: wait for silent standbys */
+	int64_t max_lag_on_failover;	/* bytes; 0: no bound */
 };
 
 /* How the local server was started (or none). */
@@ -226,6 +227,7 @@ struct pgl_decider {
 	/* ... and as the node a switchover or failover --to names. */
 	int64_t sw_claim_seq;		/* claimed because request sw_claim_seq named this node */
 	int64_t sw_waiting_seq;		/* said once that another node was named */
+	int64_t lag_said_term;		/* said for this term that it lags too far to stand */
 	int64_t sw_seen_seq;		/* the newest request read, and when */
 	int64_t sw_seen_ms;
 
@@ -275,6 +277,12 @@ bool pgl_decide_node_live(const struct pgl_decider *dc, const char *name, int64_
  */
 bool pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 							 char *why, size_t whylen);
+
+/*
+ * The CLI's rule for a reachable node (`pglease status`): its heartbeat is
+ * at most one lease TTL old by the wall clock.
+ */
+bool pgl_decide_node_reachable(const struct pgl_lease *l, const struct pgl_node *n);
 
 /*
  * The CLI's rule for a healthy node (`pglease health`): a heartbeat within

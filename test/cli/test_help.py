@@ -10,7 +10,7 @@ COMMANDS = ["status", "lease", "events", "primary", "watch", "remove", "pause", 
             "switchover", "failover", "health"]
 # Options each command's help must mention (its usage text is checked for truth).
 OWN_OPTIONS = {"status": ["--json"], "lease": ["--json"], "events": ["-n N", "--json"],
-               "primary": ["--conninfo", "--json"], "watch": ["--json", "--count N"],
+               "primary": ["--conninfo", "--json", "--uri"], "watch": ["--json", "--count N"],
                "remove": ["NODE"], "pause": [], "resume": [], "health": [],
                "switchover": ["--to NODE", "--wait", "--timeout S", "--max-lag BYTES"],
                "failover": ["--to NODE", "--wait", "--timeout S"]}
@@ -59,7 +59,7 @@ VALGRIND_RUNS = [["status"], ["status", "--json"], ["lease"], ["lease", "--json"
                  ["primary", "--conninfo"], ["status", "--help"], ["--help"],
                  ["events", "-n", "zero"], ["remove", "n9"], ["pause"], ["resume"],
                  ["switchover", "--to", "n9"], ["failover", "--to", "n2"],
-                 ["switchover", "--to", "n3"]]
+                 ["switchover", "--to", "n3"], ["primary", "--uri"]]
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")

@@ -5,7 +5,8 @@ import re
 from conftest import age, mk, pgl
 
 NODE_KEYS = {"name", "role", "state", "upstream", "timeline", "receive_lsn", "replay_lsn",
-             "lag_bytes", "heartbeat_age_s", "priority", "holds_lease", "host", "port"}
+             "lag_bytes", "heartbeat_age_s", "priority", "holds_lease", "host", "port",
+             "reachable"}
 LEASE_KEYS = {"holder", "term", "renewals", "ttl_ms", "acquired_at", "renewed_at",
               "renewed_age_s", "released_lsn"}
 
@@ -37,6 +38,35 @@ def test_status_table(store):
     assert rows["n3"][5] == "1.0 kB"
     assert re.fullmatch(r"\d+\.\ds ago", rows["n2"][6])
     assert [n for n, c in rows.items() if c[7] == "*"] == ["n1"]
+
+
+def test_status_marks_silent_nodes_unreachable(store):
+    """A node silent for longer than the TTL (5 s here) is not shown as what it last said."""
+    age(store, "nodes", "updated_at", 30, "name = 'n1'")
+    rows = table_rows(pgl("status", "--lease-db", store).stdout)
+    assert rows["n1"][1:3] == ["?", "unreachable"], rows["n1"]
+    assert rows["n2"][1:3] == ["standby", "streaming"], rows["n2"]
+    doc = json.loads(pgl("status", "--json", "--lease-db", store).stdout)
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert nodes["n1"]["reachable"] is False and nodes["n1"]["role"] == "primary"
+    assert nodes["n2"]["reachable"] is True
+
+
+def test_primary_uri(store):
+    r = pgl("primary", "--uri", "--lease-db", store)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == ("postgresql://pg1:5432,pg2:5432,pg3:5432/postgres"
+                        "?target_session_attrs=read-write\n")
+    # Whether or not a primary is live: libpq finds it.
+    age(store, "lease", "renewed_at", 60)
+    assert pgl("primary", "--uri", "--lease-db", store).returncode == 0
+    r = pgl("primary", "--uri", "--json", "--lease-db", store)
+    assert r.returncode == 2 and "--uri cannot be combined" in r.stderr, r.stderr
+
+
+def test_primary_uri_no_nodes(empty_store):
+    r = pgl("primary", "--uri", "--lease-db", empty_store)
+    assert r.returncode == 1 and "no node has reported an address" in r.stderr, r.stderr
 
 
 def test_status_json(store):

@@ -1697,6 +1697,44 @@ test_failover_named(void)
 	CHECK(!has(PGL_ACT_CLAIM));
 }
 
+/* max_lag_on_failover: too far behind the holder's last reported position, no claim. */
+static void
+test_max_lag_on_failover(void)
+{
+	reset();
+	dc.cfg.max_lag_on_failover = 1 << 20;
+	row("pg1", "primary", 0x5000000, 100, 1);		/* the dead holder's last report */
+	row("me", "standby", 0x3000000, 100, 1);
+	ob.server.receive_lsn = 0x3000000;				/* 32 MiB behind */
+	ob.holder_gone = true;
+	step();
+	ob.now += 60000;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM) && dc.lag_said_term == 4);
+	/* Within the bound: claims. */
+	ob.server.receive_lsn = 0x4F80000;				/* 512 KiB behind */
+	ob.now += 100;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+	/* No bound (0, the default): claims however far behind. */
+	reset();
+	row("pg1", "primary", 0x5000000, 100, 1);
+	row("me", "standby", 0x3000000, 100, 1);
+	ob.server.receive_lsn = 0x3000000;
+	ob.holder_gone = true;
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+	/* Too far behind, but named by failover --to: claims. */
+	named_setup("me", true);
+	dc.cfg.max_lag_on_failover = 1 << 20;
+	strcpy(ob.lease.holder, "pg1");
+	ob.holder_gone = true;
+	rows[0].receive_lsn_int = 0x9000000;
+	strcpy(rows[0].role, "primary");
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+}
+
 int
 main(void)
 {
@@ -1731,6 +1769,7 @@ main(void)
 	TEST(test_switchover_primary);
 	TEST(test_switchover_named_claims);
 	TEST(test_failover_named);
+	TEST(test_max_lag_on_failover);
 	TEST(test_random_interleavings);
 #endif
 	pgl_decide_free(&dc);
