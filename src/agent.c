@@ -150,12 +150,26 @@ log_at(int level, const char *text)
  * recorded once the store is back.  Kept events are written by
  * flush_events() with their original time in the detail.
  */
+/* The events that change this node's role run the on_role_change program. */
+static void
+role_hook(struct pgl_daemon *d, int64_t term, const char *kind)
+{
+	static const char *const kinds[] = { "bootstrap", "promoted", "fenced", "released",
+		"followed" };
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(kinds); i++)
+		if (strcmp(kind, kinds[i]) == 0)
+			pgl_hook_fire(d, kind, strcmp(kind, "bootstrap") == 0 ? "primary"
+						  : pgl_role_name(d->dc.role), term);
+}
+
 static void
 agent_event(struct pgl_daemon *d, int64_t term, const char *kind, const char *detail)
 {
 	struct pgl_pending_event *e;
 	char ts[PGL_TS_MAX];
 
+	role_hook(d, term, kind);
 	if (d->n_pending == 0 &&
 		pgl_store_event(d->st, term, d->cfg.node_name, kind, "%s", detail) == 0)
 		return;
@@ -921,6 +935,7 @@ tick(struct pgl_daemon *d)
 	}
 	if (d->job.job != PGL_JOB_NONE && (!job_progress(d, acts) || d->job.job != PGL_JOB_NONE)) {
 		free(acts);
+		pgl_hook_poll(d);
 		http_publish(d);
 		return;
 	}
@@ -938,6 +953,7 @@ tick(struct pgl_daemon *d)
 			break;
 	}
 	free(acts);
+	pgl_hook_poll(d);
 	http_publish(d);
 }
 
@@ -1222,6 +1238,11 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 				strerror(errno));
 		return PGL_EXIT_FAIL;
 	}
+	if (d->cfg.on_role_change[0] && access(d->cfg.on_role_change, X_OK) != 0) {
+		fprintf(stderr, "pglease: on_role_change: %s: %s\n", d->cfg.on_role_change,
+				strerror(errno));
+		return PGL_EXIT_USAGE;
+	}
 	/* After the watchdog's fork: no helper process keeps the listening socket. */
 	if (d->cfg.http_listen[0] &&
 		(rc = pgl_http_start(d->cfg.http_listen, d->cfg.lease_db, &d->http, err,
@@ -1268,6 +1289,8 @@ next_timeout(const struct pgl_daemon *d)
 		} else
 			w = d->job.next_heartbeat_ms < w ? d->job.next_heartbeat_ms : w;
 	}
+	if (pgl_hook_wake_ms(d) < w)
+		w = pgl_hook_wake_ms(d);
 	t = w - pgl_mono_ms();
 
 	return t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int) t;
@@ -1412,6 +1435,7 @@ pgl_agent_main(int argc, char **argv)
 	pgl_job_abandon(d);
 	if (rc == PGL_EXIT_OK)
 		shutdown_node(d);
+	pgl_hook_finish(d, 5000);	/* the last role change's program, e.g. "released" */
 	if (rc == PGL_EXIT_OK && d->fatal)
 		rc = PGL_EXIT_FAIL;
 	pgl_http_stop(d->http);

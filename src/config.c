@@ -39,7 +39,7 @@
 extern char **environ;
 
 enum key_type { KEY_STR, KEY_INT, KEY_NAME, KEY_LEVEL, KEY_TRISTATE, KEY_CHOICE, KEY_NETWORK,
-			   KEY_HOST, KEY_LISTEN };
+			   KEY_HOST, KEY_LISTEN, KEY_PROGRAM };
 
 /* Longest line of a config file (without its newline). */
 #define LINE_MAX_LEN 4095
@@ -108,6 +108,11 @@ static const struct conf_key keys[] = {
 	{ "max_lag_on_failover", KEY_INT, OFF(max_lag_on_failover), "0", 0, 2147483647,
 	  "bytes: a standby further behind the primary's last reported position does not "
 	  "claim (only pglease failover --to can name it); 0: no bound", NULL },
+	{ "on_role_change", KEY_PROGRAM, OFF(on_role_change), "", 0, 0,
+	  "absolute path of a program run as PROGRAM EVENT ROLE TERM NODE when this node's role "
+	  "changes (asynchronously; its exit status is logged); empty: none", NULL },
+	{ "hook_timeout_ms", KEY_INT, OFF(hook_timeout_ms), "30000", 100, 3600000,
+	  "on_role_change's program is killed (its process group) after this long", NULL },
 	{ "http_listen", KEY_LISTEN, OFF(http_listen), "", 0, 0,
 	  "[ADDRESS]:PORT of the HTTP API (/primary, /replica, /health, /cluster, /metrics; "
 	  "for example :8008); empty: off", NULL },
@@ -335,6 +340,12 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 			return false;
 		break;
 	}
+	case KEY_PROGRAM:
+		if (*val != '\0' && *val != '/') {
+			snprintf(why, whylen, "'%s' is not an absolute path", val);
+			return false;
+		}
+		break;
 	case KEY_STR:
 		break;
 	}

@@ -185,6 +185,29 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 }
 
 pid_t
+pgl_spawn_detached(char *const argv[])
+{
+	pid_t parent = getpid(), pid = fork();
+
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+
+		setpgid(0, 0);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(127);
+		dup2(devnull, 0);
+		dup2(2, 1);
+		child_prepare(-1);
+		execv(argv[0], argv);
+		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (pid > 0)
+		setpgid(pid, pid);
+	return pid;
+}
+
+pid_t
 pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 {
 	char exe[PGL_PATH_MAX + 16];

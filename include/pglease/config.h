@@ -46,6 +46,8 @@ struct pgl_config {
 	char replication_channel_binding[16];
 	char http_listen[80];			/* "" (off) or [ADDRESS]:PORT */
 	int max_lag_on_failover;		/* bytes; 0: no bound */
+	char on_role_change[PGL_PATH_MAX];	/* program run on role changes; "" none */
+	int hook_timeout_ms;
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };

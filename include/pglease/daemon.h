@@ -14,6 +14,7 @@
 
 #include "pglease/config.h"
 #include "pglease/decide.h"
+#include "pglease/hook.h"
 #include "pglease/http.h"
 #include "pglease/server.h"
 #include "pglease/store.h"
@@ -80,6 +81,8 @@ struct pgl_daemon {
 
 	struct pgl_pending_event pending[PGL_MAX_PENDING];
 	int n_pending;
+
+	struct pgl_hooks hooks;		/* on_role_change (hook.c) */
 
 	/* The HTTP API (http.c): NULL when http_listen is empty. */
 	struct pgl_http *http;

@@ -225,6 +225,12 @@ test_bad_values(void)
 	expect_line_error("http_listen = :65536\n", "http_listen");
 	expect_line_error("http_listen = localhost:8008\n", "http_listen");
 	expect_line_error("http_listen = 1.2.3.4:80x\n", "http_listen");
+	/* on_role_change: an absolute path; max_lag_on_failover and hook_timeout_ms in range. */
+	expect_ok("on_role_change = /usr/local/bin/hook\n");
+	expect_line_error("on_role_change = hook.sh\n", "on_role_change");
+	expect_line_error("hook_timeout_ms = 50\n", "hook_timeout_ms");
+	expect_ok("max_lag_on_failover = 1048576\n");
+	expect_line_error("max_lag_on_failover = -1\n", "max_lag_on_failover");
 	expect_ok("advertise_host = '::1'\n");
 	expect_ok("advertise_host = 10.0.0.7\n");
 	CHECK(strcmp(cfg.advertise_host, "10.0.0.7") == 0);

@@ -1,0 +1,98 @@
+"""023: on_role_change (issue 12): the operator's program runs with argv
+(EVENT, ROLE, TERM, NODE) when a node's role changes, asynchronously; a hook
+that hangs is killed at hook_timeout_ms and never delays a renewal."""
+import os
+import time
+
+from conftest import FAST, chown_pg, poll_until, started_cluster
+
+TTL = FAST["lease_ttl_ms"] / 1000.0
+
+
+def write_hook(c, body):
+    """An executable hook script in the cluster's directory; its calls go to hooks.log."""
+    log = c.base / "hooks.log"
+    log.touch()
+    os.chmod(log, 0o666)
+    chown_pg(log)
+    hook = c.base / "hook.sh"
+    hook.write_text("#!/bin/sh\necho \"$1 $2 $3 $4 $$\" >> %s\n%s" % (log, body))
+    os.chmod(hook, 0o755)
+    return hook, log
+
+
+def calls(log):
+    return [l.split() for l in log.read_text().splitlines() if l.strip()]
+
+
+def hook_cluster(make_cluster, body="", **settings):
+    s = dict(FAST)
+    s.update(settings)
+    c = make_cluster(3, **s)
+    hook, log = write_hook(c, body)
+    for n in c.nodes:
+        n.settings["on_role_change"] = str(hook)
+        n.write_conf()
+    c.start()
+    p = c.wait_healthy(timeout=240)
+    c.create_table(p)
+    c.start_sampler()
+    return c, p, log
+
+
+def test_hook_runs_on_every_role_change(make_cluster):
+    c, p, log = hook_cluster(make_cluster)
+    term = c.lease()["term"]
+    poll_until(lambda: {(x[0], x[1], x[3]) for x in calls(log)} >=
+               {("bootstrap", "primary", p.name)} |
+               {("followed", "standby", s.name) for s in c.others(p)}, 30,
+               "the bootstrap and followed calls")
+    assert all(x[2] == str(term) for x in calls(log)), calls(log)
+    n0 = len(calls(log))
+    p.kill9()
+    newp = c.wait_for_primary(timeout=60, exclude=[p], min_term=term + 1)
+    other = [s for s in c.others(p) if s is not newp][0]
+    want = {("promoted", "primary", str(term + 1), newp.name),
+            ("followed", "standby", str(term + 1), other.name)}
+    poll_until(lambda: {tuple(x[:4]) for x in calls(log)[n0:]} >= want, 30,
+               "the promoted and followed calls of term %d" % (term + 1))
+    assert "on_role_change promoted primary %d: exit status 0" % (term + 1) in newp.log_text()
+    c.sampler.resume(p)
+    p.start()
+    c.wait_for_streaming(p, newp, timeout=120)
+    poll_until(lambda: ("followed", "standby", str(term + 1), p.name) in
+               {tuple(x[:4]) for x in calls(log)}, 30, "the old primary's followed call")
+    c.sampler.check()
+
+
+def test_hanging_hook_is_killed_and_delays_nothing(make_cluster):
+    c, p, log = hook_cluster(make_cluster, body="exec sleep 600\n", hook_timeout_ms=2000)
+    term = c.lease()["term"]
+    p.kill9()
+    newp = c.wait_for_primary(timeout=60, exclude=[p], min_term=term + 1)
+    poll_until(lambda: [x for x in calls(log) if x[0] == "promoted"], 30, "the promoted call")
+    pid = int([x for x in calls(log) if x[0] == "promoted"][0][4])
+    # While it hangs, the new primary renews as usual and takes writes.
+    r0 = c.lease()["renewals"]
+    c.insert(newp, range(1, 11))
+    time.sleep(1.5)
+    assert c.lease()["renewals"] > r0 and c.lease()["term"] == term + 1
+    # Killed at the timeout, with a log line; the next call then runs.
+    poll_until(lambda: "on_role_change promoted primary %d: killed after" % (term + 1)
+               in newp.log_text(), 30, "the hung hook to be killed")
+    poll_until(lambda: not os.path.exists("/proc/%d" % pid), 10, "the hook's process to be gone")
+    assert not c.events("fenced"), c.events("fenced")
+    c.sampler.check()
+
+
+def test_hook_must_be_an_executable_absolute_path(make_cluster):
+    c = make_cluster(1, **FAST)
+    n = c.nodes[0]
+    n.write_conf(on_role_change="hook.sh")
+    n.start()
+    assert n.exit_code(timeout=30) == 2
+    assert "on_role_change" in n.log_text() and "not an absolute path" in n.log_text()
+    n.write_conf(on_role_change=str(c.base / "missing.sh"))
+    n.start()
+    assert n.exit_code(timeout=30) == 2
+    assert "missing.sh: No such file or directory" in n.log_text(), n.log_tail()
