@@ -1037,8 +1037,15 @@ take_alive_lock(struct pgl_daemon *d, char *err, size_t len)
 		return -PGL_ESYS;
 	/* Observers probe this lock for an instant; retry past their probes. */
 	for (int i = 0; i < 100; i++) {
-		if (flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0)
+		if (flock(d->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+			/* The agent's pid, for `pglease reload` (a hint: the lock is the truth). */
+			char pid[32];
+			int n = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
+
+			if (ftruncate(d->lock_fd, 0) != 0 || pwrite(d->lock_fd, pid, (size_t) n, 0) != n)
+				pgl_log_warn("%s: cannot write the agent's pid: %s", path, strerror(errno));
 			return 0;
+		}
 		usleep(20000);
 	}
 	if (pgl_store_get_node(d->st, d->cfg.node_name, &other) == 0)
@@ -1203,6 +1210,8 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	}
 	if (lease_db)
 		pgl_strlcpy(d->cfg.lease_db, lease_db, sizeof(d->cfg.lease_db));
+	pgl_strlcpy(d->conf_path, conf ? conf : "", sizeof(d->conf_path));
+	pgl_strlcpy(d->lease_db_arg, lease_db ? lease_db : "", sizeof(d->lease_db_arg));
 	pgl_timeouts_init(&d->tmo, &d->cfg);
 	pgl_pg_set_bound(d->tmo.local_ms);
 	pgl_log_set_node(d->cfg.node_name);
@@ -1256,6 +1265,8 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	return PGL_EXIT_OK;
 }
 
+static void reload(struct pgl_daemon *d);
+
 static void
 read_signals(struct pgl_daemon *d)
 {
@@ -1267,8 +1278,147 @@ read_signals(struct pgl_daemon *d)
 				pgl_log_info("received %s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			d->stop = 1;
 		} else if (si.ssi_signo == SIGHUP)
-			pgl_log_info("SIGHUP: configuration reload is not supported; restart the agent");
+			reload(d);
 	}
+}
+
+static void
+append(char *out, size_t len, const char *s)
+{
+	size_t used = strlen(out);
+
+	if (used < len)
+		snprintf(out + used, len - used, "%s", s);
+}
+
+/* The keys a reload cannot change (the running value is kept). */
+static void
+restart_only(const struct pgl_config *a, const struct pgl_config *b, char *out, size_t len)
+{
+#define DIFF_S(k) if (strcmp(a->k, b->k) != 0) append(out, len, " " #k)
+#define DIFF_I(k) if (a->k != b->k) append(out, len, " " #k)
+	out[0] = '\0';
+	DIFF_S(node_name);
+	DIFF_S(lease_db);
+	DIFF_S(pgdata);
+	DIFF_S(pg_bindir);
+	DIFF_I(pg_port);
+	DIFF_S(advertise_host);
+	DIFF_S(replication_user);
+	DIFF_S(password_file);
+	DIFF_S(allowed_network);
+	DIFF_S(pg_socket_dir);
+	DIFF_S(in_server_fence);
+	DIFF_S(replication_sslmode);
+	DIFF_S(replication_sslrootcert);
+	DIFF_S(replication_channel_binding);
+	DIFF_S(http_listen);
+#undef DIFF_S
+#undef DIFF_I
+}
+
+static bool
+pg_settings_differ(const struct pgl_config *a, const struct pgl_config *b)
+{
+	if (a->n_pg != b->n_pg)
+		return true;
+	for (int i = 0; i < a->n_pg; i++)
+		if (strcmp(a->pg[i].name, b->pg[i].name) != 0 ||
+			strcmp(a->pg[i].value, b->pg[i].value) != 0)
+			return true;
+	return false;
+}
+
+/* Takes the reloadable keys of n (already checked) into the running agent. */
+static void
+apply_reload(struct pgl_daemon *d, const struct pgl_config *n)
+{
+	struct pgl_config *c = &d->cfg;
+	struct pgl_decide_cfg *dcfg = &d->dc.cfg;
+
+	pgl_strlcpy(c->log_level, n->log_level, sizeof(c->log_level));
+	c->priority = n->priority;
+	c->lease_ttl_ms = n->lease_ttl_ms;
+	c->renew_interval_ms = n->renew_interval_ms;
+	c->fence_margin_ms = n->fence_margin_ms;
+	c->election_grace_ms = n->election_grace_ms;
+	c->follow_timeout_ms = n->follow_timeout_ms;
+	c->max_lag_on_failover = n->max_lag_on_failover;
+	pgl_strlcpy(c->on_role_change, n->on_role_change, sizeof(c->on_role_change));
+	c->hook_timeout_ms = n->hook_timeout_ms;
+	c->n_pg = n->n_pg;
+	memcpy(c->pg, n->pg, sizeof(c->pg));
+	/*
+	 * New timings take effect at the next renewal (the deadline in force was
+	 * computed with the old ones); observers judge by the larger of their
+	 * own TTL and the one the holder's record announces, so a TTL changed on
+	 * some nodes before others is never judged shorter than the holder's.
+	 */
+	dcfg->priority = c->priority;
+	dcfg->lease_ttl_ms = c->lease_ttl_ms;
+	dcfg->renew_interval_ms = c->renew_interval_ms;
+	dcfg->fence_margin_ms = c->fence_margin_ms;
+	dcfg->election_grace_ms = c->election_grace_ms;
+	dcfg->follow_timeout_ms = c->follow_timeout_ms;
+	dcfg->max_lag_on_failover = c->max_lag_on_failover;
+	pgl_timeouts_init(&d->tmo, c);
+	pgl_pg_set_bound(d->tmo.local_ms);
+}
+
+/*
+ * SIGHUP: reads the configuration again (file and environment).  A file
+ * with any error changes nothing; keys that need a restart are named in one
+ * line and keep their running values; the others take effect now, pg.*
+ * settings through pglease.node.conf and pg_reload_conf().
+ */
+static void
+reload(struct pgl_daemon *d)
+{
+	struct pgl_config *n = calloc(1, sizeof(*n));
+	int level = pgl_log_level;
+	char err[4096], restart[512], pending[512];
+	bool pg_changed;
+
+	if (n == NULL) {
+		pgl_log_error("reload: out of memory; configuration unchanged");
+		return;
+	}
+	if (pgl_config_load(n, d->conf_path[0] ? d->conf_path : NULL, NULL, err,
+						sizeof(err)) < 0) {
+		pgl_log_level = level;
+		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+			pgl_log_error("reload: %s", line);
+		pgl_log_error("reload: configuration unchanged");
+		free(n);
+		return;
+	}
+	if (d->lease_db_arg[0])
+		pgl_strlcpy(n->lease_db, d->lease_db_arg, sizeof(n->lease_db));
+	if (n->on_role_change[0] && access(n->on_role_change, X_OK) != 0) {
+		pgl_log_level = level;
+		pgl_log_error("reload: on_role_change: %s: %s; configuration unchanged",
+					  n->on_role_change, strerror(errno));
+		free(n);
+		return;
+	}
+	restart_only(&d->cfg, n, restart, sizeof(restart));
+	pg_changed = pg_settings_differ(&d->cfg, n);
+	apply_reload(d, n);
+	free(n);
+	snprintf(err, sizeof(err), "configuration reloaded: priority %d, lease_ttl_ms %d, "
+			 "renew_interval_ms %d, log_level %s%s%s", d->cfg.priority, d->cfg.lease_ttl_ms,
+			 d->cfg.renew_interval_ms, d->cfg.log_level, restart[0] ? "; need a restart:" : "",
+			 restart);
+	pgl_log_info("reload: %s", err);
+	agent_event(d, d->dc.term ? d->dc.term : d->dc.lease.term, "reloaded", err);
+	if (restart[0])
+		pgl_log_warn("reload: these keys need a restart and keep their running values:%s",
+					 restart);
+	if (pg_changed && pgl_server_reload_conf(d, pending, sizeof(pending)) < 0)
+		pgl_log_warn("reload: pg.* settings written; postgres could not be asked to reload "
+					 "(it reads them at its next start)");
+	else if (pg_changed && pending[0])
+		pgl_log_warn("reload: postgres needs a restart for: %s", pending);
 }
 
 /* Milliseconds until the next thing this node must do. */

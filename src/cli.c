@@ -18,6 +18,7 @@
  * config file (-c), else /var/lib/pglease/lease.db.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
@@ -104,6 +105,7 @@ static int cmd_resume(struct cli *c);
 static int cmd_health(struct cli *c);
 static int cmd_switchover(struct cli *c);
 static int cmd_failover(struct cli *c);
+static int cmd_reload(struct cli *c);
 
 static const struct command commands[] = {
 	{ "status", cmd_status, OPT_JSON, "[--json]",
@@ -198,6 +200,16 @@ static const struct command commands[] = {
 	  "  --wait             wait until NODE is primary (exit 0) or the request ends\n"
 	  "  --timeout S        how long the others leave the lease to NODE (seconds,\n"
 	  "                     default 60)\n" },
+	{ "reload", cmd_reload, 0, "",
+	  "make this node's agent read its configuration again (SIGHUP)",
+	  "Sends SIGHUP to the agent of the local node (node_name from the config file or\n"
+	  "PGLEASE_NODE_NAME; its pid is in the alive lock file beside the store).  The agent\n"
+	  "reads its file and environment again: with any error it changes nothing and logs\n"
+	  "the lines; keys that need a restart are named in one log line and keep their\n"
+	  "running values; the others (log_level, priority, the lease timings,\n"
+	  "max_lag_on_failover, on_role_change, hook_timeout_ms, pg.* settings that\n"
+	  "PostgreSQL reloads) take effect at once, and a 'reloaded' event records it.\n"
+	  "Exit 0 once the signal is sent, 1 when no agent of this node runs.\n" },
 	{ "health", cmd_health, 0, "",
 	  "health check of this node, for a container HEALTHCHECK",
 	  "Checks the local node (node_name from the config file or PGLEASE_NODE_NAME):\n"
@@ -374,7 +386,8 @@ print_command_help(const struct command *cmd)
 		   "                     in the config file, else /var/lib/pglease/lease.db\n"
 		   "  -c, --config FILE  read %s from this config file\n"
 		   "  -h, --help         show this help and exit\n\n",
-		   cmd->fn == cmd_health ? "node_name, lease_db and the rest" : "lease_db");
+		   cmd->fn == cmd_health || cmd->fn == cmd_reload ? "node_name, lease_db and the rest"
+		   : "lease_db");
 	printf("Exit codes: 0 ok, 1 runtime failure, 2 usage or config error%s.\n",
 		   cmd->fn == cmd_primary ? ", 3 no live primary" : "");
 }
@@ -1583,6 +1596,82 @@ out:
 	return rc;
 }
 
+/* ---- reload ---- */
+
+/* The pid in NODE's alive lock file, when it names a running pglease process. */
+static pid_t
+agent_pid(const struct pgl_config *cfg, char *why, size_t len)
+{
+	char dir[PGL_PATH_MAX], path[PGL_PATH_MAX + 96], buf[32], comm[32] = "";
+	char *slash;
+	ssize_t n;
+	long pid;
+	int fd;
+	FILE *f;
+
+	pgl_strlcpy(dir, cfg->lease_db, sizeof(dir));
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	snprintf(path, sizeof(path), "%s/alive/%s.lock", dir, cfg->node_name);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	pid = strtol(buf, NULL, 10);
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	if (pid > 0 && (f = fopen(path, "r")) != NULL) {
+		if (fgets(comm, sizeof(comm), f) == NULL)
+			comm[0] = '\0';
+		fclose(f);
+	}
+	if (pid <= 0 || strcmp(comm, "pglease\n") != 0) {
+		snprintf(why, len, "no agent of %s runs (its lock file names pid %ld)", cfg->node_name,
+				 pid);
+		return -1;
+	}
+	return (pid_t) pid;
+}
+
+static int
+cmd_reload(struct cli *c)
+{
+	struct pgl_config *cfg = calloc(1, sizeof(*cfg));
+	char err[4096];
+	pid_t pid;
+	int rc = PGL_EXIT_FAIL;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "pglease: reload: %s\n", pgl_strerror(-PGL_ENOMEM));
+		return PGL_EXIT_FAIL;
+	}
+	if (pgl_config_load(cfg, c->config, NULL, err, sizeof(err)) < 0) {
+		print_config_errors(err);
+		rc = PGL_EXIT_USAGE;
+	} else {
+		if (c->lease_db_arg)
+			pgl_strlcpy(cfg->lease_db, c->lease_db_arg, sizeof(cfg->lease_db));
+		if ((pid = agent_pid(cfg, err, sizeof(err))) < 0)
+			fprintf(stderr, "pglease: reload: %s\n", tty(err));
+		else if (kill(pid, SIGHUP) != 0)
+			fprintf(stderr, "pglease: reload: cannot signal pid %d: %s\n", (int) pid,
+					strerror(errno));
+		else {
+			printf("sent SIGHUP to the agent of %s (pid %d); its log says what changed\n",
+				   tty(cfg->node_name), (int) pid);
+			rc = PGL_EXIT_OK;
+		}
+	}
+	free(cfg);
+	return rc;
+}
+
 /* ---- health ---- */
 
 static int
@@ -1646,7 +1735,7 @@ run_command(const struct command *cmd, int argc, char **argv)
 		print_command_help(cmd);
 		return PGL_EXIT_OK;
 	}
-	if (cmd->fn != cmd_health && (rc = resolve_path(&c)) != 0)
+	if (cmd->fn != cmd_health && cmd->fn != cmd_reload && (rc = resolve_path(&c)) != 0)
 		return rc;
 	rc = cmd->fn(&c);
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -47,7 +47,7 @@ start_next(struct pgl_daemon *d)
 		return;
 	}
 	h->started_ms = pgl_mono_ms();
-	h->killed = false;
+	h->killed = h->exited = false;
 }
 
 void
@@ -82,7 +82,11 @@ pgl_hook_poll(struct pgl_daemon *d)
 
 	if (h->pid == 0)
 		return;
-	r = waitpid(h->pid, &st, WNOHANG);
+	if (h->exited) {
+		r = h->pid;
+		st = h->status;
+	} else
+		r = waitpid(h->pid, &st, WNOHANG);
 	ran = pgl_mono_ms() - h->started_ms;
 	if (r == 0) {
 		if (!h->killed && ran >= d->cfg.hook_timeout_ms) {
@@ -93,6 +97,10 @@ pgl_hook_poll(struct pgl_daemon *d)
 	}
 	if (r < 0 && errno == EINTR)
 		return;
+	if (r < 0)
+		pgl_log_warn("on_role_change %s %s %lld: its exit status was lost (%s)",
+					 h->running.event, h->running.role, (long long) h->running.term,
+					 strerror(errno));
 	if (r > 0 && h->killed)
 		pgl_log_warn("on_role_change %s %s %lld: killed after %.2f s (hook_timeout_ms %d)",
 					 h->running.event, h->running.role, (long long) h->running.term,
@@ -140,7 +148,7 @@ pgl_hook_abandon(struct pgl_daemon *d)
 
 	if (h->pid > 0) {
 		kill(-h->pid, SIGKILL);
-		while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
+		while (!h->exited && waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
 			;
 		h->pid = 0;
 	}

@@ -318,6 +318,31 @@ write_node_conf(struct pgl_daemon *d)
 	return write_built(path, rc, text, 0600);
 }
 
+int
+pgl_server_reload_conf(struct pgl_daemon *d, char *pending, size_t len)
+{
+	PGconn *c;
+	PGresult *res;
+	int rc;
+
+	pending[0] = '\0';
+	if ((rc = write_node_conf(d)) < 0)
+		return rc;
+	if (d->srv.pm_pid <= 0)
+		return 0;				/* read at the next start */
+	if ((c = pgl_server_conn(d)) == NULL || pgl_pg_exec(c, "SELECT pg_reload_conf()", 0,
+														  NULL) < 0)
+		return -PGL_EPG;
+	/* The postmaster reloads asynchronously: pending_restart shows a moment later. */
+	usleep(100000);
+	res = PQexecParams(c, "SELECT coalesce(string_agg(name, ', ' ORDER BY name), '') FROM "
+					   "pg_settings WHERE pending_restart", 0, NULL, NULL, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		pgl_strlcpy(pending, PQgetvalue(res, 0, 0), len);
+	PQclear(res);
+	return 0;
+}
+
 /* primary_conninfo for following `from` (NULL: none).  Caller frees *out. */
 static int
 upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char **out)
@@ -513,6 +538,9 @@ pgl_server_reap(struct pgl_daemon *d)
 			d->job.worker = 0;
 			d->job.worker_exited = true;
 			d->job.worker_status = status;
+		} else if (pid == d->hooks.pid) {
+			d->hooks.exited = true;		/* hook.c reports it */
+			d->hooks.status = status;
 		}
 	}
 	return pm_gone;

@@ -49,6 +49,8 @@ struct pgl_jobrun {
 
 struct pgl_daemon {
 	struct pgl_config cfg;
+	char conf_path[PGL_PATH_MAX];	/* -c, for a reload ("" none) */
+	char lease_db_arg[PGL_PATH_MAX];	/* --lease-db ("" none) */
 	struct pgl_timeouts tmo;		/* every operation bound (timing.c) */
 	struct pgl_store *st;
 	dev_t store_dev;			/* identity of the store file opened at startup */

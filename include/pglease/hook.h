@@ -23,6 +23,8 @@ struct pgl_hooks {
 	pid_t pid;					/* running now (its process group), 0 when none */
 	int64_t started_ms;
 	bool killed;				/* its group was killed at the timeout */
+	bool exited;				/* reaped by pgl_server_reap(), which reaps every child */
+	int status;					/* ... with this wait status */
 	struct pgl_hook_call running;
 	struct pgl_hook_call queue[PGL_HOOK_QUEUE];
 	int n;

@@ -87,6 +87,12 @@ int pgl_server_rewind_probe(struct pgl_daemon *d, const struct pgl_node *from,
  */
 int pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */
+/*
+ * After a reload that changed pg.* settings: rewrites pglease.node.conf and,
+ * when the server runs, asks it to reload; pending gets the names of the
+ * settings that need a restart ("" when none).
+ */
+int pgl_server_reload_conf(struct pgl_daemon *d, char *pending, size_t len);
 /* CHECKPOINT on the local server (in a worker: unbounded). */
 int pgl_server_checkpoint(struct pgl_daemon *d);
 int pgl_server_follow(struct pgl_daemon *d, const struct pgl_node *from);

@@ -56,7 +56,8 @@ def test_hook_runs_on_every_role_change(make_cluster):
             ("followed", "standby", str(term + 1), other.name)}
     poll_until(lambda: {tuple(x[:4]) for x in calls(log)[n0:]} >= want, 30,
                "the promoted and followed calls of term %d" % (term + 1))
-    assert "on_role_change promoted primary %d: exit status 0" % (term + 1) in newp.log_text()
+    poll_until(lambda: "on_role_change promoted primary %d: exit status 0" % (term + 1) in
+               newp.log_text(), 15, "the promoted call's exit to be logged")
     c.sampler.resume(p)
     p.start()
     c.wait_for_streaming(p, newp, timeout=120)
