@@ -1329,12 +1329,13 @@ pg_settings_differ(const struct pgl_config *a, const struct pgl_config *b)
 	return false;
 }
 
+static void decide_cfg(const struct pgl_config *cfg, struct pgl_decide_cfg *c);
+
 /* Takes the reloadable keys of n (already checked) into the running agent. */
 static void
 apply_reload(struct pgl_daemon *d, const struct pgl_config *n)
 {
 	struct pgl_config *c = &d->cfg;
-	struct pgl_decide_cfg *dcfg = &d->dc.cfg;
 
 	pgl_strlcpy(c->log_level, n->log_level, sizeof(c->log_level));
 	c->priority = n->priority;
@@ -1354,13 +1355,7 @@ apply_reload(struct pgl_daemon *d, const struct pgl_config *n)
 	 * own TTL and the one the holder's record announces, so a TTL changed on
 	 * some nodes before others is never judged shorter than the holder's.
 	 */
-	dcfg->priority = c->priority;
-	dcfg->lease_ttl_ms = c->lease_ttl_ms;
-	dcfg->renew_interval_ms = c->renew_interval_ms;
-	dcfg->fence_margin_ms = c->fence_margin_ms;
-	dcfg->election_grace_ms = c->election_grace_ms;
-	dcfg->follow_timeout_ms = c->follow_timeout_ms;
-	dcfg->max_lag_on_failover = c->max_lag_on_failover;
+	decide_cfg(c, &d->dc.cfg);
 	pgl_timeouts_init(&d->tmo, c);
 	pgl_pg_set_bound(d->tmo.local_ms);
 }
@@ -1447,24 +1442,31 @@ next_timeout(const struct pgl_daemon *d)
 }
 
 /* The decision module's view of the configuration. */
+/* The decision module's view of a configuration. */
+static void
+decide_cfg(const struct pgl_config *cfg, struct pgl_decide_cfg *c)
+{
+	memset(c, 0, sizeof(*c));
+	pgl_strlcpy(c->node_name, cfg->node_name, sizeof(c->node_name));
+	c->priority = cfg->priority;
+	c->lease_ttl_ms = cfg->lease_ttl_ms;
+	c->renew_interval_ms = cfg->renew_interval_ms;
+	c->fence_margin_ms = cfg->fence_margin_ms;
+	c->election_grace_ms = cfg->election_grace_ms;
+	c->follow_timeout_ms = cfg->follow_timeout_ms;
+	c->max_lag_on_failover = cfg->max_lag_on_failover;
+	for (int i = 0; i < cfg->n_pg; i++)
+		if (strcmp(cfg->pg[i].name, "synchronous_standby_names") == 0)
+			c->sync_replication = strcmp(cfg->pg[i].value, "") != 0 &&
+				strcmp(cfg->pg[i].value, "''") != 0;
+}
+
 static void
 decide_init(struct pgl_daemon *d)
 {
-	struct pgl_decide_cfg c = {
-		.priority = d->cfg.priority,
-		.lease_ttl_ms = d->cfg.lease_ttl_ms,
-		.renew_interval_ms = d->cfg.renew_interval_ms,
-		.fence_margin_ms = d->cfg.fence_margin_ms,
-		.election_grace_ms = d->cfg.election_grace_ms,
-		.follow_timeout_ms = d->cfg.follow_timeout_ms,
-		.max_lag_on_failover = d->cfg.max_lag_on_failover,
-	};
+	struct pgl_decide_cfg c;
 
-	pgl_strlcpy(c.node_name, d->cfg.node_name, sizeof(c.node_name));
-	for (int i = 0; i < d->cfg.n_pg; i++)
-		if (strcmp(d->cfg.pg[i].name, "synchronous_standby_names") == 0)
-			c.sync_replication = strcmp(d->cfg.pg[i].value, "") != 0 &&
-				strcmp(d->cfg.pg[i].value, "''") != 0;
+	decide_cfg(&d->cfg, &c);
 	pgl_decide_init(&d->dc, &c);
 }
 

@@ -62,6 +62,28 @@ child_prepare(int keep_fd)
 		close_range(3, ~0U, 0);
 }
 
+/*
+ * In a child of parent: its own process group (killed as a group on timeout
+ * or abort), dead with the agent (never writing on behind a dead one),
+ * stdin /dev/null, stdout and stderr to out_fd, then argv[0] with env.
+ */
+static void __attribute__((noreturn))
+child_exec(pid_t parent, int out_fd, char *const argv[], char *const env[])
+{
+	int devnull = open("/dev/null", O_RDONLY);
+
+	setpgid(0, 0);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(127);
+	dup2(devnull, 0);
+	dup2(out_fd, 1);
+	dup2(out_fd, 2);
+	child_prepare(-1);
+	execve(argv[0], argv, env);
+	dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
 /* environ plus add (the strings are shared); caller frees the array.  NULL: out of memory. */
 static char **
 build_env(char *const *add)
@@ -150,24 +172,8 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 		close(pfd[1]);
 		return -PGL_ESYS;
 	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-
-		/*
-		 * Its own process group, killed as a group on timeout or abort; and
-		 * it dies with the agent, never writing on behind a dead one.
-		 */
-		setpgid(0, 0);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-			_exit(127);
-		dup2(devnull, 0);
-		dup2(pfd[1], 1);
-		dup2(pfd[1], 2);
-		child_prepare(-1);
-		execve(argv[0], argv, env);
-		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
+	if (pid == 0)
+		child_exec(parent, pfd[1], argv, env);
 	setpgid(pid, pid);			/* as the child does: no race with a kill */
 	free(env);
 	close(pfd[1]);
@@ -189,19 +195,8 @@ pgl_spawn_detached(char *const argv[])
 {
 	pid_t parent = getpid(), pid = fork();
 
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
-
-		setpgid(0, 0);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-			_exit(127);
-		dup2(devnull, 0);
-		dup2(2, 1);
-		child_prepare(-1);
-		execv(argv[0], argv);
-		dprintf(2, "cannot execute %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
+	if (pid == 0)
+		child_exec(parent, 2, argv, environ);
 	if (pid > 0)
 		setpgid(pid, pid);
 	return pid;
