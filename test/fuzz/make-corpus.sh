@@ -56,6 +56,9 @@ printf 'pgdata = /a#b\nbogus = 1\njust words\n' > "$c/errors"
 printf "replication_sslmode = verify-full\nreplication_sslrootcert = '/ca.pem'\nreplication_channel_binding = require\n" > "$c/ssl"
 printf 'priority = 0\n\0\0PGLEASE_PG_PORT=6000\0PGLEASE_NODENAME=x\0PGLEASE_ALLOWED_NETWORK=::1/128' > "$c/env"
 printf '\0\0PGLEASE_LEASE_DB=/x\0PGLEASE_BIN=/y\0PGLEASE_IT_X=1\0PGLEASE_PG_BINDIR=' > "$c/env-only"
+printf 'http_listen = 127.0.0.1:8008\nmax_lag_on_failover = 1048576\n' > "$c/http"
+printf 'http_listen = [::1]:80\non_role_change = hook\nhook_timeout_ms = 5\n' > "$c/http-bad"
+printf 'on_role_change = /usr/local/bin/hook\nhook_timeout_ms = 30000\n' > "$c/hook"
 
 # store_mutate seeds: 4-byte patches (3-byte offset, value) on cluster.db
 printf '' > "$m/none"
