@@ -404,9 +404,9 @@ job_begin(struct pgl_daemon *d, const struct pgl_action *a)
 
 /* The new cluster's identity in the store, and the event. */
 static int
-record_bootstrap(struct pgl_daemon *d, const char *sysid)
+record_bootstrap(struct pgl_daemon *d, const char *sysid, const char *note)
 {
-	char detail[128];
+	char detail[768];
 	int rc;
 
 	if ((rc = pgl_store_set_sysid(d->st, sysid)) < 0) {
@@ -414,7 +414,8 @@ record_bootstrap(struct pgl_daemon *d, const char *sysid)
 					  pgl_strerror(rc));
 		return rc;
 	}
-	snprintf(detail, sizeof(detail), "initdb --data-checksums; system identifier %s", sysid);
+	snprintf(detail, sizeof(detail), "initdb --data-checksums; system identifier %s%s", sysid,
+			 note);
 	agent_event(d, d->dc.term, "bootstrap", detail);
 	return 0;
 }
@@ -424,7 +425,7 @@ static void
 job_finished(struct pgl_daemon *d, struct pgl_job_result *r)
 {
 	if (r->job == PGL_JOB_BOOTSTRAP && r->rc == 0)
-		r->rc = record_bootstrap(d, d->job.sysid);
+		r->rc = record_bootstrap(d, d->job.sysid, r->text);
 	if (r->job == PGL_JOB_REWIND && r->rc == 0)
 		d->last_lsn = 0;		/* rewound to the source's history: ask again */
 	/* The job's state goes, unless something else (a fence) replaced it meanwhile. */
@@ -1197,6 +1198,23 @@ setup_signals(struct pgl_daemon *d)
 	return d->sig_fd < 0 ? -PGL_ESYS : 0;
 }
 
+/* The operator's programs must be there and executable: at start and on reload. */
+static int
+programs_check(const struct pgl_config *c, char *err, size_t len)
+{
+	const struct { const char *key, *path; } p[] = {
+		{ "on_role_change", c->on_role_change },
+		{ "bootstrap_program", c->bootstrap_program },
+	};
+
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+		if (p[i].path[0] && access(p[i].path, X_OK) != 0) {
+			snprintf(err, len, "%s: %s: %s", p[i].key, p[i].path, strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
 static int
 setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 {
@@ -1247,9 +1265,8 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 				strerror(errno));
 		return PGL_EXIT_FAIL;
 	}
-	if (d->cfg.on_role_change[0] && access(d->cfg.on_role_change, X_OK) != 0) {
-		fprintf(stderr, "pglease: on_role_change: %s: %s\n", d->cfg.on_role_change,
-				strerror(errno));
+	if (programs_check(&d->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "pglease: %s\n", err);
 		return PGL_EXIT_USAGE;
 	}
 	/* After the watchdog's fork: no helper process keeps the listening socket. */
@@ -1346,6 +1363,7 @@ apply_reload(struct pgl_daemon *d, const struct pgl_config *n)
 	c->follow_timeout_ms = n->follow_timeout_ms;
 	c->max_lag_on_failover = n->max_lag_on_failover;
 	pgl_strlcpy(c->on_role_change, n->on_role_change, sizeof(c->on_role_change));
+	pgl_strlcpy(c->bootstrap_program, n->bootstrap_program, sizeof(c->bootstrap_program));
 	c->hook_timeout_ms = n->hook_timeout_ms;
 	c->n_pg = n->n_pg;
 	memcpy(c->pg, n->pg, sizeof(c->pg));
@@ -1389,10 +1407,9 @@ reload(struct pgl_daemon *d)
 	}
 	if (d->lease_db_arg[0])
 		pgl_strlcpy(n->lease_db, d->lease_db_arg, sizeof(n->lease_db));
-	if (n->on_role_change[0] && access(n->on_role_change, X_OK) != 0) {
+	if (programs_check(n, err, sizeof(err)) < 0) {
 		pgl_log_level = level;
-		pgl_log_error("reload: on_role_change: %s: %s; configuration unchanged",
-					  n->on_role_change, strerror(errno));
+		pgl_log_error("reload: %s; configuration unchanged", err);
 		free(n);
 		return;
 	}

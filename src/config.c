@@ -111,6 +111,10 @@ static const struct conf_key keys[] = {
 	{ "on_role_change", KEY_PROGRAM, OFF(on_role_change), "", 0, 0,
 	  "absolute path of a program run as PROGRAM EVENT ROLE TERM NODE when this node's role "
 	  "changes (asynchronously; its exit status is logged); empty: none", NULL },
+	{ "bootstrap_program", KEY_PROGRAM, OFF(bootstrap_program), "", 0, 0,
+	  "absolute path of a program run once, as PROGRAM NODE, by the node that bootstraps the "
+	  "cluster, after initdb and before it serves as primary (creates roles, databases; "
+	  "libpq environment set for the local superuser); empty: none", NULL },
 	{ "hook_timeout_ms", KEY_INT, OFF(hook_timeout_ms), "30000", 100, 3600000,
 	  "on_role_change's program is killed (its process group) after this long", NULL },
 	{ "http_listen", KEY_LISTEN, OFF(http_listen), "", 0, 0,

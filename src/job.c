@@ -182,8 +182,7 @@ w_initdb(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len
 static int
 w_bootstrap_finish(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len)
 {
-	(void) r;
-	return pgl_server_bootstrap_finish(d, sysid, len);
+	return pgl_server_bootstrap_finish(d, sysid, len, r->text, sizeof(r->text));
 }
 
 static int

@@ -84,11 +84,26 @@ child_exec(pid_t parent, int out_fd, char *const argv[], char *const env[])
 	_exit(127);
 }
 
-/* environ plus add (the strings are shared); caller frees the array.  NULL: out of memory. */
+/* True when the "NAME=value" entry e sets a name that one of add sets. */
+static bool
+overridden(const char *e, char *const *add)
+{
+	size_t len = strcspn(e, "=");
+
+	for (size_t i = 0; add && add[i]; i++)
+		if (strncmp(add[i], e, len) == 0 && add[i][len] == '=')
+			return true;
+	return false;
+}
+
+/*
+ * environ plus add, an entry of add replacing environ's of the same name
+ * (the strings are shared); caller frees the array.  NULL: out of memory.
+ */
 static char **
 build_env(char *const *add)
 {
-	size_t n = 0, m = 0;
+	size_t n = 0, m = 0, k = 0;
 	char **env;
 
 	while (environ[n])
@@ -98,8 +113,10 @@ build_env(char *const *add)
 	env = calloc(n + m + 1, sizeof(char *));
 	if (env == NULL)
 		return NULL;
-	memcpy(env, environ, n * sizeof(char *));
-	memcpy(env + n, add, m * sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		if (!overridden(environ[i], add))
+			env[k++] = environ[i];
+	memcpy(env + k, add, m * sizeof(char *));
 	return env;
 }
 

@@ -1201,8 +1201,53 @@ pgl_server_initdb(struct pgl_daemon *d)
 	return configure_new_cluster(d);
 }
 
+/*
+ * bootstrap_program, once, on the node that bootstraps: after the replication
+ * role, before the node serves as primary.  It gets libpq's environment for
+ * the local superuser (peer authentication on the socket); its commits do not
+ * wait for a synchronous standby that cannot exist yet.  Its failure is
+ * reported (log, and the bootstrap event through note) but does not undo the
+ * bootstrap: the cluster is whole, only the program's work is missing.
+ */
+static void
+run_bootstrap_program(struct pgl_daemon *d, char *note, size_t notelen)
+{
+	char host[PGL_PATH_MAX + 8], port[32], node[PGL_NAME_MAX + 16], out[2048];
+	char *env_add[] = { host, port, "PGUSER=postgres", "PGDATABASE=postgres",
+						"PGOPTIONS=-c synchronous_commit=local", node, NULL };
+	char *argv[] = { d->cfg.bootstrap_program, d->cfg.node_name, NULL };
+	struct pgl_run_opts o = { .env_add = env_add, .abort_flag = &d->stop };
+	int64_t t0 = pgl_mono_ms();
+	int status = 0, rc;
+
+	snprintf(host, sizeof(host), "PGHOST=%s", d->cfg.pg_socket_dir);
+	snprintf(port, sizeof(port), "PGPORT=%d", d->cfg.pg_port);
+	snprintf(node, sizeof(node), "PGLEASE_NODE=%s", d->cfg.node_name);
+	pgl_log_info("running bootstrap_program %s", d->cfg.bootstrap_program);
+	rc = pgl_run(argv, &o, out, sizeof(out), &status);
+	if (rc == 0) {
+		for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+			pgl_log_info("bootstrap_program: %s", line);
+		pgl_log_info("bootstrap_program %s: exit status 0 after %.2f s",
+					 d->cfg.bootstrap_program, (pgl_mono_ms() - t0) / 1000.0);
+		snprintf(note, notelen, "; bootstrap_program exit status 0");
+		return;
+	}
+	if (rc == -PGL_EPG && WIFEXITED(status))
+		snprintf(note, notelen, "; bootstrap_program FAILED: exit status %d",
+				 WEXITSTATUS(status));
+	else if (rc == -PGL_EPG && WIFSIGNALED(status))
+		snprintf(note, notelen, "; bootstrap_program FAILED: signal %d", WTERMSIG(status));
+	else
+		snprintf(note, notelen, "; bootstrap_program FAILED: %s", pgl_strerror(rc));
+	pgl_log_error("bootstrap_program %s%s; its output:", d->cfg.bootstrap_program, note + 1);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+		pgl_log_error("bootstrap_program: %s", line);
+}
+
 int
-pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen)
+pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen, char *note,
+							size_t notelen)
 {
 	struct pgl_controldata cd;
 	PGconn *c;
@@ -1214,6 +1259,8 @@ pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen)
 	PQfinish(c);
 	if (rc < 0)
 		return rc;
+	if (d->cfg.bootstrap_program[0])
+		run_bootstrap_program(d, note, notelen);
 	if ((rc = pgl_pg_controldata(&d->cfg, &cd)) < 0)
 		return rc;
 	pgl_strlcpy(sysid, cd.sysid, sysidlen);

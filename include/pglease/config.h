@@ -48,6 +48,7 @@ struct pgl_config {
 	int max_lag_on_failover;		/* bytes; 0: no bound */
 	char on_role_change[PGL_PATH_MAX];	/* program run on role changes; "" none */
 	int hook_timeout_ms;
+	char bootstrap_program[PGL_PATH_MAX];	/* run once by the node that bootstraps; "" none */
 	int n_pg;
 	struct pgl_pg_setting pg[PGL_MAX_PG_SETTINGS];
 };

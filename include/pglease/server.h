@@ -48,7 +48,8 @@ int pgl_server_initdb(struct pgl_daemon *d);
  * Worker, after the first start as primary: creates the replication role
  * (on a connection of its own) and copies the new system identifier into sysid.
  */
-int pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen);
+int pgl_server_bootstrap_finish(struct pgl_daemon *d, char *sysid, size_t sysidlen, char *note,
+								size_t notelen);
 /* Writes the node's settings and spawns the postmaster as our child. */
 int pgl_server_start_begin(struct pgl_daemon *d, enum pgl_server_mode mode, const char *upstream);
 /*

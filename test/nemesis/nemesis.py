@@ -54,6 +54,7 @@ FAULT_KINDS = {
     "standby_unreadable": 1,  # a standby's data directory made unreadable
     "double": 2,              # the primary killed while a standby is stopped
     "restart_standby": 1,     # a clean restart of a standby
+    "switchover": 2,          # a planned switchover under load, to a named or the best node
 }
 
 
@@ -344,6 +345,24 @@ class Campaign:
         t.stop(timeout=60, check=False)
         return lambda: self.restart_later(t)
 
+    def f_switchover(self, t):
+        """A planned switchover in the middle of load: to a random standby or,
+        half of the time, to whichever node the primary finds best.  Refused
+        requests (nobody streaming yet, another one running) are fine; the
+        checker judges what the writers saw."""
+        args = ["switchover", "--lease-db", str(self.cluster.lease_db), "--wait",
+                "--timeout", "%d" % max(5, int(4 * self.ttl))]
+        cands = self.standbys(t)
+        if cands and self.rng.random() < 0.5:
+            to = self.rng.choice(cands)
+            args += ["--to", to.name]
+            self.last_target = "%s->%s" % (t.name, to.name)
+        self.hold = 0.0
+        r = self.cluster.cli(*args, timeout=120)
+        out = (r.stdout + r.stderr).strip().splitlines()
+        log("switchover: exit %d: %s" % (r.returncode, out[-1] if out else ""))
+        return lambda: None
+
     def restart_later(self, n):
         """Node restarts at random: at once, or after a random wait."""
         if self.rng.random() < 0.5:
@@ -359,6 +378,8 @@ class Campaign:
         standbys = [n for n in running if n is not p]
         if kind in ("standby_unreadable", "restart_standby"):
             pool = standbys
+        elif kind == "switchover":
+            pool = [p] if p else running
         elif kind in ("store_lock", "store_full"):
             pool = [p] if p else running
         elif kind == "double":

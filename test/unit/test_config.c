@@ -228,6 +228,9 @@ test_bad_values(void)
 	/* on_role_change: an absolute path; max_lag_on_failover and hook_timeout_ms in range. */
 	expect_ok("on_role_change = /usr/local/bin/hook\n");
 	expect_line_error("on_role_change = hook.sh\n", "on_role_change");
+	expect_ok("bootstrap_program = /usr/local/lib/pglease/docker-init\n");
+	CHECK(strcmp(cfg.bootstrap_program, "/usr/local/lib/pglease/docker-init") == 0);
+	expect_line_error("bootstrap_program = docker-init\n", "bootstrap_program");
 	expect_line_error("hook_timeout_ms = 50\n", "hook_timeout_ms");
 	expect_ok("max_lag_on_failover = 1048576\n");
 	expect_line_error("max_lag_on_failover = -1\n", "max_lag_on_failover");
