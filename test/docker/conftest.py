@@ -119,7 +119,7 @@ def poll(what, fn, timeout, interval=0.3):
 class Cluster:
     """One compose project of docker-compose.yml with its own lease directory."""
 
-    def __init__(self, label, ttl_ms=TTL_MS, renew_ms=RENEW_MS):
+    def __init__(self, label, ttl_ms=TTL_MS, renew_ms=RENEW_MS, env=None):
         self.label = label
         self.project = "%s-%d" % (RUN_ID, next(_counter))
         self.lease_dir = tempfile.mkdtemp(prefix=self.project + ".", dir=TMP_BASE)
@@ -132,8 +132,13 @@ class Cluster:
                         PGLEASE_LEASE_DIR=self.lease_dir,
                         PGLEASE_LEASE_TTL_MS=str(ttl_ms),
                         PGLEASE_RENEW_INTERVAL_MS=str(renew_ms),
-                        PGLEASE_IMAGE_TAG=IMAGE_TAG)
+                        PGLEASE_IMAGE_TAG=IMAGE_TAG,
+                        # HAProxy's host ports: free ones, so clusters never collide.
+                        PGLEASE_WRITE_PORT="", PGLEASE_READ_PORT="",
+                        PGLEASE_HAPROXY_STATS_PORT="")
+        self.env.update(env or {})
         self.notes = {}    # state handed from one test to the next
+        self.restarts_expected = set()
         ACTIVE.append(self)
 
     # -- docker
@@ -164,16 +169,29 @@ class Cluster:
         return p.stdout.strip() == "true"
 
     def exited(self, services=SERVICES):
-        """{service: 'exit code N'} of containers that exited by themselves
-        (restart: "no": they stay down)."""
+        """{service: 'exit code N'} of containers that exited by themselves:
+        down, or brought back by `restart: unless-stopped` (a restart count
+        above zero) when nothing in the test stopped them."""
         out = {}
         for s in services:
-            p = sh(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+            p = sh(["docker", "inspect", "-f",
+                    "{{.State.Status}} {{.State.ExitCode}} {{.RestartCount}}",
                     self.container(s)], timeout=30)
             st = p.stdout.split()
             if st and st[0] in ("exited", "dead"):
                 out[s] = "exit code %s" % (st[1] if len(st) > 1 else "?")
+            elif len(st) > 2 and st[2] != "0" and s not in self.restarts_expected:
+                out[s] = "restarted %s times (last exit code %s)" % (st[2], st[1])
         return out
+
+    def restart_count(self, svc):
+        p = sh(["docker", "inspect", "-f", "{{.RestartCount}}", self.container(svc)], timeout=30)
+        return int(p.stdout.strip() or "0")
+
+    def host_port(self, svc, port):
+        """The host port published for svc's container port."""
+        p = sh(["docker", "port", self.container(svc), str(port)], timeout=30, check=True)
+        return int(p.stdout.strip().splitlines()[0].rsplit(":", 1)[1])
 
     def docker(self, *args, timeout=120, check=True):
         return sh(["docker"] + list(args), timeout=timeout, check=check)
@@ -533,8 +551,8 @@ def new_cluster():
     """Factory of clusters removed at the end of the test."""
     made = []
 
-    def make(label):
-        c = Cluster(label)
+    def make(label, **kw):
+        c = Cluster(label, **kw)
         made.append(c)
         return c
     yield make
