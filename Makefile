@@ -12,10 +12,17 @@
 
 CC      ?= gcc
 PKGS    := libpq sqlite3 libmicrohttpd
+# sd_notify for systemd's Type=notify: on when libsystemd-dev is installed
+# (make SYSTEMD=0 builds without it; the notifications then do nothing).
+SYSTEMD ?= $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1 || echo 0)
+ifeq ($(SYSTEMD),1)
+PKGS    += libsystemd
+SYSTEMD_DEF := -DPGL_HAVE_SYSTEMD
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  ?= -O2 -g
-override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude $(PKG_CFLAGS)
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude $(PKG_CFLAGS) $(SYSTEMD_DEF)
 override LDLIBS += $(PKG_LIBS) -lpthread
 BUILD   ?= build
 

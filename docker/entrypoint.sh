@@ -21,6 +21,15 @@ if [ "$(id -u)" != 0 ]; then
     exec "$PGLEASE_BIN" "$@"
 fi
 
+# chown -h to postgres of what under $1 is not postgres's.  Files may vanish
+# while find runs (another node's temporary password file in the shared
+# directory): a first pass that fails is tried once more, and only the second
+# one's error counts.
+chown_tree() {
+    find "$1" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' + 2>/dev/null ||
+        find "$1" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
+}
+
 if [ "$1" = run ]; then
     lease_dir=$(dirname "${PGLEASE_LEASE_DB:-/var/lib/pglease/lease.db}")
     pgdata=${PGLEASE_PGDATA:-/var/lib/postgresql/data/pgdata}
@@ -31,11 +40,11 @@ if [ "$1" = run ]; then
     # Never through a symlink (chown -h, and find does not follow them): the
     # lease directory is shared, and root in another container could plant
     # a link to this container's /etc/passwd there.
-    find "$lease_dir" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
+    chown_tree "$lease_dir"
     chmod 0770 "$lease_dir"
     # The data directory: fix the parent (and pgdata if some other uid owns
     # files in it, e.g. after a uid change); postgres itself insists on 0700.
-    find "$data_parent" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
+    chown_tree "$data_parent"
     chmod 0700 "$data_parent"
     [ -L "$pgdata" ] || [ ! -d "$pgdata" ] || chmod 0700 "$pgdata"
     # The Unix socket's directory, as in the official image; the socket

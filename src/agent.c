@@ -39,6 +39,7 @@
 #include "pglease/agent.h"
 #include "pglease/daemon.h"
 #include "pglease/log.h"
+#include "pglease/notify.h"
 #include "pglease/pgctl.h"
 
 /* ---- the fence watchdog ---- */
@@ -158,9 +159,13 @@ role_hook(struct pgl_daemon *d, int64_t term, const char *kind)
 		"followed" };
 
 	for (size_t i = 0; i < PGL_ARRAY_LEN(kinds); i++)
-		if (strcmp(kind, kinds[i]) == 0)
-			pgl_hook_fire(d, kind, strcmp(kind, "bootstrap") == 0 ? "primary"
-						  : pgl_role_name(d->dc.role), term);
+		if (strcmp(kind, kinds[i]) == 0) {
+			const char *role = strcmp(kind, "bootstrap") == 0 ? "primary"
+				: pgl_role_name(d->dc.role);
+
+			pgl_hook_fire(d, kind, role, term);
+			pgl_notify("STATUS=%s (%s), term %lld", role, kind, (long long) term);
+		}
 }
 
 static void
@@ -1291,8 +1296,10 @@ read_signals(struct pgl_daemon *d)
 
 	while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			if (!d->stop)
+			if (!d->stop) {
 				pgl_log_info("received %s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+				pgl_notify("STOPPING=1\nSTATUS=stopping");
+			}
 			d->stop = 1;
 		} else if (si.ssi_signo == SIGHUP)
 			reload(d);
@@ -1385,7 +1392,7 @@ apply_reload(struct pgl_daemon *d, const struct pgl_config *n)
  * settings through pglease.node.conf and pg_reload_conf().
  */
 static void
-reload(struct pgl_daemon *d)
+reload_config(struct pgl_daemon *d)
 {
 	struct pgl_config *n = calloc(1, sizeof(*n));
 	int level = pgl_log_level;
@@ -1431,6 +1438,15 @@ reload(struct pgl_daemon *d)
 					 "(it reads them at its next start)");
 	else if (pg_changed && pending[0])
 		pgl_log_warn("reload: postgres needs a restart for: %s", pending);
+}
+
+/* systemd hears of a reload (ExecReload sends SIGHUP) and of its end. */
+static void
+reload(struct pgl_daemon *d)
+{
+	pgl_notify("RELOADING=1");
+	reload_config(d);
+	pgl_notify("READY=1");
 }
 
 /* Milliseconds until the next thing this node must do. */
@@ -1597,10 +1613,11 @@ pgl_agent_main(int argc, char **argv)
 	}
 	d->lock_fd = d->sig_fd = d->job.worker_fd = -1;
 	rc = setup(d, conf, lease_db);
-	if (rc == PGL_EXIT_OK)
+	if (rc == PGL_EXIT_OK) {
 		decide_init(d);
-	if (rc == PGL_EXIT_OK)
+		pgl_notify("READY=1\nSTATUS=running (role not decided yet)");
 		run_loop(d);
+	}
 	pgl_job_abandon(d);
 	if (rc == PGL_EXIT_OK)
 		shutdown_node(d);

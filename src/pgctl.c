@@ -84,12 +84,18 @@ child_exec(pid_t parent, int out_fd, char *const argv[], char *const env[])
 	_exit(127);
 }
 
-/* True when the "NAME=value" entry e sets a name that one of add sets. */
+/*
+ * True when the "NAME=value" entry e sets a name that one of add sets, or
+ * NOTIFY_SOCKET: systemd's socket is the agent's alone (PostgreSQL, built
+ * with systemd support, would otherwise tell systemd it is "READY").
+ */
 static bool
 overridden(const char *e, char *const *add)
 {
 	size_t len = strcspn(e, "=");
 
+	if (strncmp(e, "NOTIFY_SOCKET=", 14) == 0)
+		return true;
 	for (size_t i = 0; add && add[i]; i++)
 		if (strncmp(add[i], e, len) == 0 && add[i][len] == '=')
 			return true;
@@ -210,12 +216,19 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 pid_t
 pgl_spawn_detached(char *const argv[])
 {
-	pid_t parent = getpid(), pid = fork();
+	char **env = build_env(NULL);
+	pid_t parent = getpid(), pid;
 
+	if (env == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	pid = fork();
 	if (pid == 0)
-		child_exec(parent, 2, argv, environ);
+		child_exec(parent, 2, argv, env);
 	if (pid > 0)
 		setpgid(pid, pid);
+	free(env);
 	return pid;
 }
 
@@ -225,10 +238,17 @@ pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 	char exe[PGL_PATH_MAX + 16];
 	pid_t parent = getpid(), pid;
 
+	char *const argv[] = { "postgres", "-D", (char *) cfg->pgdata, NULL };
+	char **env = build_env(NULL);
+
 	snprintf(exe, sizeof(exe), "%s/postgres", cfg->pg_bindir);
+	if (env == NULL)
+		return -1;
 	pid = fork();
-	if (pid != 0)
+	if (pid != 0) {
+		free(env);
 		return pid;
+	}
 	/* Child: die (immediate shutdown) with the agent, keep only the lock. */
 	child_prepare(keep_fd);
 	if (prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || getppid() != parent)
@@ -240,7 +260,7 @@ pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 		if (devnull > 2)
 			close(devnull);
 	}
-	execl(exe, "postgres", "-D", cfg->pgdata, (char *) NULL);
+	execve(exe, argv, env);
 	dprintf(2, "cannot execute %s: %s\n", exe, strerror(errno));
 	_exit(127);
 }
