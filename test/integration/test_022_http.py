@@ -9,11 +9,12 @@ at once.  Malformed, oversized and slow requests get an error or a timeout,
 and the agent's renewals go on meanwhile."""
 import http.client
 import json
+import re
 import socket
 import threading
 import time
 
-from conftest import FAST, free_port, measure, poll_until, started_cluster
+from conftest import FAST, ROOT, free_port, measure, poll_until, started_cluster
 
 TTL = FAST["lease_ttl_ms"] / 1000.0
 
@@ -117,6 +118,19 @@ def test_endpoints_in_every_role(make_cluster):
     time.sleep(2 * FAST["renew_interval_ms"] / 1000.0 + 0.2)
     assert metrics(p)["pglease_renewals_total"] > r0
     c.sampler.check()
+    # The Grafana dashboard (docs/) reads only series the agent exports, with
+    # the labels it exports.
+    exported = {k.split("{")[0] for k in m} | {k.split("{")[0] for k in ms}
+    labels = {k.split("{")[0]: k.split("{")[1].split("=")[0] for k in list(m) + list(ms)
+              if "{" in k}
+    dash = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dash["panels"] for t in panel["targets"]]
+    used = {x for e in exprs for x in re.findall(r"pglease_[a-z_]+", e)}
+    assert used and used <= exported, used - exported
+    for e in exprs:
+        for label in re.findall(r"by \(([a-z_, ]+)\)", e):
+            for lab in (x.strip() for x in label.split(",")):
+                assert lab in ("instance", "le") or lab in labels.values(), (lab, e)
 
 
 def test_primary_200_moves_and_is_never_doubled(make_cluster):
