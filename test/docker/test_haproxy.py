@@ -229,3 +229,32 @@ def test_04_crashed_container_comes_back_by_itself(c):
     _, secs = c.wait_healthy(REJOIN_TIMEOUT, primary=p, what="restarted standby")
     measure("container killed from inside -> restarted and streaming again", secs)
     assert c.lease()["holder"] == p
+
+
+def test_05_switchover_through_write_port(c):
+    """A planned switchover with the writer on HAProxy's write port: the
+    write port moves to the target and nothing acknowledged is lost."""
+    p, _ = c.wait_healthy(REJOIN_TIMEOUT, what="precondition")
+    target = [x for x in SERVICES if x != p][0]
+    wait_write_port_reaches(c, p, 30)
+    w = HostWriter(c)
+    w.start()
+    poll("the writer's first writes", lambda: w.count() >= 20, 30, 0.1)
+    with Sampler(c) as smp:
+        t0 = time.monotonic()
+        r = c.pglease(p, "switchover", "--to", target, "--wait", "--timeout", "60", timeout=90)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        n0 = w.count()
+        poll("writes to resume through the write port", lambda: w.count() >= n0 + 20,
+             FAILOVER_TIMEOUT, 0.05)
+        gap = w.gap_around(t0)
+        ids = w.finish()
+        c.wait_healthy(REJOIN_TIMEOUT, primary=target, what="after switchover")
+        smp.check()
+    wait_write_port_reaches(c, target, 30)
+    measure("switchover --wait: write gap through HAProxy", gap)
+    r = c.exec(target, ["psql", "-X", "-At", "-h", "/var/run/postgresql", "-d", "appdb", "-c",
+                        "select string_agg(id::text, ' ') from acked"])
+    got = set(map(int, r.stdout.split()))
+    missing = [i for i in ids if i not in got]
+    assert missing == [], "a switchover lost acknowledged writes: %s" % missing[:20]
