@@ -4,6 +4,8 @@ other nodes get its work by cloning.  Exercised with the Docker image's own
 program (docker/docker-init.sh: POSTGRES_USER, POSTGRES_PASSWORD_FILE,
 POSTGRES_DB and the scripts of an initdb.d directory).  A failing program is
 logged and recorded in the bootstrap event; the cluster still forms."""
+import gzip
+import lzma
 import os
 import shutil
 import subprocess
@@ -62,6 +64,9 @@ def test_docker_init_runs_once_and_its_work_reaches_every_node(make_cluster):
     (init / "03-sourced.sh").write_text(
         "psql -X -v ON_ERROR_STOP=1 -c \"INSERT INTO items VALUES (3, 'sourced by $user')\"\n")
     (init / "README").write_text("not a script\n")
+    sql = "INSERT INTO items VALUES ({0}, 'from 04-more.sql.{1}');\n"
+    (init / "04-more.sql.gz").write_bytes(gzip.compress(sql.format(10, "gz").encode()))
+    (init / "05-more.sql.xz").write_bytes(lzma.compress(sql.format(11, "xz").encode()))
     pwfile = c.base / "app.password"
     pwfile.write_text("s3cret 'quoted\"\n")
     os.chmod(pwfile, 0o600)
@@ -86,7 +91,8 @@ def test_docker_init_runs_once_and_its_work_reaches_every_node(make_cluster):
     assert "docker-init: role app ready (with a password)" in log, p.log_tail()
     assert "docker-init: ignoring %s" % (init / "README") in log, p.log_tail()
 
-    want = [(1, "from 01-schema.sql"), (2, "from 02-exec.sh in appdb"), (3, "sourced by app")]
+    want = [(1, "from 01-schema.sql"), (2, "from 02-exec.sh in appdb"), (3, "sourced by app"),
+            (10, "from 04-more.sql.gz"), (11, "from 04-more.sql.xz")]
     rows = query_db(p, "appdb", "SELECT id, what FROM items ORDER BY id")
     assert rows == want, rows
     assert query_db(p, "postgres", "SELECT rolsuper, rolcanlogin FROM pg_roles "
@@ -117,7 +123,7 @@ def test_docker_init_runs_once_and_its_work_reaches_every_node(make_cluster):
     p.kill9()
     newp = c.wait_for_primary(timeout=60, exclude=[p], min_term=term + 1)
     assert [r[0] for r in query_db(newp, "appdb", "SELECT id FROM items ORDER BY id")] == \
-        [1, 2, 3, 4]
+        [1, 2, 3, 4, 10, 11]
     p.start()
     c.wait_healthy(timeout=240)
     assert calls.read_text().splitlines() == lines
