@@ -993,7 +993,11 @@ follow(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node 
 	if (obs->job != PGL_JOB_NONE)
 		return;
 	if (!s->has_data) {
-		if (strcmp(h->role, "primary") == 0 && obs->now >= dc->start_retry_ms)
+		/*
+		 * A server that runs has its data, whatever the directory looked
+		 * like just now: a clone would empty it under the server.
+		 */
+		if (!s->running && strcmp(h->role, "primary") == 0 && obs->now >= dc->start_retry_ms)
 			start_job(dc, PGL_JOB_CLONE, PGL_SERVER_STANDBY, h, out);
 		return;					/* else wait until it runs */
 	}

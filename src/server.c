@@ -44,7 +44,10 @@ clone_marker(const struct pgl_daemon *d, char *out, size_t len)
  * True when the data directory holds a cluster.  A clone interrupted by a
  * crash or a kill leaves PG_VERSION and much else behind, but not a server
  * that can ever become consistent: its marker says so, and it counts as no
- * data (the next clone empties it).
+ * data (the next clone empties it).  Only a directory known to hold no
+ * PG_VERSION is empty: one that cannot be looked into (made unreadable, an
+ * I/O error) counts as holding data, since "no data" leads to a clone that
+ * empties it.
  */
 bool
 pgl_server_has_data(const struct pgl_daemon *d)
@@ -55,7 +58,9 @@ pgl_server_has_data(const struct pgl_daemon *d)
 	if (access(p, F_OK) == 0)
 		return false;
 	snprintf(p, sizeof(p), "%s/PG_VERSION", d->cfg.pgdata);
-	return access(p, F_OK) == 0;
+	if (access(p, F_OK) == 0)
+		return true;
+	return errno != ENOENT && errno != ENOTDIR;
 }
 
 bool
@@ -760,6 +765,12 @@ pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 
 	if (!pgl_node_addr(from, host, sizeof(host), &port))
 		return -PGL_EINVAL;
+	/* Never empty a data directory a server of ours still runs on. */
+	if (d->srv.pm_pid > 0 && kill(d->srv.pm_pid, 0) == 0) {
+		pgl_log_error("not cloning into %s: postgres (pid %d) still runs on it",
+					  d->cfg.pgdata, (int) d->srv.pm_pid);
+		return -PGL_EINVAL;
+	}
 	clone_marker(d, marker, sizeof(marker));
 	if (access(marker, F_OK) == 0)
 		pgl_log_warn("an earlier clone into %s did not complete; cloning again", d->cfg.pgdata);

@@ -536,7 +536,15 @@ class Campaign:
         c = self.cluster
         if t_final is None:
             log("the cluster did not re-form at the end; reading what is there")
+        # The primary, asked again for a while: one look can miss it (the store
+        # busy for a moment), and without it nobody is waited for to catch up.
+        end = now() + 30
         p = self.primary()
+        while p is None and now() < end:
+            time.sleep(0.2)
+            p = self.primary()
+        if p is None:
+            log("no primary at the end: the standbys were not waited for")
         final = {}
         if p is not None:
             if self.args.bug == "lost-write":
@@ -555,6 +563,16 @@ class Campaign:
             try:
                 final[n.name] = sorted(r[0] for r in n.query("SELECT id FROM nemesis",
                                                             timeout=10))
+                # What the checker's verdict rests on, for whoever reads the log.
+                st = n.query("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                             "pg_last_wal_receive_lsn()::text, "
+                             "CASE WHEN pg_is_in_recovery() THEN NULL "
+                             "ELSE pg_current_wal_lsn()::text END, "
+                             "pg_postmaster_start_time()::text", timeout=10)[0]
+                log("end: %s%s: %d ids (max %s); in recovery %s, replay %s, receive %s, "
+                    "current %s, postmaster since %s" % (
+                        n.name, " (primary)" if n is p else "", len(final[n.name]),
+                        final[n.name][-1] if final[n.name] else None, *st))
             except psycopg2.Error as e:
                 log("cannot read %s at the end: %s" % (n.name, e))
         return final

@@ -683,6 +683,20 @@ test_follow_rules(void)
 	CHECK(has_job(PGL_JOB_CLONE) && strcmp(find(PGL_ACT_JOB, PGL_JOB_CLONE)->node.name, "pg1") == 0);
 	job_done(PGL_JOB_CLONE, 0);
 	CHECK(has_event("cloned"));
+	/*
+	 * A running server whose data directory looks empty (made unreadable, a
+	 * clone marker left behind) is never cloned over: the clone would empty
+	 * the directory under it.  Found by the nemesis (standby_unreadable).
+	 */
+	reset();
+	row("pg1", "primary", 0, 100, 1);
+	ob.server.has_data = false;
+	ob.server.running = true;
+	for (int i = 0; i < 5; i++) {
+		ob.now += 1000;
+		step();
+		CHECK(!has_job(PGL_JOB_CLONE) && !has_job(PGL_JOB_REWIND));
+	}
 	/* Stopped with standby.signal: start; without: rewind first, then start. */
 	reset();
 	row("pg1", "primary", 0, 100, 1);
