@@ -1220,13 +1220,12 @@ programs_check(const struct pgl_config *c, char *err, size_t len)
 	return 0;
 }
 
+/* The configuration, timings and password; PGL_EXIT_OK or the exit code. */
 static int
-setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
+setup_config(struct pgl_daemon *d, const char *conf, const char *lease_db, char *err,
+			 size_t errlen)
 {
-	char err[4096];
-	int rc;
-
-	if ((rc = pgl_config_load(&d->cfg, conf, NULL, err, sizeof(err))) < 0) {
+	if (pgl_config_load(&d->cfg, conf, NULL, err, errlen) < 0) {
 		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
 			fprintf(stderr, "pglease: %s\n", line);
 		return PGL_EXIT_USAGE;
@@ -1238,10 +1237,21 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	pgl_timeouts_init(&d->tmo, &d->cfg);
 	pgl_pg_set_bound(d->tmo.local_ms);
 	pgl_log_set_node(d->cfg.node_name);
-	if (read_password(d, err, sizeof(err)) < 0) {
+	if (read_password(d, err, errlen) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
 		return PGL_EXIT_USAGE;
 	}
+	return PGL_EXIT_OK;
+}
+
+static int
+setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
+{
+	char err[4096];
+	int rc;
+
+	if ((rc = setup_config(d, conf, lease_db, err, sizeof(err))) != PGL_EXIT_OK)
+		return rc;
 	umask(0007);
 	/* Busy: agents starting together on a new store; tried for about 5 s. */
 	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,

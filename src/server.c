@@ -756,22 +756,19 @@ empty_pgdata(struct pgl_daemon *d)
 	return 0;
 }
 
-int
-pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
+/*
+ * Before pg_basebackup: the marker (kept until the clone is complete), then
+ * an empty data directory.  Never under a server of ours that still runs.
+ */
+static int
+clone_begin(struct pgl_daemon *d, char *marker, size_t len)
 {
-	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
-	char marker[PGL_PATH_MAX + 16], *argv[20], *ci = NULL;
-	int port, rc, i = 0;
-
-	if (!pgl_node_addr(from, host, sizeof(host), &port))
-		return -PGL_EINVAL;
-	/* Never empty a data directory a server of ours still runs on. */
 	if (d->srv.pm_pid > 0 && kill(d->srv.pm_pid, 0) == 0) {
 		pgl_log_error("not cloning into %s: postgres (pid %d) still runs on it",
 					  d->cfg.pgdata, (int) d->srv.pm_pid);
 		return -PGL_EINVAL;
 	}
-	clone_marker(d, marker, sizeof(marker));
+	clone_marker(d, marker, len);
 	if (access(marker, F_OK) == 0)
 		pgl_log_warn("an earlier clone into %s did not complete; cloning again", d->cfg.pgdata);
 	else {
@@ -785,8 +782,20 @@ pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 		}
 		close(fd);
 	}
-	if (empty_pgdata(d) < 0)
-		return -PGL_ESYS;
+	return empty_pgdata(d) < 0 ? -PGL_ESYS : 0;
+}
+
+int
+pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
+{
+	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
+	char marker[PGL_PATH_MAX + 16], *argv[20], *ci = NULL;
+	int port, rc, i = 0;
+
+	if (!pgl_node_addr(from, host, sizeof(host), &port))
+		return -PGL_EINVAL;
+	if ((rc = clone_begin(d, marker, sizeof(marker))) < 0)
+		return rc;
 	/* -d: host, port, user and the replication_ssl* options in one conninfo. */
 	if ((ci = remote_conninfo(d, host, port, NULL, 0)) == NULL)
 		return -PGL_ESYS;
