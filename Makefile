@@ -11,7 +11,7 @@
 #                   NODES=3|5 TTL_MS=2000 NEMESIS_OUT=nemesis-out
 
 CC      ?= gcc
-PKGS    := libpq sqlite3 libmicrohttpd
+PKGS    := libpq sqlite3 libmicrohttpd libcurl jansson
 # sd_notify for systemd's Type=notify: on when libsystemd-dev is installed
 # (make SYSTEMD=0 builds without it; the notifications then do nothing).
 SYSTEMD ?= $(shell pkg-config --exists libsystemd 2>/dev/null && echo 1 || echo 0)

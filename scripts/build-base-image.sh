@@ -11,9 +11,9 @@ readonly BUILD_TAG=pglease-build:${SUITE}
 readonly LABEL_KEY=org.pglease.base.cachekey
 
 # Packages added to the minbase root for the runtime image.
-readonly RUNTIME_PKGS=(postgresql-15 postgresql-client-15 libpq5 libsqlite3-0 libmicrohttpd12 sqlite3 tini haproxy xz-utils)
+readonly RUNTIME_PKGS=(postgresql-15 postgresql-client-15 libpq5 libsqlite3-0 libmicrohttpd12 libcurl4 libjansson4 sqlite3 tini haproxy xz-utils etcd-server)
 # Packages added on top of the runtime set for the build image.
-readonly BUILD_PKGS=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev libc6-dev postgresql-server-dev-15)
+readonly BUILD_PKGS=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libc6-dev postgresql-server-dev-15)
 
 CACHE_DIR=${PGLEASE_BASE_CACHE_DIR:-/var/cache/pglease-base}
 FORCE=0

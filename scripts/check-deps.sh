@@ -6,6 +6,8 @@ if command -v pkg-config >/dev/null 2>&1; then
 	pkg-config --exists libpq   || missing+=("libpq headers (apt-get install libpq-dev)")
 	pkg-config --exists sqlite3 || missing+=("sqlite3 headers (apt-get install libsqlite3-dev)")
 	pkg-config --exists libmicrohttpd || missing+=("libmicrohttpd headers (apt-get install libmicrohttpd-dev)")
+	pkg-config --exists libcurl || missing+=("libcurl headers (apt-get install libcurl4-openssl-dev)")
+	pkg-config --exists jansson || missing+=("jansson headers (apt-get install libjansson-dev)")
 fi
 command -v "${CC:-gcc}" >/dev/null 2>&1 || missing+=("a C compiler (apt-get install gcc)")
 if [ ${#missing[@]} -gt 0 ]; then

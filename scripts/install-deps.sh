@@ -6,7 +6,8 @@ pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev sqlite3 pos
       postgresql-server-dev-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
       iproute2 procps bc debootstrap debian-archive-keyring clang libclang-rt-14-dev gnuplot-nox
-      gdb haproxy libsystemd-dev xz-utils systemd)
+      gdb haproxy libsystemd-dev xz-utils systemd
+      libcurl4-openssl-dev libjansson-dev etcd-server etcd-client)
 # The Docker tests need Compose; install Debian's when a Docker engine is present.
 if command -v docker >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
 	pkgs+=(docker-compose)

@@ -732,7 +732,8 @@ store_fault(struct pgl_daemon *d, int64_t now, char *why, size_t len)
 	if (now - d->store_checked_ms < d->cfg.renew_interval_ms)
 		return PGL_STORE_FINE;
 	d->store_checked_ms = now;
-	if (stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino) {
+	if (!pgl_store_is_url(d->cfg.lease_db) &&
+		(stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino)) {
 		snprintf(why, len, "%s was deleted or replaced while running; stopping (restart the "
 				 "agents once the store is in place)", d->cfg.lease_db);
 		return PGL_STORE_REPLACED;
@@ -1027,11 +1028,10 @@ read_password(struct pgl_daemon *d, char *err, size_t len)
 static int
 take_alive_lock(struct pgl_daemon *d, char *err, size_t len)
 {
-	char *copy = strdup(d->cfg.lease_db), path[PGL_PATH_MAX + 80];
+	char path[PGL_PATH_MAX + 80];
 	struct pgl_node other;
 
-	snprintf(d->lock_dir, sizeof(d->lock_dir), "%s/alive", dirname(copy));
-	free(copy);
+	pgl_config_alive_dir(&d->cfg, d->lock_dir, sizeof(d->lock_dir));
 	if (mkdir(d->lock_dir, 0770) != 0 && errno != EEXIST) {
 		snprintf(err, len, "%s: cannot create: %s", d->lock_dir, strerror(errno));
 		return -PGL_ESYS;
@@ -1253,14 +1253,23 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if ((rc = setup_config(d, conf, lease_db, err, sizeof(err))) != PGL_EXIT_OK)
 		return rc;
 	umask(0007);
-	/* Busy: agents starting together on a new store; tried for about 5 s. */
+	/*
+	 * Busy: agents starting together on a new store; tried for about 5 s.
+	 * etcd not answering yet (its members start with the nodes): 60 s.
+	 */
 	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
-										  sizeof(err))) == -PGL_EBUSY && i < 25; i++)
+										  sizeof(err))) == -PGL_EBUSY ||
+		 (rc == -PGL_ESTORE && pgl_store_is_url(d->cfg.lease_db)); i++) {
+		if (i >= (rc == -PGL_EBUSY ? 25 : 300))
+			break;
+		if (i == 0 && rc == -PGL_ESTORE)
+			pgl_log_warn("%s; retrying for 60 s", err);
 		poll(NULL, 0, 200);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
-		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ? PGL_EXIT_USAGE
-			: PGL_EXIT_FAIL;
+		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ||
+			rc == -PGL_ECONFIG ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
 	}
 	d->busy_ms = 500;
 	pgl_store_set_busy_ms(d->st, d->busy_ms);

@@ -668,6 +668,7 @@ print_lease_json(FILE *f, const struct pgl_lease *l)
 	json_age(f, l->renewed_age_s);
 	fputs(",\"released_lsn\":", f);
 	json_text(f, l->has_released_lsn ? l->released_lsn : "");
+	fprintf(f, ",\"holder_expired\":%s", l->holder_expired ? "true" : "false");
 	fputc('}', f);
 }
 
@@ -766,6 +767,9 @@ format_lease(const struct pgl_lease *l, char *buf, size_t len)
 		snprintf(lsn, sizeof(lsn), ", released at %s", tty(l->released_lsn));
 	if (!l->holder[0])
 		snprintf(buf, len, "lease: none (term %lld%s)", (long long) l->term, lsn);
+	else if (l->store_expires)
+		snprintf(buf, len, "lease: %s term %lld (%s in etcd)", tty(l->holder),
+				 (long long) l->term, l->holder_expired ? "expired" : "live");
 	else if (l->renewed_age_s < 0)
 		snprintf(buf, len, "lease: %s term %lld (never renewed)", tty(l->holder),
 				 (long long) l->term);
@@ -901,6 +905,10 @@ cmd_lease(struct cli *c)
 		   l.renewed_age_s >= 0 ? " (" : "", l.renewed_age_s >= 0 ? renewed : "",
 		   l.renewed_age_s >= 0 ? ")" : "");
 	printf("released_lsn  %s\n", l.has_released_lsn ? tty(l.released_lsn) : "-");
+	if (l.store_expires)
+		printf("in etcd       %s\n", !l.holder[0] ? "-" : l.holder_expired
+			   ? "expired (the holder's leader key is gone; claimable)"
+			   : "live (the holder's leader key exists)");
 out:
 	pgl_store_close(st);
 	return rc;
@@ -1603,19 +1611,13 @@ static pid_t
 agent_pid(const struct pgl_config *cfg, char *why, size_t len)
 {
 	char dir[PGL_PATH_MAX], path[PGL_PATH_MAX + 96], buf[32], comm[32] = "";
-	char *slash;
 	ssize_t n;
 	long pid;
 	int fd;
 	FILE *f;
 
-	pgl_strlcpy(dir, cfg->lease_db, sizeof(dir));
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
-	snprintf(path, sizeof(path), "%s/alive/%s.lock", dir, cfg->node_name);
+	pgl_config_alive_dir(cfg, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/%s.lock", dir, cfg->node_name);
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(why, len, "%s: %s", path, strerror(errno));

@@ -66,7 +66,9 @@ static const struct conf_key keys[] = {
 	{ "node_name", KEY_NAME, OFF(node_name), "", 0, 0,
 	  "this node's name, [a-z0-9_-]{1,63}; default: the host name", NULL },
 	{ "lease_db", KEY_STR, OFF(lease_db), "/var/lib/pglease/lease.db", 1, 0,
-	  "path of the shared SQLite lease store", NULL },
+	  "the lease store: the shared SQLite file's path, or "
+	  "etcd://HOST:PORT[,HOST:PORT...]/PREFIX/CLUSTER[?user=&password_file=&cacert=&cert=&key="
+	  "&tls=1&timeout_ms=] for etcd", NULL },
 	{ "pgdata", KEY_STR, OFF(pgdata), "/var/lib/postgresql/data/pgdata", 1, 0,
 	  "PostgreSQL data directory owned by this agent", NULL },
 	{ "pg_bindir", KEY_STR, OFF(pg_bindir), "", 0, 0,
@@ -809,6 +811,28 @@ pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t e
 		snprintf(out, len, "%s", cfg->lease_db);
 	free(cfg);
 	return rc;
+}
+
+/* Where the node's alive lock lives (see config.h). */
+void
+pgl_config_alive_dir(const struct pgl_config *cfg, char *out, size_t len)
+{
+	char dir[PGL_PATH_MAX];
+	char *slash;
+	bool url = strstr(cfg->lease_db, "://") != NULL;
+
+	pgl_strlcpy(dir, url ? cfg->pgdata : cfg->lease_db, sizeof(dir));
+	while ((slash = strrchr(dir, '/')) != NULL && slash > dir && slash[1] == '\0')
+		*slash = '\0';			/* "/a/b/" is "/a/b" */
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	snprintf(out, len, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/",
+			 url ? "pglease-alive" : "alive");
 }
 
 /* One line per key for --help: name, default, description. */

@@ -361,6 +361,12 @@ claimable(struct pgl_decider *dc, const struct pgl_obs *obs)
 		snprintf(r, rl, "holder's processes gone");
 		return true;
 	}
+	if (l->store_expires) {
+		/* etcd: the store times the holder out; no observer's clock does */
+		if (l->holder_expired)
+			snprintf(r, rl, "holder's lease expired in the store");
+		return l->holder_expired;
+	}
 	if (pgl_observer_expired(&dc->obs, obs->now, observer_ttl(dc))) {
 		snprintf(r, rl, "lease unchanged for %" PRId64 " ms", obs->now - dc->obs.first_seen_ms);
 		return true;

@@ -23,6 +23,7 @@ static const struct backend {
 	const struct pgl_store_ops *ops;
 } backends[] = {
 	{ NULL, &pgl_store_sqlite_ops },
+	{ "etcd", &pgl_store_etcd_ops },
 };
 
 /* Length of the scheme of "scheme://...", or 0 for a plain path (RFC 3986 letters). */
@@ -38,6 +39,12 @@ scheme_len(const char *path)
 		   path[n] == '.')
 		n++;
 	return strncmp(path + n, "://", 3) == 0 ? n : 0;
+}
+
+bool
+pgl_store_is_url(const char *path)
+{
+	return scheme_len(path) > 0;
 }
 
 /*
@@ -57,7 +64,7 @@ find_backend(const char *path, char *err, size_t errlen)
 	}
 	if (errlen)
 		snprintf(err, errlen, "%s: cannot open lease store: no backend for %.*s:// "
-				 "(a lease store is a file path)", path, (int) n, path);
+				 "(a lease store is a file path or etcd://host:port/prefix/cluster)", path, (int) n, path);
 	return NULL;
 }
 
@@ -293,4 +300,11 @@ bool
 pgl_observer_expired(const struct pgl_observer *o, int64_t now_ms, int64_t ttl_ms)
 {
 	return o->valid && now_ms - o->first_seen_ms >= ttl_ms;
+}
+
+bool
+pgl_sw_pending(const struct pgl_switchover *w, int64_t term)
+{
+	return (w->state == PGL_SW_REQUESTED || w->state == PGL_SW_HANDING_OVER) &&
+		w->term == term && w->age_s >= 0 && w->age_s * 1000 < (double) w->timeout_ms;
 }

@@ -1974,13 +1974,6 @@ sq_read_switchover(struct pgl_store *base, struct pgl_switchover *out)
 }
 
 /* A request for term that is neither ended nor older than its timeout. */
-static bool
-sw_pending(const struct pgl_switchover *w, int64_t term)
-{
-	return (w->state == PGL_SW_REQUESTED || w->state == PGL_SW_HANDING_OVER) &&
-		w->term == term && w->age_s >= 0 && w->age_s * 1000 < (double) w->timeout_ms;
-}
-
 static int
 sq_request_switchover(struct pgl_store *base, const struct pgl_switchover *req, int64_t *seq)
 {
@@ -2004,7 +1997,7 @@ sq_request_switchover(struct pgl_store *base, const struct pgl_switchover *req, 
 		rc = -PGL_ECONFLICT;
 		goto out;
 	}
-	if (sw_pending(&w, l.term)) {
+	if (pgl_sw_pending(&w, l.term)) {
 		snprintf(s->errmsg, sizeof(s->errmsg), "%s %lld (requested by %s at %s) is still "
 				 "under way", w.failover ? "failover" : "switchover", (long long) w.seq,
 				 w.requested_by, w.requested_at);

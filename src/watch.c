@@ -1,5 +1,6 @@
 /*
- * watch.c — inotify on the lease store's directory.
+ * watch.c — inotify on the lease store's directory, or a pipe that another
+ * backend's watcher (store_etcd.c's watch thread) writes a byte to per change.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -21,7 +22,27 @@ struct pgl_watch {
 	int nodes_wd;		/* the node records' directory; -1: none */
 	bool focused;		/* only focus's record counts (pgl_watch_focus) */
 	char focus[270];	/* "NAME.json", or "" for none */
+	bool is_pipe;		/* pgl_watch_open_fd(): fd is a pipe's read end */
+	void (*stop)(void *);	/* called first by pgl_watch_close() */
+	void *stop_arg;
 };
+
+int
+pgl_watch_open_fd(int fd, void (*stop)(void *), void *arg, struct pgl_watch **out)
+{
+	struct pgl_watch *w = calloc(1, sizeof(*w));
+
+	*out = NULL;
+	if (w == NULL)
+		return -PGL_ENOMEM;
+	w->fd = fd;
+	w->nodes_wd = -1;
+	w->is_pipe = true;
+	w->stop = stop;
+	w->stop_arg = arg;
+	*out = w;
+	return 0;
+}
 
 /*
  * Returns 0, or -PGL_ESYS / -PGL_ENOMEM after logging why; errno still says
@@ -80,6 +101,8 @@ pgl_watch_close(struct pgl_watch *w)
 {
 	if (w == NULL)
 		return;
+	if (w->stop)
+		w->stop(w->stop_arg);
 	if (w->fd >= 0)
 		close(w->fd);
 	free(w);
@@ -117,6 +140,11 @@ pgl_watch_drain(struct pgl_watch *w)
 	bool hit = false;
 	ssize_t n;
 
+	if (w->is_pipe) {
+		while ((n = read(w->fd, buf, sizeof(buf))) > 0)
+			hit = true;
+		return hit;
+	}
 	while ((n = read(w->fd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ev = (struct inotify_event *) p;

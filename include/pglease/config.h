@@ -72,6 +72,14 @@ int pgl_config_load(struct pgl_config *cfg, const char *path, char *const *envp,
  */
 int pgl_config_lease_db(const char *path, char *out, size_t len, char *err, size_t errlen);
 
+/*
+ * The directory of the node's alive lock (proof of death): "alive" beside a
+ * lease store file, shared by every node of the volume; for a store on a
+ * server (etcd://...) "pglease-alive" beside pgdata, this host's own (the
+ * lock then only keeps two agents of one node name apart on one host).
+ */
+void pgl_config_alive_dir(const struct pgl_config *cfg, char *out, size_t len);
+
 /* Prints the keys, their defaults and descriptions (for --help and docs). */
 void pgl_config_print_keys(FILE *f);
 

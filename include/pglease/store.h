@@ -8,9 +8,11 @@
  * pgl_store_open() picks the backend from the path: a plain path is the
  * SQLite backend (store_sqlite.c: one file on the shared volume, protocol
  * writes in single BEGIN IMMEDIATE transactions, every statement binding its
- * parameters); a "scheme://" path names another backend, of which there are
- * none yet.  Time is passed in by the caller (monotonic ms), so the protocol
- * can be driven by a fake clock in tests.
+ * parameters); "etcd://host:port[,host:port...]/prefix/cluster" is the etcd
+ * backend (store_etcd.c: etcd's v3 JSON gateway, the lease a key bound to an
+ * etcd lease, every protocol write one etcd transaction; DESIGN.md section
+ * 4b).  Time is passed in by the caller (monotonic ms), so the protocol can
+ * be driven by a fake clock in tests.
  *
  * A store handle is used by one thread at a time.
  */
@@ -48,6 +50,11 @@ struct pgl_lease {
 	bool has_released_lsn;
 	double renewed_age_s;		/* seconds since renewed_at by the wall clock, for
 								 * humans (read only); -1 when never renewed */
+	bool store_expires;			/* the store expires the holder itself (etcd): an
+								 * observer never times the lease out on its own
+								 * clock, it waits for holder_expired */
+	bool holder_expired;		/* store_expires and the store has expired the
+								 * holder's lease (holder still names it) */
 };
 
 struct pgl_cluster {
@@ -85,6 +92,13 @@ enum pgl_sw_state {
 };
 
 const char *pgl_sw_state_name(enum pgl_sw_state s);
+
+struct pgl_switchover;
+/*
+ * Is request w still under way for lease term `term` (requested or handing
+ * over, for that term, younger than its timeout)?
+ */
+bool pgl_sw_pending(const struct pgl_switchover *w, int64_t term);
 
 struct pgl_switchover {
 	int64_t seq;				/* request number; 0 when never requested */
@@ -162,8 +176,12 @@ struct pgl_store {
 	const struct pgl_store_ops *ops;
 };
 
-/* The backends (store_sqlite.c, ...); pgl_store_open() chooses among them. */
+/* The backends (store_sqlite.c, store_etcd.c); pgl_store_open() chooses among them. */
 extern const struct pgl_store_ops pgl_store_sqlite_ops;
+extern const struct pgl_store_ops pgl_store_etcd_ops;
+
+/* True when path is a "scheme://" URL (not a file path). */
+bool pgl_store_is_url(const char *path);
 
 /*
  * Checks, without opening anything, that path can be opened as a store:

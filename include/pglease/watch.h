@@ -21,6 +21,14 @@ struct pgl_watch;
  * with errno set.  Caller frees with pgl_watch_close().
  */
 int pgl_watch_open(const char *store_path, const char *nodes_dir, struct pgl_watch **out);
+/*
+ * A watch over fd, the read end of a non-blocking pipe that a watcher
+ * writes a byte to for each change (store_etcd.c's watch thread): drain
+ * reports any byte read, focus does nothing.  pgl_watch_close() calls
+ * stop(arg) first (to end the watcher), then closes fd.  Takes fd over.
+ * Returns 0 or -PGL_ENOMEM (fd left open).
+ */
+int pgl_watch_open_fd(int fd, void (*stop)(void *), void *arg, struct pgl_watch **out);
 void pgl_watch_close(struct pgl_watch *w);
 /* A descriptor to poll(2) for POLLIN. */
 int pgl_watch_fd(const struct pgl_watch *w);

@@ -4,7 +4,7 @@
 # Usage: test/cli/run.sh /path/to/pglease
 #
 # Builds the test-only fixture builder test/cli/mkstore.c from pglease's own
-# store code (src/store.c, store_sqlite.c, watch.c, common.c, log.c; libpq
+# store code (src/store.c, store_sqlite.c, store_etcd.c, watch.c, common.c, log.c; libpq
 # for common.c) into a temporary directory, then
 # runs the pytest suite in test/cli against the given binary.  Needs gcc,
 # pkg-config, sqlite3 headers and python3 with pytest (Debian: python3-pytest).
@@ -24,8 +24,9 @@ trap 'rm -rf "$work"' EXIT
 
 # shellcheck disable=SC2046  # pkg-config output is a list of flags
 if ! "${CC:-gcc}" -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -I"$root/include" \
-	$(pkg-config --cflags libpq sqlite3) -o "$work/mkstore" "$here/mkstore.c" \
-	"$root/src/store.c" "$root/src/store_sqlite.c" "$root/src/watch.c" "$root/src/common.c" "$root/src/log.c" $(pkg-config --libs libpq sqlite3); then
+	$(pkg-config --cflags libpq sqlite3 libcurl jansson) -o "$work/mkstore" "$here/mkstore.c" \
+	"$root/src/store.c" "$root/src/store_sqlite.c" "$root/src/store_etcd.c" "$root/src/watch.c" \
+	"$root/src/common.c" "$root/src/log.c" $(pkg-config --libs libpq sqlite3 libcurl jansson) -lpthread; then
 	echo "cli tests: FAILED (cannot build test/cli/mkstore.c)"
 	exit 1
 fi
