@@ -598,7 +598,8 @@ open_store(struct cli *c, const char *path, int flags, struct pgl_store **st)
 		fprintf(stderr, "pglease: no lease store at %s\n", tty(path));
 	else
 		fprintf(stderr, "pglease: %s\n", err[0] ? tty(err) : pgl_strerror(rc));
-	return PGL_EXIT_FAIL;
+	/* a store URL that does not parse, or credentials etcd refuses: the input is wrong */
+	return rc == -PGL_EINVAL || rc == -PGL_ECONFIG ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
 }
 
 /* Reports a failed read or write of an open store; returns PGL_EXIT_FAIL. */

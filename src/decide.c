@@ -279,7 +279,9 @@ pgl_decide_primary_live(const struct pgl_lease *l, const struct pgl_node *h,
 	else if (h->age_s < 0 || h->age_s > 2 * ttl_s)
 		snprintf(why, len, "holder %s's last heartbeat is %s", name,
 				 h->age_s < 0 ? "unknown" : "stale");
-	else if (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s)
+	else if (l->store_expires && l->holder_expired)
+		snprintf(why, len, "holder %s's lease expired in etcd", name);
+	else if (!l->store_expires && (l->renewed_age_s < 0 || l->renewed_age_s > ttl_s))
 		snprintf(why, len, "holder %s has not renewed the lease within its TTL", name);
 	else
 		return true;

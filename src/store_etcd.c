@@ -1885,13 +1885,14 @@ out:
 /* ---- the watch: a thread streaming /v3/watch on state/ ---- */
 
 struct etcd_watch {
-	struct etcd_store *s;		/* for the URL and the token only (read-only here) */
+	struct etcd_store *s;		/* the handle that opened the watch */
+	struct etcd_store own;		/* the thread's own copy: URL, credentials, curl */
 	pthread_t thread;
 	int wfd;					/* the pipe's write end */
 	atomic_bool stop;
 	atomic_llong changes;		/* data_version: bumped by every message */
 	int64_t last_data_ms;
-	char token[512];
+	bool stream_error;			/* the stream carried an error (an expired token?) */
 };
 
 static void
@@ -1909,8 +1910,9 @@ on_watch_data(char *data, size_t size, size_t nmemb, void *arg)
 	struct etcd_watch *w = arg;
 
 	w->last_data_ms = pgl_mono_ms();
+	if (memmem(data, size * nmemb, "\"error\"", 7) != NULL)
+		w->stream_error = true;
 	wake(w);
-	(void) data;
 	return size * nmemb;
 }
 
@@ -1927,12 +1929,14 @@ static void *
 watch_main(void *arg)
 {
 	struct etcd_watch *w = arg;
-	const struct pgl_etcd_url *u = &w->s->u;
+	struct etcd_store *own = &w->own;
+	const struct pgl_etcd_url *u = &own->u;
 	CURL *c = curl_easy_init();
-	char *k = key64(w->s, "state/", false), *e = key64(w->s, "state/", true), *body;
+	char *k = key64(own, "state/", false), *e = key64(own, "state/", true), *body;
 	json_t *req = json_pack("{s{ssss}}", "create_request", "key", k ? k : "", "range_end",
 							e ? e : "");
-	int ep = w->s->ep;
+	int ep = own->ep;
+	long status = 0;
 
 	body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
@@ -1942,8 +1946,12 @@ watch_main(void *arg)
 		struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
 		char url[400], auth[600];
 
-		if (w->token[0]) {
-			snprintf(auth, sizeof(auth), "Authorization: %s", w->token);
+		/* a new token when the last stream was refused (tokens expire) */
+		if (u->user[0] && (w->stream_error || status != 200) && authenticate(own, ep) < 0)
+			pgl_log_debug("watch: %s", own->errmsg);
+		w->stream_error = false;
+		if (own->token[0]) {
+			snprintf(auth, sizeof(auth), "Authorization: %s", own->token);
 			hdr = curl_slist_append(hdr, auth);
 		}
 		snprintf(url, sizeof(url), "%s://%s%s%s:%d/v3/watch", u->tls ? "https" : "http",
@@ -1961,7 +1969,9 @@ watch_main(void *arg)
 		curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
 		w->last_data_ms = pgl_mono_ms();
-		curl_easy_perform(c);
+		status = 0;
+		if (curl_easy_perform(c) == CURLE_OK || w->last_data_ms > 0)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		curl_slist_free_all(hdr);
 		/* the stream ended: whatever changed meanwhile is read again */
 		wake(w);
@@ -1982,8 +1992,11 @@ watch_stop(void *arg)
 	atomic_store(&w->stop, true);
 	pthread_join(w->thread, NULL);
 	close(w->wfd);
-	if (w->s->watch == w)
+	if (w->s && w->s->watch == w)
 		w->s->watch = NULL;
+	if (w->own.curl)
+		curl_easy_cleanup(w->own.curl);
+	explicit_bzero(w->own.password, sizeof(w->own.password));
 	free(w);
 }
 
@@ -2004,7 +2017,14 @@ et_watch_open(struct pgl_store *base, struct pgl_watch **out)
 	}
 	w->s = s;
 	w->wfd = p[1];
-	pgl_strlcpy(w->token, s->token, sizeof(w->token));
+	memcpy(&w->own, s, sizeof(*s));
+	w->own.watch = NULL;
+	if ((w->own.curl = curl_easy_init()) == NULL) {
+		close(p[0]);
+		close(p[1]);
+		free(w);
+		return -PGL_ENOMEM;
+	}
 	/* the agent takes its signals through a signalfd: none may land on this thread */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -2013,6 +2033,7 @@ et_watch_open(struct pgl_store *base, struct pgl_watch **out)
 	if (rc != 0) {
 		close(p[0]);
 		close(p[1]);
+		curl_easy_cleanup(w->own.curl);
 		free(w);
 		errno = rc;
 		return -PGL_ESYS;
@@ -2034,7 +2055,7 @@ et_close(struct pgl_store *base)
 	struct etcd_store *s = es(base);
 
 	if (s->watch)
-		s->watch->s = NULL;		/* never reached: the watch is closed first */
+		s->watch->s = NULL;		/* a watch closed after its store */
 	if (s->curl)
 		curl_easy_cleanup(s->curl);
 	explicit_bzero(s->password, sizeof(s->password));

@@ -315,7 +315,9 @@ def signal_pids(pids, sig):
 def free_port(taken):
     """A port free on 127.0.0.1 (probed by bind), not in taken."""
     for _ in range(200):
-        port = random.randint(20000, 60000)
+        # below the kernel's ephemeral range (32768-60999): an outgoing
+        # connection (etcd's, libpq's) never holds it when a server binds it
+        port = random.randint(20000, 32000)
         if port in taken:
             continue
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -821,7 +823,8 @@ class Sampler:
 class Cluster:
     """A pglease cluster of n nodes sharing one lease store."""
 
-    def __init__(self, test_name, n=3, tmpfs_size=None, **settings):
+    def __init__(self, test_name, n=3, tmpfs_size=None, etcd=None, etcd_params=None,
+                 **settings):
         short = re.sub(r"[^a-z0-9]+", "", test_name.lower())[:16]
         os.makedirs(WORK, exist_ok=True)
         self.base = Path(tempfile.mkdtemp(prefix="%s-" % short, dir=WORK))
@@ -840,6 +843,11 @@ class Cluster:
         os.chmod(self.lease_dir, 0o770)
         chown_pg(self.lease_dir)
         self.lease_db = self.lease_dir / "lease.db"
+        self.etcd = etcd
+        if etcd is not None:
+            # the lease store on etcd: every read goes through the CLI's --json
+            self.lease_db = etcd.url("pglease", re.sub(r"[^a-z0-9]+", "", short) or "it",
+                                     **(etcd_params or {}))
         self.password_file = self.base / "password"
         self.password_file.write_text("it-%08x%08x\n" % (random.getrandbits(32),
                                                          random.getrandbits(32)))
@@ -938,8 +946,19 @@ class Cluster:
         chown_pg(tmp)
         os.rename(tmp, self.nodes_dir / ("%s.json" % name))
 
+    def _cli_json(self, *args):
+        r = self.cli(*args, "--lease-db", str(self.lease_db), "--json", timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("pglease %s: %s" % (" ".join(args), r.stderr.strip()))
+        return json.loads(r.stdout)
+
     def lease(self):
         """The lease row, with the holder's renewals from its record (as the agents read it)."""
+        if self.etcd is not None:
+            try:
+                return self._cli_json("lease")
+            except (RuntimeError, ValueError):
+                return None
         rows = self.store_query("SELECT * FROM lease WHERE id = 1")
         if not rows:
             return None
@@ -951,10 +970,16 @@ class Cluster:
         return l
 
     def cluster_row(self):
+        if self.etcd is not None:
+            return self._cli_json("status")["cluster"]
         rows = self.store_query("SELECT * FROM cluster WHERE id = 1")
         return rows[0] if rows else None
 
     def events(self, kind=None, node=None, term=None):
+        if self.etcd is not None:
+            evs = self._cli_json("events", "-n", "100000")
+            return [e for e in evs if (not kind or e["kind"] == kind) and
+                    (not node or e["node"] == node) and (term is None or e["term"] == term)]
         sql, params = "SELECT * FROM events WHERE 1", []
         if kind:
             sql += " AND kind = ?"
@@ -969,6 +994,8 @@ class Cluster:
 
     def node_rows(self):
         """Every node's record, by name (what `pglease status` reads)."""
+        if self.etcd is not None:
+            return {n["name"]: n for n in self._cli_json("status")["nodes"]}
         out = {}
         for f in glob.glob(str(self.nodes_dir / "*.json")):
             name = os.path.basename(f)[:-len(".json")]
@@ -1225,6 +1252,25 @@ def make_cluster(request):
                 c.sampler.check()
         finally:
             c.teardown(failed)
+
+
+@pytest.fixture
+def etcd_cluster():
+    """A 3-member etcd cluster on loopback ports of its own (skipped without etcd)."""
+    from etcdharness import EtcdCluster, available
+    if not available():
+        pytest.skip("etcd and etcdctl are not installed (scripts/install-deps.sh)")
+    ports = []
+    for _ in range(6):
+        ports.append(free_port(set(ports)))
+    base = Path(tempfile.mkdtemp(prefix="etcd-", dir=WORK))
+    e = EtcdCluster(base, ports)
+    try:
+        e.start()
+        yield e
+    finally:
+        e.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def started_cluster(make_cluster, n=3, sampler=True, **settings):

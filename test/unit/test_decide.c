@@ -272,6 +272,40 @@ test_holder_gone_and_own_term(void)
 	CHECK(dc.term == 5 && has_job(PGL_JOB_PROMOTE));
 }
 
+/*
+ * A lease the store expires itself (etcd): no observer's clock times it
+ * out, however long it stays unchanged; the store's expiry, a release or
+ * the holder's death seen here make it claimable.
+ */
+static void
+test_store_expires(void)
+{
+	reset();
+	ob.lease.store_expires = true;
+	row("pg1", "primary", 0x3000000, 100, 7);
+	step();
+	ob.now += 60000;				/* a minute without a visible renewal */
+	step();
+	CHECK(dc.expired_since_ms == 0 && !has(PGL_ACT_CLAIM));
+	ob.lease.holder_expired = true;
+	step();
+	CHECK(dc.expired_since_ms == ob.now &&
+		  strcmp(dc.expiry_rule, "holder's lease expired in the store") == 0);
+	CHECK(has(PGL_ACT_CLAIM) && find(PGL_ACT_CLAIM, 0)->lease.term == 4);
+	/* a release still hands over at once */
+	reset();
+	ob.lease.store_expires = true;
+	ob.lease.holder[0] = '\0';
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "lease released") == 0);
+	/* proof of death (a holder on this host) still counts */
+	reset();
+	ob.lease.store_expires = true;
+	ob.holder_gone = true;
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && strcmp(dc.expiry_rule, "holder's processes gone") == 0);
+}
+
 /* The election: each case is this node ("me") and one rival "b". */
 static void
 test_election_table(void)
@@ -1760,6 +1794,7 @@ main(void)
 	TEST(test_higher_term_fences);
 	TEST(test_observer_expiry_edges);
 	TEST(test_holder_gone_and_own_term);
+	TEST(test_store_expires);
 	TEST(test_election_table);
 	TEST(test_fresh_heartbeat_needed_before_best_claims);
 	TEST(test_down_rival_defers);

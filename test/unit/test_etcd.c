@@ -236,7 +236,9 @@ etcd_start(void)
 	close(fd);
 	fd = listen_loopback(&pport);
 	close(fd);
-	snprintf(dir, sizeof(dir), "%s/etcd", test_dir());
+	snprintf(dir, sizeof(dir), "%s/etcd-XXXXXX", test_dir());
+	if (mkdtemp(dir) == NULL)
+		return false;			/* a fresh data directory: no cluster of an earlier run */
 	snprintf(logf, sizeof(logf), "%s/etcd.log", test_dir());
 	snprintf(client, sizeof(client), "http://127.0.0.1:%d", cport);
 	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", pport);
