@@ -418,6 +418,7 @@ class Node:
         self.agent_pid = None
         self.stopped_pids = []
         self.settings = {}
+        self.netns = None        # the network namespace the agent runs in (test_032)
 
     def __repr__(self):
         return "<Node %s port %d>" % (self.name, self.port)
@@ -453,7 +454,10 @@ class Node:
         logf.write(("\n==== test: starting agent %s at %s ====\n"
                     % (self.name, time.strftime("%H:%M:%S"))).encode())
         logf.flush()
-        self.proc = spawn(as_pg(self.agent_argv()), stdout=logf,
+        argv = as_pg(self.agent_argv())
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns] + argv
+        self.proc = spawn(argv, stdout=logf,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=clean_env())
         logf.close()
@@ -1271,6 +1275,41 @@ def etcd_cluster():
     finally:
         e.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def netns_etcd():
+    """(lab, etcd): a network-namespace lab (netns.py) and a 3-member etcd
+    cluster, each member on a lab host of its own (e1, e2, e3)."""
+    from etcdharness import EtcdCluster, available
+    from netns import Lab
+    require_root()
+    if not available():
+        pytest.skip("etcd and etcdctl are not installed (scripts/install-deps.sh)")
+    lab = Lab()
+    base = Path(tempfile.mkdtemp(prefix="etcd-", dir=WORK))
+    e = None
+    try:
+        for m in ("e1", "e2", "e3"):
+            lab.add_host(m)
+        e = EtcdCluster(base, [2379, 2380] * 3, hosts=[lab.addr(m) for m in ("e1", "e2", "e3")],
+                        netns=[lab.ns(m) for m in ("e1", "e2", "e3")])
+        e.start()
+        yield lab, e
+    finally:
+        if e is not None:
+            e.stop()
+        lab.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def place_in_lab(c, lab):
+    """Puts each node of c (not started) on a lab host of its own name."""
+    for n in c.nodes:
+        ns, addr = lab.add_host(n.name)
+        n.netns = ns
+        n.settings.update(advertise_host=addr, allowed_network=lab.subnet)
+        n.write_conf()
 
 
 def started_cluster(make_cluster, n=3, sampler=True, **settings):
