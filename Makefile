@@ -8,7 +8,7 @@
 #                   reader, FUZZ_SECONDS (default 60) each
 #   make docker-check  end-to-end tests in real containers
 #   make nemesis    the randomized fault campaign: FAULTS=500 SEED=1 MODE=sync|async
-#                   NODES=3|5 TTL_MS=2000 NEMESIS_OUT=nemesis-out
+#                   NODES=3|5 TTL_MS=2000 STORE=sqlite|etcd NEMESIS_OUT=nemesis-out
 
 CC      ?= gcc
 PKGS    := libpq sqlite3 libmicrohttpd libcurl jansson
@@ -93,12 +93,13 @@ SEED    ?= 1
 MODE    ?= sync
 NODES   ?= 3
 TTL_MS  ?= 2000
+STORE   ?= sqlite
 NEMESIS_OUT ?= nemesis-out
 
 nemesis: pglease
 	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install-fence >/dev/null; fi
 	@test/nemesis/run.sh --faults $(FAULTS) --seed $(SEED) --mode $(MODE) --nodes $(NODES) \
-		--ttl-ms $(TTL_MS) --out $(NEMESIS_OUT)
+		--ttl-ms $(TTL_MS) --store $(STORE) --out $(NEMESIS_OUT)
 
 nemesis-check: pglease
 	@if [ "$$(id -u)" -eq 0 ]; then $(MAKE) -s install-fence >/dev/null; fi

@@ -12,8 +12,15 @@ cancelled), and the timeline the node committed on, read in the same
 statement.  At the end the cluster is healed, every standby catches up, and
 the ids present on every node are read.  checker.py then judges the history.
 
+With --store etcd the lease store is a 3-member etcd cluster (Debian's
+etcd-server), and every node and every etcd member runs in a network
+namespace of its own (test/integration/netns.py): the SQLite store's faults
+give way to partitions (a node's host cut off from everything, or from etcd
+only), etcd members killed, and etcd's quorum lost for a while.
+
 Usage (see test/nemesis/run.sh and `make nemesis`):
   nemesis.py --faults 500 --seed 1 --mode sync --nodes 3 --ttl-ms 2000 --out DIR
+  nemesis.py ... --store etcd
   nemesis.py ... --bug split-brain | --bug lost-write   (the checker must fail)
 
 Exit status: 0 when the checker finds no violation, 1 when it finds one,
@@ -56,6 +63,16 @@ FAULT_KINDS = {
     "restart_standby": 1,     # a clean restart of a standby
     "switchover": 2,          # a planned switchover under load, to a named or the best node
 }
+
+# --store etcd: the same process faults; partitions and etcd's own instead of the file's
+FAULT_KINDS_ETCD = dict(
+    {k: w for k, w in FAULT_KINDS.items()
+     if k not in ("store_lock", "store_full", "stop_in_write")},
+    partition=3,              # a node's host cut off from everything, < or > TTL
+    etcd_partition=2,         # a node cut off from the etcd members only
+    etcd_member_kill=1,       # kill -9 of one etcd member (restarted after the hold)
+    etcd_quorum_loss=1,       # two of three etcd members killed for a while
+)
 
 
 def now():
@@ -202,6 +219,9 @@ class Campaign:
         self.rogue = None            # --bug split-brain: (node, postmaster Popen)
         self.pending_heal = None     # the heal of the fault being held
         self.interrupted = None      # faults done when interrupted
+        self.lab = None              # --store etcd: the namespaces (netns.Lab)
+        self.etcd = None             # --store etcd: the etcd cluster
+        self.kinds = FAULT_KINDS_ETCD if args.store == "etcd" else FAULT_KINDS
         ttl = args.ttl_ms
         self.ttl = ttl / 1000.0
         self.settings = dict(lease_ttl_ms=ttl, renew_interval_ms=max(50, ttl // 5),
@@ -363,6 +383,31 @@ class Campaign:
         log("switchover: exit %d: %s" % (r.returncode, out[-1] if out else ""))
         return lambda: None
 
+    def f_partition(self, t):
+        self.lab.cut(t.name)
+        self.hold = self.pause_time()
+        return lambda: self.lab.heal(t.name)
+
+    def f_etcd_partition(self, t):
+        self.lab.block(t.name, [m.name for m in self.etcd.members])
+        self.hold = self.pause_time()
+        return lambda: self.lab.unblock(t.name)
+
+    def f_etcd_member_kill(self, t):
+        m = self.rng.choice(self.etcd.members)
+        m.kill()
+        self.last_target = "etcd " + m.name
+        self.hold = self.rng.uniform(0.5, 3.0) * self.ttl
+        return lambda: m.start(state="existing")
+
+    def f_etcd_quorum_loss(self, t):
+        ms = self.rng.sample(self.etcd.members, 2)
+        for m in ms:
+            m.kill()
+        self.last_target = "etcd " + "+".join(m.name for m in ms)
+        self.hold = self.rng.uniform(0.5, 3.0) * self.ttl
+        return lambda: [m.start(state="existing") for m in ms]
+
     def restart_later(self, n):
         """Node restarts at random: at once, or after a random wait."""
         if self.rng.random() < 0.5:
@@ -371,8 +416,8 @@ class Campaign:
             self.restart(n)
 
     def pick(self):
-        kinds = list(FAULT_KINDS)
-        kind = self.rng.choices(kinds, weights=[FAULT_KINDS[k] for k in kinds])[0]
+        kinds = list(self.kinds)
+        kind = self.rng.choices(kinds, weights=[self.kinds[k] for k in kinds])[0]
         p = self.primary()
         running = [n for n in self.cluster.nodes if n.agent_running() and not self.is_rogue(n)]
         standbys = [n for n in running if n is not p]
@@ -457,14 +502,19 @@ class Campaign:
         a = self.args
         self.bindir = self.find_bindir()
         it.start_reaper()
-        tmpfs = "16M" if "store_full" in FAULT_KINDS else None
-        self.cluster = it.Cluster("nemesis-%s-%s" % (a.mode, a.seed), a.nodes, tmpfs_size=tmpfs,
-                                  **self.settings)
-        c = self.cluster
         failed = True
+        c = None
         try:
-            log("starting %d nodes (mode %s, ttl %d ms, seed %s)" % (a.nodes, a.mode, a.ttl_ms,
-                                                                     a.seed))
+            if a.store == "etcd":
+                self.setup_etcd()
+            tmpfs = "16M" if "store_full" in self.kinds else None
+            self.cluster = it.Cluster("nemesis-%s-%s" % (a.mode, a.seed), a.nodes,
+                                      tmpfs_size=tmpfs, etcd=self.etcd, **self.settings)
+            c = self.cluster
+            if self.lab is not None:
+                it.place_in_lab(c, self.lab)
+            log("starting %d nodes (mode %s, ttl %d ms, seed %s, store %s)" % (
+                a.nodes, a.mode, a.ttl_ms, a.seed, a.store))
             c.start()
             p = c.wait_healthy(timeout=240)
             p.query("CREATE TABLE IF NOT EXISTS nemesis (id bigint PRIMARY KEY, node text, "
@@ -497,6 +547,13 @@ class Campaign:
                         n.sigcont()
                 if self.pending_heal is not None:
                     self.pending_heal()
+                if self.lab is not None:
+                    for n in c.nodes:
+                        self.lab.heal(n.name)
+                        self.lab.unblock(n.name)
+                    for m in self.etcd.members:
+                        if not m.running():
+                            m.start(state="existing")
                 if self.cluster.lease_dir.joinpath("fill").exists():
                     self.cluster.lease_dir.joinpath("fill").unlink()
                 for n in c.nodes:
@@ -526,10 +583,31 @@ class Campaign:
             if self.rogue is not None:
                 it.signal_pids([self.rogue[1].pid] + it.descendants(self.rogue[1].pid),
                                signal.SIGKILL)
-            if failed or a.keep:
-                c.report(verbose=failed)
-            c.teardown(False)
+            if c is not None:
+                if failed or a.keep:
+                    c.report(verbose=failed)
+                c.teardown(False)
+            if self.etcd is not None:
+                self.etcd.stop()
+            if self.lab is not None:
+                self.lab.destroy()
         return self.finish(t_start, t_end, final)
+
+    def setup_etcd(self):
+        """Three etcd members, each on a lab host of its own (e1, e2, e3)."""
+        from etcdharness import EtcdCluster, available
+        from netns import Lab
+        if not available():
+            raise SystemExit("nemesis: --store etcd needs etcd and etcdctl "
+                             "(scripts/install-deps.sh)")
+        self.lab = Lab()
+        names = ("e1", "e2", "e3")
+        for m in names:
+            self.lab.add_host(m)
+        base = Path(it.WORK) / "etcd"
+        self.etcd = EtcdCluster(base, [2379, 2380] * 3, hosts=[self.lab.addr(m) for m in names],
+                                netns=[self.lab.ns(m) for m in names])
+        self.etcd.start()
 
     def final_state(self, t_final):
         """Every acknowledged id must now be on the final primary and every standby."""
@@ -587,7 +665,7 @@ class Campaign:
         faults = [dict(f, injected=rel(f["injected"]), heal_started=rel(f["heal_started"]),
                        healed=rel(f["healed"]), whole=rel(f["whole"])) for f in self.faults]
         doc = {"args": {"faults": a.faults, "interrupted_after": self.interrupted,
-                        "seed": a.seed, "mode": a.mode, "nodes": a.nodes,
+                        "seed": a.seed, "mode": a.mode, "nodes": a.nodes, "store": a.store,
                         "ttl_ms": a.ttl_ms, "interval_s": a.interval, "bug": a.bug,
                         "recovery_bound_s": a.recovery_bound},
                "writes": writes, "reads": reads, "faults": faults, "final": final,
@@ -596,7 +674,7 @@ class Campaign:
         doc["violations"], doc["report"] = violations, report
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        stem = "nemesis-%s-seed%s" % (a.mode, a.seed)
+        stem = "nemesis-%s%s-seed%s" % ("etcd-" if a.store == "etcd" else "", a.mode, a.seed)
         hist = out / (stem + ".json")
         if len(writes) > 100000:
             hist = out / (stem + ".json.gz")
@@ -604,8 +682,8 @@ class Campaign:
                 json.dump(doc, f)
         else:
             hist.write_text(json.dumps(doc))
-        plot(out / (stem + ".png"), report, "mode %s, seed %s, %d faults" % (a.mode, a.seed,
-                                                                               len(faults)))
+        plot(out / (stem + ".png"), report, "%smode %s, seed %s, %d faults" % (
+            "etcd, " if a.store == "etcd" else "", a.mode, a.seed, len(faults)))
         for v in violations:
             print("VIOLATION: " + v)
         line = checker.summary_line(report, a.mode, a.seed)
@@ -671,6 +749,9 @@ def main():
     ap.add_argument("--bug", choices=("split-brain", "lost-write"),
                     help="inject a deliberate bug; the checker must then fail")
     ap.add_argument("--keep", action="store_true", help="keep the agents' logs")
+    ap.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite",
+                    help="the lease store: the shared SQLite file (default), or a 3-member "
+                    "etcd cluster with every node in a network namespace (partition faults)")
     a = ap.parse_args()
     if a.faults < 1:
         ap.error("--faults must be at least 1")
