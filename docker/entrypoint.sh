@@ -30,7 +30,25 @@ chown_tree() {
         find "$1" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
 }
 
-if [ "$1" = run ]; then
+# The lease store on etcd (etcd://..., docker-compose.etcd.yml): there is no
+# shared directory to prepare, and the password comes from a secret.
+case "${PGLEASE_LEASE_DB:-}" in
+*://*) store_url=1 ;;
+*) store_url=0 ;;
+esac
+
+if [ "$1" = run ] && [ "$store_url" = 1 ]; then
+    data_parent=$(dirname "${PGLEASE_PGDATA:-/var/lib/postgresql/data/pgdata}")
+    mkdir -p "$data_parent"
+    chown_tree "$data_parent"
+    chmod 0700 "$data_parent"
+    install -d -o postgres -g postgres -m 0700 /var/run/postgresql
+    if [ -z "${PGLEASE_PASSWORD_FILE:-}" ]; then
+        echo "pglease-entrypoint: PGLEASE_PASSWORD_FILE must name the replication password" \
+             "(a secret shared by every node) when the lease store is on etcd" >&2
+        exit 2
+    fi
+elif [ "$1" = run ]; then
     lease_dir=$(dirname "${PGLEASE_LEASE_DB:-/var/lib/pglease/lease.db}")
     pgdata=${PGLEASE_PGDATA:-/var/lib/postgresql/data/pgdata}
     data_parent=$(dirname "$pgdata")

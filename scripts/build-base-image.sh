@@ -11,7 +11,7 @@ readonly BUILD_TAG=pglease-build:${SUITE}
 readonly LABEL_KEY=org.pglease.base.cachekey
 
 # Packages added to the minbase root for the runtime image.
-readonly RUNTIME_PKGS=(postgresql-15 postgresql-client-15 libpq5 libsqlite3-0 libmicrohttpd12 libcurl4 libjansson4 sqlite3 tini haproxy xz-utils etcd-server)
+readonly RUNTIME_PKGS=(postgresql-15 postgresql-client-15 libpq5 libsqlite3-0 libmicrohttpd12 libcurl4 libjansson4 sqlite3 tini haproxy xz-utils etcd-server etcd-client)
 # Packages added on top of the runtime set for the build image.
 readonly BUILD_PKGS=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libc6-dev postgresql-server-dev-15)
 

@@ -8,7 +8,7 @@ NODE_KEYS = {"name", "role", "state", "upstream", "timeline", "receive_lsn", "re
              "lag_bytes", "heartbeat_age_s", "priority", "holds_lease", "host", "port",
              "reachable"}
 LEASE_KEYS = {"holder", "term", "renewals", "ttl_ms", "acquired_at", "renewed_at",
-              "renewed_age_s", "released_lsn"}
+              "renewed_age_s", "released_lsn", "holder_expired"}
 
 
 def table_rows(out):
@@ -77,6 +77,7 @@ def test_status_json(store):
     assert doc["cluster"] == {"name": "demo", "system_identifier": None, "paused": False}
     lease = doc["lease"]
     assert set(lease) == LEASE_KEYS
+    assert lease["holder_expired"] is False     # SQLite: observers time the lease out
     assert (lease["holder"], lease["term"], lease["renewals"], lease["ttl_ms"]) == ("n1", 1, 0, 5000)
     assert lease["released_lsn"] is None and lease["acquired_at"].endswith("Z")
     nodes = {n["name"]: n for n in doc["nodes"]}
