@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(gcc make pkg-config libpq-dev libsqlite3-dev libmicrohttpd-dev sqlite3 postgresql-15
       postgresql-server-dev-15
       postgresql-client-15 python3 python3-pytest python3-psycopg2 perl util-linux
-      iproute2 procps bc debootstrap debian-archive-keyring clang libclang-rt-14-dev gnuplot-nox
+      iproute2 procps bc openssl debootstrap debian-archive-keyring clang libclang-rt-14-dev gnuplot-nox
       gdb haproxy libsystemd-dev xz-utils systemd
       libcurl4-openssl-dev libjansson-dev etcd-server etcd-client)
 # The Docker tests need Compose; install Debian's when a Docker engine is present.

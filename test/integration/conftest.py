@@ -1278,6 +1278,33 @@ def etcd_cluster():
 
 
 @pytest.fixture
+def etcd_tls():
+    """(etcd, certs): a 3-member etcd on loopback serving https only to clients
+    with a certificate signed by a test CA (openssl); the files are postgres's."""
+    from etcdharness import EtcdCluster, available, make_certs
+    if not available() or shutil.which("openssl") is None:
+        pytest.skip("etcd, etcdctl and openssl are needed (scripts/install-deps.sh)")
+    d = Path(tempfile.mkdtemp(prefix="etcd-tls-", dir=WORK))
+    os.chmod(d, 0o755)
+    e = None
+    try:
+        certs = make_certs(d)
+        for f in d.iterdir():
+            chown_pg(f)
+            os.chmod(f, 0o640)
+        ports = []
+        for _ in range(6):
+            ports.append(free_port(set(ports)))
+        e = EtcdCluster(d / "etcd", ports, tls=certs)
+        e.start()
+        yield e, certs
+    finally:
+        if e is not None:
+            e.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
 def netns_etcd():
     """(lab, etcd): a network-namespace lab (netns.py) and a 3-member etcd
     cluster, each member on a lab host of its own (e1, e2, e3)."""

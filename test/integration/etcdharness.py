@@ -35,7 +35,8 @@ class Member:
 
     @property
     def client_url(self):
-        return "http://%s:%d" % (self.host, self.client_port)
+        return "%s://%s:%d" % ("https" if self.cluster.tls else "http", self.host,
+                               self.client_port)
 
     @property
     def peer_url(self):
@@ -48,6 +49,10 @@ class Member:
              "--initial-cluster", self.cluster.initial_cluster, "--initial-cluster-state", state,
              "--initial-cluster-token", self.cluster.token,
              "--heartbeat-interval", "100", "--election-timeout", "1000"]
+        t = self.cluster.tls
+        if t:
+            a += ["--cert-file", t["server_cert"], "--key-file", t["server_key"],
+                  "--trusted-ca-file", t["ca"], "--client-cert-auth"]
         if self.netns:
             a = ["ip", "netns", "exec", self.netns] + a
         return a
@@ -85,8 +90,11 @@ class Member:
 
 
 class EtcdCluster:
-    def __init__(self, base, ports, n=3, hosts=None, netns=None):
-        """ports: 2*n free ports; hosts/netns: per member (default loopback, no namespace)."""
+    def __init__(self, base, ports, n=3, hosts=None, netns=None, tls=None):
+        """ports: 2*n free ports; hosts/netns: per member (default loopback, no
+        namespace); tls: make_certs()'s files: clients must then present a
+        certificate signed by the CA."""
+        self.tls = tls
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.token = "pglease-it-%d" % os.getpid()
@@ -116,6 +124,9 @@ class EtcdCluster:
         argv = [ETCDCTL, "--endpoints", endpoints or ",".join(
             m.client_url for m in self.members if m.running()), "--dial-timeout", "2s",
             "--command-timeout", "5s"]
+        if self.tls:
+            argv += ["--cacert", self.tls["ca"], "--cert", self.tls["client_cert"],
+                     "--key", self.tls["client_key"]]
         if user:
             argv += ["--user", user]
         elif self.root_password:
@@ -182,3 +193,29 @@ class EtcdCluster:
     def stop(self):
         for m in self.members:
             m.stop()
+
+
+def make_certs(d, ip="127.0.0.1"):
+    """A CA, a server certificate for ip and a client certificate, with
+    openssl, in directory d: {"ca", "server_cert", "server_key", "client_cert",
+    "client_key"} (paths)."""
+    d = Path(d)
+
+    def run(*args):
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60,
+                           cwd=str(d))
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s: %s" % (" ".join(args), r.stderr.strip()))
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=pglease-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
+    (d / "server.ext").write_text("subjectAltName=IP:%s\n" % ip)
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % who, "-keyout",
+            who + ".key", "-out", who + ".csr")
+        run("x509", "-req", "-in", who + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", who + ".ext", "-out", who + ".pem")
+    return dict(ca=str(d / "ca.pem"), server_cert=str(d / "server.pem"),
+                server_key=str(d / "server.key"), client_cert=str(d / "client.pem"),
+                client_key=str(d / "client.key"))

@@ -262,3 +262,24 @@ def test_etcd_authentication(etcd_cluster, make_cluster):
     r = run_pg([PGLEASE, "status", "--lease-db", url_none], timeout=30)
     assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
     c.sampler.check()
+
+
+def test_etcd_tls_client_certificates(etcd_tls, make_cluster):
+    """etcd serving https and demanding a client certificate: the agents and the
+    CLI connect with cacert/cert/key from the URL; without a certificate, or
+    over plain http, the store is refused in one line."""
+    e, certs = etcd_tls
+    c, p = started_cluster(make_cluster, 2, etcd=e, etcd_params=dict(
+        cacert=certs["ca"], cert=certs["client_cert"], key=certs["client_key"]), **ETCD_FAST)
+    c.insert(p, range(1, 11))
+    assert c.lease()["holder"] == p.name
+    # no client certificate: the handshake is refused
+    url_nocert = str(c.lease_db).split("?")[0] + "?cacert=" + certs["ca"]
+    r = run_pg([PGLEASE, "status", "--lease-db", url_nocert], timeout=30)
+    assert r.returncode == 1 and "cannot reach etcd" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # plain http against an https endpoint: refused too
+    url_plain = str(c.lease_db).split("?")[0]
+    r = run_pg([PGLEASE, "status", "--lease-db", url_plain], timeout=30)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    c.sampler.check()
