@@ -1350,6 +1350,27 @@ def started_cluster(make_cluster, n=3, sampler=True, **settings):
     return c, p
 
 
+def first_write(candidates, row_id, timeout, table="t"):
+    """Tries an INSERT of row_id on every candidate until one commits; returns
+    (node, monotonic time of the commit)."""
+    def attempt():
+        for n in candidates:
+            try:
+                conn = n.connect(timeout=1)
+            except psycopg2.Error:
+                continue
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO %s (id) VALUES (%%s)" % table, (row_id,))
+                return n, time.monotonic()
+            except psycopg2.Error:
+                pass
+            finally:
+                conn.close()
+        return None
+    return poll_until(attempt, timeout, "a node to accept a write", interval=0.05)
+
+
 def require_root():
     if not IS_ROOT:
         pytest.skip("needs root")

@@ -3,30 +3,7 @@ claims term + 1 and accepts writes; no replicated row is lost; the remaining
 standby re-points to the new primary and streams from it."""
 import time
 
-import psycopg2
-
-from conftest import FAST, measure, poll_until, started_cluster
-
-
-def first_write_after_kill(c, candidates, row_id, timeout):
-    """Tries an INSERT on every candidate until one commits; returns
-    (node, monotonic time of the commit)."""
-    def attempt():
-        for n in candidates:
-            try:
-                conn = n.connect(timeout=1)
-            except psycopg2.Error:
-                continue
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (id) VALUES (%s)", (row_id,))
-                return n, time.monotonic()
-            except psycopg2.Error:
-                pass
-            finally:
-                conn.close()
-        return None
-    return poll_until(attempt, timeout, "a standby to accept a write", interval=0.05)
+from conftest import FAST, first_write, measure, poll_until, started_cluster
 
 
 def test_crash_failover(make_cluster):
@@ -39,7 +16,7 @@ def test_crash_failover(make_cluster):
 
     t_kill = time.monotonic()
     p.kill9()
-    new, t_write = first_write_after_kill(c, c.others(p), 1000001, 60)
+    new, t_write = first_write(c.others(p), 1000001, 60)
     measure("002 kill -9 of the primary -> first write accepted by %s" % new.name,
             t_write - t_kill)
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import FAST, poll_until, started_cluster, wait_reaped
-from test_002_crash_failover import first_write_after_kill
+from conftest import first_write
 
 FOLLOW_TIMEOUT_MS = 15000
 
@@ -26,7 +26,7 @@ def test_rejoin_after_crash(make_cluster):
     term = c.lease()["term"]
 
     pids = p.kill9()
-    new, _ = first_write_after_kill(c, c.others(p), 100001, 60)
+    new, _ = first_write(c.others(p), 100001, 60)
     c.insert(new, range(100002, 100301))
     # The killed processes are gone (reaped), as on a real host.
     wait_reaped(pids)

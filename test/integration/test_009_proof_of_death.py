@@ -17,7 +17,7 @@ FENCE_LIB = "/usr/lib/postgresql/15/lib/pglease_fence.so"
 
 from conftest import (FAST, children, iso_to_epoch, measure, open_files, pid_can_run,
                       poll_until, started_cluster)
-from test_002_crash_failover import first_write_after_kill
+from conftest import first_write
 
 
 def test_orphan_backend_delays_claim(make_cluster):
@@ -103,7 +103,7 @@ def test_whole_node_killed(make_cluster):
     term = c.lease()["term"]
     t_kill = time.monotonic()
     p.kill9(whole=True)
-    new, t_write = first_write_after_kill(c, c.others(p), 100001, 30)
+    new, t_write = first_write(c.others(p), 100001, 30)
     dt = t_write - t_kill
     measure("009b kill -9 of the whole primary node (ttl 5 s) -> first write on %s" % new.name, dt)
     assert dt < 4.0, "took %.2f s: the TTL decided, not the proof of death" % dt

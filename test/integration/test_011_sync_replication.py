@@ -6,7 +6,7 @@ acknowledged is on the new primary and on the remaining standby."""
 import time
 
 from conftest import FAST, measure, poll_until, started_cluster
-from test_002_crash_failover import first_write_after_kill
+from conftest import first_write
 from test_003_clean_stop import Writer
 
 
@@ -30,7 +30,7 @@ def test_sync_replication_loses_no_acknowledged_commit(make_cluster):
     acked = set(w.acked)
     print("rows acknowledged before the kill: %d" % len(acked))
 
-    new, t_write = first_write_after_kill(c, c.others(p), 10_000_001, 60)
+    new, t_write = first_write(c.others(p), 10_000_001, 60)
     measure("011 kill -9 of a sync-replicated primary -> first write on %s" % new.name,
             t_write - t_kill)
     assert c.lease()["term"] == term + 1

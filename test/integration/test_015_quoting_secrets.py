@@ -15,7 +15,7 @@ import random
 import stat
 
 from conftest import FAST, pg_ids, poll_until, wait_reaped
-from test_002_crash_failover import first_write_after_kill
+from conftest import first_write
 
 # The config file cannot hold ' and # in one value (an unquoted value ends at
 # '#', a quoted one at the next quote): two values cover the four characters.
@@ -80,7 +80,7 @@ def assert_no_secret(c, pw):
 def crash_failover_and_rejoin(c, p):
     """kill -9 of p; returns the new primary once p streams from it again."""
     pids = p.kill9()
-    new, _ = first_write_after_kill(c, c.others(p), 1000001, 60)
+    new, _ = first_write(c.others(p), 1000001, 60)
     wait_reaped(pids)
     p.start()
     c.wait_for_streaming(p, new, timeout=120)

@@ -13,34 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 
-from conftest import (chown_pg, measure, poll_until, run_pg, started_cluster, wait_fenced,
-                      PGLEASE, WORK)
+from conftest import (chown_pg, first_write, measure, poll_until, run_pg, started_cluster,
+                      wait_fenced, PGLEASE, WORK)
 
 # etcd's lease TTL is lease_ttl_ms rounded up to whole seconds (at least 2 s)
 ETCD_FAST = dict(lease_ttl_ms=2000, renew_interval_ms=500, fence_margin_ms=1000)
-
-
-def first_write(candidates, row_id, timeout):
-    """INSERTs row_id on the candidates until one commits: (node, monotonic time)."""
-    def attempt():
-        for n in candidates:
-            try:
-                conn = n.connect(timeout=1)
-            except psycopg2.Error:
-                continue
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (id) VALUES (%s)", (row_id,))
-                return n, time.monotonic()
-            except psycopg2.Error:
-                pass
-            finally:
-                conn.close()
-        return None
-    return poll_until(attempt, timeout, "a node to accept a write", interval=0.05)
 
 
 def cli(c, *args):

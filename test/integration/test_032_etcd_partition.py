@@ -10,7 +10,7 @@ import time
 
 import psycopg2
 
-from conftest import measure, place_in_lab, poll_until, started_cluster, wait_fenced
+from conftest import first_write, measure, place_in_lab, poll_until, started_cluster, wait_fenced
 
 ETCD_FAST = dict(lease_ttl_ms=2000, renew_interval_ms=500, fence_margin_ms=1000)
 
@@ -23,25 +23,6 @@ def lab_cluster(make_cluster, lab, etcd):
     c.create_table(p)
     c.start_sampler()
     return c, p
-
-
-def first_write(candidates, row_id, timeout):
-    def attempt():
-        for n in candidates:
-            try:
-                conn = n.connect(timeout=1)
-            except psycopg2.Error:
-                continue
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (id) VALUES (%s)", (row_id,))
-                return n, time.monotonic()
-            except psycopg2.Error:
-                pass
-            finally:
-                conn.close()
-        return None
-    return poll_until(attempt, timeout, "a standby to accept a write", interval=0.05)
 
 
 def last_write_ok(node, row_id):
