@@ -555,6 +555,31 @@ connect_params(const char *const *kw, const char *const *vals)
 }
 
 /*
+ * Breaks conn on purpose: shuts its socket and reads to the end, so that
+ * libpq sees the end of the stream and marks it CONNECTION_BAD (the caller
+ * then connects again).  Reading only once is not enough: a part of an
+ * answer already received (a ParseComplete without the rest) is consumed,
+ * the connection stays "OK" with a command in progress, and every later
+ * query fails with "another command is already in progress" for good.
+ */
+static void
+break_connection(PGconn *conn)
+{
+	shutdown(PQsocket(conn), SHUT_RDWR);
+	for (int i = 0; i < 1000 && PQstatus(conn) == CONNECTION_OK; i++) {
+		if (!PQconsumeInput(conn))
+			break;
+		while (!PQisBusy(conn)) {
+			PGresult *r = PQgetResult(conn);
+
+			if (r == NULL)
+				break;
+			PQclear(r);
+		}
+	}
+}
+
+/*
  * PQexecParams, bounded: NULL on a timeout, after which the connection is
  * broken on purpose (its next use fails and the caller connects again).
  */
@@ -566,13 +591,16 @@ exec_params(PGconn *conn, const char *sql, int nparams, const char *const *param
 
 	if (bound_ms <= 0 || PQisnonblocking(conn))
 		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
+		/* a connection left mid-command can never be used again: break it */
+		if (PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_ACTIVE)
+			break_connection(conn);
 		return NULL;
+	}
 	for (;;) {
 		while (PQisBusy(conn)) {
 			if (!wait_socket(conn, false, end)) {
-				shutdown(PQsocket(conn), SHUT_RDWR);
-				PQconsumeInput(conn);
+				break_connection(conn);
 				PQclear(last);
 				timed_out("a query");
 				return NULL;

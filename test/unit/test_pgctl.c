@@ -2,7 +2,10 @@
  * test_pgctl.c — pgl_proc_kill_tree(), the watchdog's and the fence's last
  * resort: every descendant of the postmaster must die, not only its direct
  * children (a backend's COPY TO PROGRAM shell, an archive_command and its
- * own children), and nothing outside the tree may be touched.
+ * own children), and nothing outside the tree may be touched.  And the
+ * agent's bounded queries: a query that times out with part of its answer
+ * received leaves a connection that reads as broken (a fake server that
+ * speaks just enough of the protocol).
  *
  * The test process makes itself a child subreaper, so a descendant whose
  * parent dies is re-parented here and its death can be checked with
@@ -19,6 +22,12 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <libpq-fe.h>
 
 #include "harness.h"
 #include "pglease/common.h"
@@ -214,6 +223,86 @@ test_kill_tree_bad_pid(void)
 	pgl_proc_kill_tree(p);
 }
 
+/* ---- a bounded query that times out halfway ---- */
+
+static void
+put_msg(int fd, char type, const void *body, uint32_t n)
+{
+	char buf[256];
+	uint32_t len = htonl(n + 4);
+
+	buf[0] = type;
+	memcpy(buf + 1, &len, 4);
+	memcpy(buf + 5, body, n);
+	if (write(fd, buf, n + 5) != (ssize_t) (n + 5))
+		_exit(4);
+}
+
+/*
+ * The fake server: accepts one connection, says AuthenticationOk,
+ * server_version and ReadyForQuery, then reads queries and never answers.
+ */
+static void __attribute__((noreturn))
+silent_server(int lfd)
+{
+	char buf[4096];
+	int c = accept(lfd, NULL, NULL);
+	uint32_t zero = 0;
+
+	if (c < 0 || read(c, buf, sizeof(buf)) <= 0)		/* the startup packet */
+		_exit(3);
+	put_msg(c, 'R', &zero, 4);
+	put_msg(c, 'S', "server_version\0" "15.0\0", 20);
+	put_msg(c, 'S', "client_encoding\0" "UTF8\0", 21);
+	put_msg(c, 'Z', "I", 1);
+	while (read(c, buf, sizeof(buf)) > 0)
+		;
+	_exit(0);
+}
+
+/*
+ * A connection left with a command in progress and its socket still open
+ * (an agent stopped mid-query and resumed past the query's deadline: the
+ * answer it then read was never fetched) must be broken by the next bounded
+ * query, never kept "OK" and refusing every query with "another command is
+ * already in progress" (found by the nemesis on etcd, a stopped node).
+ */
+static void
+test_wedged_connection_is_broken(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	char ci[128];
+	PGconn *conn;
+	pid_t srv;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *) &a, sizeof(a)) != 0 || listen(lfd, 1) != 0 ||
+		getsockname(lfd, (struct sockaddr *) &a, &alen) != 0) {
+		CHECKF(0, "listen: %s", strerror(errno));
+		return;
+	}
+	srv = fork();
+	if (srv == 0)
+		silent_server(lfd);
+	close(lfd);
+	snprintf(ci, sizeof(ci), "host=127.0.0.1 port=%d user=x dbname=x sslmode=disable "
+			 "gssencmode=disable connect_timeout=5", ntohs(a.sin_port));
+	conn = PQconnectdb(ci);
+	CHECKF(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+	CHECK(PQsendQuery(conn, "SELECT 1") == 1);		/* left in progress */
+	pgl_pg_set_bound(300);
+	CHECK(pgl_pg_exec(conn, "SELECT 2", 0, NULL) == -PGL_EPG);
+	CHECKF(PQstatus(conn) == CONNECTION_BAD, "status %d, transaction status %d: %s",
+		   (int) PQstatus(conn), (int) PQtransactionStatus(conn), PQerrorMessage(conn));
+	PQfinish(conn);
+	conn = NULL;
+	pgl_pg_set_bound(0);
+	kill(srv, SIGKILL);
+	waitpid(srv, NULL, 0);
+}
+
 int
 main(void)
 {
@@ -224,5 +313,6 @@ main(void)
 	TEST(test_kill_tree_grandchild);
 	TEST(test_kill_tree_deep);
 	TEST(test_kill_tree_bad_pid);
+	TEST(test_wedged_connection_is_broken);
 	return TEST_REPORT();
 }
