@@ -133,7 +133,8 @@ static const struct command commands[] = {
 	  "print the live primary's name (exit 3 when there is none)",
 	  "Prints the name of the live primary and exits 0.  The primary is live when the\n"
 	  "lease has a holder, the holder's node row exists, its heartbeat is at most twice\n"
-	  "the lease TTL old and the lease was renewed within the TTL (5 s when unset).\n"
+	  "the lease TTL old and the lease was renewed within the TTL (5 s when unset; on\n"
+	  "etcd: the holder's lease has not expired there).\n"
 	  "Otherwise prints nothing on stdout, \"pglease: no live primary\" (and why) on\n"
 	  "stderr, and exits 3.\n\n"
 	  "  --conninfo         print the primary's connection string instead of its name\n"

@@ -1339,6 +1339,18 @@ def place_in_lab(c, lab):
         n.write_conf()
 
 
+def started_lab_cluster(make_cluster, lab, etcd, n=3, sampler=True, **settings):
+    """As started_cluster, on etcd, each node on a lab host of its own."""
+    c = make_cluster(n, etcd=etcd, **settings)
+    place_in_lab(c, lab)
+    c.start()
+    p = c.wait_healthy(timeout=240)
+    c.create_table(p)
+    if sampler:
+        c.start_sampler()
+    return c, p
+
+
 def started_cluster(make_cluster, n=3, sampler=True, **settings):
     """A cluster bootstrapped, healthy, with a table t; returns (cluster, primary)."""
     c = make_cluster(n, **settings)

@@ -1,6 +1,7 @@
 """031: the lease store on etcd (lease_db = etcd://...): a real 3-member etcd
-cluster (Debian's etcd-server) on loopback ports of its own, real PostgreSQL
-nodes and agents.  Bootstrap and the CLI on etcd; kill -9 of the primary
+cluster (Debian's etcd-server), real PostgreSQL nodes and agents; in the
+failure scenarios each node and each etcd member runs on a host of its own
+(a network namespace, netns.py), elsewhere on loopback ports.  Bootstrap and the CLI on etcd; kill -9 of the primary
 (etcd expires its key, a standby takes over, the old primary rewinds and
 rejoins); a clean stop (released at once); an etcd member killed and the
 etcd leader moved under load (no failover); etcd's quorum lost and restored
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (chown_pg, first_write, measure, poll_until, run_pg, started_cluster,
-                      wait_fenced, PGLEASE, WORK)
+                      started_lab_cluster, wait_fenced, PGLEASE, WORK)
 
 # etcd's lease TTL is lease_ttl_ms rounded up to whole seconds (at least 2 s)
 ETCD_FAST = dict(lease_ttl_ms=2000, renew_interval_ms=500, fence_margin_ms=1000)
@@ -26,8 +27,9 @@ def cli(c, *args):
     return run_pg([PGLEASE, *args, "--lease-db", str(c.lease_db)], timeout=30)
 
 
-def test_etcd_bootstrap_and_cli(etcd_cluster, make_cluster):
-    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+def test_etcd_bootstrap_and_cli(netns_etcd, make_cluster):
+    lab, etcd_cluster = netns_etcd
+    c, p = started_lab_cluster(make_cluster, lab, etcd_cluster, **ETCD_FAST)
     c.insert(p, range(1, 101))
     for s in c.others(p):
         c.wait_for_catchup(s, p)
@@ -71,13 +73,20 @@ def test_etcd_bootstrap_and_cli(etcd_cluster, make_cluster):
     assert s.name not in c.node_rows()
     assert c.events("removed", node=s.name)
 
-    # the watch command streams from etcd too
+    # the watch command streams from etcd too, in text and JSON
     w = run_pg(["timeout", "3", PGLEASE, "watch", "--lease-db", str(c.lease_db)], timeout=30)
     assert "lease:" in w.stdout and p.name in w.stdout, w.stdout
+    w = run_pg(["timeout", "3", PGLEASE, "watch", "--json", "--lease-db", str(c.lease_db)],
+               timeout=30)
+    first = json.loads(w.stdout.splitlines()[0])
+    assert first["type"] == "lease" and first["lease"]["holder"] == p.name, w.stdout
+    pj = json.loads(cli(c, "primary", "--json").stdout)
+    assert pj["primary"] == p.name and pj["term"] == st["lease"]["term"], pj
 
 
-def test_etcd_kill9_failover_and_rejoin(etcd_cluster, make_cluster):
-    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+def test_etcd_kill9_failover_and_rejoin(netns_etcd, make_cluster):
+    lab, etcd_cluster = netns_etcd
+    c, p = started_lab_cluster(make_cluster, lab, etcd_cluster, **ETCD_FAST)
     pre = set(range(1, 501))
     c.insert(p, sorted(pre))
     for s in c.others(p):
@@ -112,8 +121,9 @@ def test_etcd_kill9_failover_and_rejoin(etcd_cluster, make_cluster):
     c.sampler.check()
 
 
-def test_etcd_clean_stop_hands_over(etcd_cluster, make_cluster):
-    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+def test_etcd_clean_stop_hands_over(netns_etcd, make_cluster):
+    lab, etcd_cluster = netns_etcd
+    c, p = started_lab_cluster(make_cluster, lab, etcd_cluster, **ETCD_FAST)
     c.insert(p, range(1, 201))
     term = c.lease()["term"]
     t0 = time.monotonic()
@@ -129,9 +139,10 @@ def test_etcd_clean_stop_hands_over(etcd_cluster, make_cluster):
     c.sampler.check()
 
 
-def test_etcd_member_lost_and_leader_moved(etcd_cluster, make_cluster):
+def test_etcd_member_lost_and_leader_moved(netns_etcd, make_cluster):
+    lab, etcd_cluster = netns_etcd
     """Neither the loss of one etcd member nor a change of etcd leader costs a failover."""
-    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+    c, p = started_lab_cluster(make_cluster, lab, etcd_cluster, **ETCD_FAST)
     term = c.lease()["term"]
     follower = next(m for m in etcd_cluster.members if m is not etcd_cluster.leader())
     follower.kill()
@@ -159,8 +170,9 @@ def test_etcd_member_lost_and_leader_moved(etcd_cluster, make_cluster):
     c.sampler.check()
 
 
-def test_etcd_quorum_lost_and_restored(etcd_cluster, make_cluster):
-    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+def test_etcd_quorum_lost_and_restored(netns_etcd, make_cluster):
+    lab, etcd_cluster = netns_etcd
+    c, p = started_lab_cluster(make_cluster, lab, etcd_cluster, **ETCD_FAST)
     acked = set(range(1, 301))
     c.insert(p, sorted(acked))
     term = c.lease()["term"]

@@ -10,19 +10,9 @@ import time
 
 import psycopg2
 
-from conftest import first_write, measure, place_in_lab, poll_until, started_cluster, wait_fenced
+from conftest import first_write, measure, started_lab_cluster, wait_fenced
 
 ETCD_FAST = dict(lease_ttl_ms=2000, renew_interval_ms=500, fence_margin_ms=1000)
-
-
-def lab_cluster(make_cluster, lab, etcd):
-    c = make_cluster(3, etcd=etcd, **ETCD_FAST)
-    place_in_lab(c, lab)
-    c.start()
-    p = c.wait_healthy(timeout=240)
-    c.create_table(p)
-    c.start_sampler()
-    return c, p
 
 
 def last_write_ok(node, row_id):
@@ -76,13 +66,13 @@ def partition_and_heal(c, p, lab, cut, heal, what):
 
 def test_etcd_primary_host_cut_off(netns_etcd, make_cluster):
     lab, etcd = netns_etcd
-    c, p = lab_cluster(make_cluster, lab, etcd)
+    c, p = started_lab_cluster(make_cluster, lab, etcd, **ETCD_FAST)
     partition_and_heal(c, p, lab, lambda: lab.cut(p.name), lambda: lab.heal(p.name),
                        "primary's host cut off")
 
 
 def test_etcd_primary_cut_off_from_etcd_only(netns_etcd, make_cluster):
     lab, etcd = netns_etcd
-    c, p = lab_cluster(make_cluster, lab, etcd)
+    c, p = started_lab_cluster(make_cluster, lab, etcd, **ETCD_FAST)
     partition_and_heal(c, p, lab, lambda: lab.block(p.name, ["e1", "e2", "e3"]),
                        lambda: lab.unblock(p.name), "primary cut off from etcd")
