@@ -805,9 +805,9 @@ maybe_claimable(const struct pgl_daemon *d, const struct pgl_obs *o)
 	const struct pgl_lease *l = &o->lease;
 	int64_t ttl = l->ttl_ms > d->cfg.lease_ttl_ms ? l->ttl_ms : d->cfg.lease_ttl_ms;
 
-	return d->dc.term == 0 && (l->holder[0] == '\0' || o->holder_gone ||
+	return d->dc.term == 0 && (l->holder[0] == '\0' || o->holder_gone || l->holder_expired ||
 							   strcmp(l->holder, d->cfg.node_name) == 0 ||
-							   (pgl_observer_matches(&d->dc.obs, l) &&
+							   (!l->store_expires && pgl_observer_matches(&d->dc.obs, l) &&
 								pgl_observer_expired(&d->dc.obs, o->now, ttl)));
 }
 

@@ -952,6 +952,19 @@ start_standby(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pg
 	}
 }
 
+/*
+ * Is the holder renewing, as seen from here?  On a file store its renewals
+ * change the lease's version: renewed within half a TTL.  On etcd a renewal
+ * leaves no trace; the lease lives until etcd expires it.
+ */
+static bool
+holder_renewing(const struct pgl_decider *dc, int64_t now)
+{
+	if (dc->lease.store_expires)
+		return dc->lease.holder[0] && !dc->lease.holder_expired;
+	return now - dc->obs.first_seen_ms < observer_ttl(dc) / 2;
+}
+
 /* A running standby that has not streamed from h for long: a forked timeline? */
 static void
 check_streaming(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *h,
@@ -980,8 +993,7 @@ check_streaming(struct pgl_decider *dc, const struct pgl_obs *obs, const struct 
 	 * that follows, though it may hold the newest acknowledged commit.
 	 */
 	if (strcmp(h->role, "primary") == 0 && now - dc->follow_since_ms > ft &&
-		now - dc->not_streaming_since_ms > ft / 2 &&
-		now - dc->obs.first_seen_ms < observer_ttl(dc) / 2) {
+		now - dc->not_streaming_since_ms > ft / 2 && holder_renewing(dc, now)) {
 		say(out, PGL_ALOG_INFO, "not streaming from %s after %" PRId64 " ms: timeline forked? "
 			"rewinding if it answers", h->name, ft);
 		dc->rewound = false;
@@ -1321,7 +1333,9 @@ set_wake(struct pgl_decider *dc, int64_t now)
 	} else if (dc->expired_since_ms || dc->claiming)
 		t = now + OBSERVE_MS;
 	else {
-		int64_t rem = pgl_observer_remaining(&dc->obs, now, observer_ttl(dc));
+		/* etcd expires the lease itself, and its watch wakes the agent then */
+		int64_t rem = dc->lease.store_expires ? INT64_MAX
+			: pgl_observer_remaining(&dc->obs, now, observer_ttl(dc));
 
 		t = dc->next_heartbeat_ms;
 		if (rem != INT64_MAX && now + rem < t)

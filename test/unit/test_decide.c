@@ -287,6 +287,9 @@ test_store_expires(void)
 	ob.now += 60000;				/* a minute without a visible renewal */
 	step();
 	CHECK(dc.expired_since_ms == 0 && !has(PGL_ACT_CLAIM));
+	/* and no busy loop: the next wake is the heartbeat's, not "now" */
+	CHECKF(dc.wake_ms > ob.now, "wake at %lld, now %lld", (long long) dc.wake_ms,
+		   (long long) ob.now);
 	ob.lease.holder_expired = true;
 	step();
 	CHECK(dc.expired_since_ms == ob.now &&
@@ -847,6 +850,35 @@ test_not_streaming_rewinds(void)
 	ob.now += 2600;						/* more than half the TTL since it */
 	step();
 	CHECK(!has(PGL_ACT_JOB) && dc.expired_since_ms == 0);
+	/*
+	 * On etcd the holder's renewals leave no trace: a standby whose timeline
+	 * forked still rewinds while the holder's lease lives there, and not
+	 * once etcd expired it.
+	 */
+	reset();
+	ob.lease.store_expires = true;
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	ob.server.streaming = false;
+	ob.now += 10001;
+	step();
+	CHECK(!has(PGL_ACT_JOB));
+	ob.now += 5001;
+	step();
+	CHECK(has_job(PGL_JOB_REWIND));
+	reset();
+	ob.lease.store_expires = true;
+	row("pg1", "primary", 0, 100, 1);
+	step();
+	pgl_decide_followed(&dc, &rows[0], 0, ob.now, &acts);
+	ob.server.streaming = false;
+	ob.now += 10001;
+	step();
+	ob.now += 5001;
+	ob.lease.holder_expired = true;
+	step();
+	CHECK(!has_job(PGL_JOB_REWIND));
 	/* Streaming from the holder's port: nothing to do. */
 	reset();
 	row("pg1", "primary", 0, 100, 1);
