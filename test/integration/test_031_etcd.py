@@ -35,12 +35,16 @@ def test_etcd_bootstrap_and_cli(netns_etcd, make_cluster):
         c.wait_for_catchup(s, p)
         assert set(range(1, 101)) <= c.ids(s)
 
-    st = json.loads(cli(c, "status", "--json").stdout)
+    # each node's row says what it is once its next heartbeat lands
+    want = {n.name: ("primary", None) if n is p else ("standby", p.name) for n in c.nodes}
+
+    def status_as_wanted():
+        st = json.loads(cli(c, "status", "--json").stdout)
+        roles = {n["name"]: (n["role"], n["upstream"]) for n in st["nodes"]}
+        return st if roles == want else None
+    st = poll_until(status_as_wanted, 30, "status to show %s" % want, interval=0.2)
     assert st["cluster"]["name"] and st["cluster"]["system_identifier"]
     assert st["lease"]["holder"] == p.name and not st["lease"]["holder_expired"]
-    roles = {n["name"]: (n["role"], n["upstream"]) for n in st["nodes"]}
-    assert roles == {n.name: ("primary", None) if n is p else ("standby", p.name)
-                     for n in c.nodes}, roles
     r = cli(c, "lease")
     assert r.returncode == 0 and "live (the holder's leader key exists)" in r.stdout, r.stdout
     r = cli(c, "primary")
@@ -59,7 +63,8 @@ def test_etcd_bootstrap_and_cli(netns_etcd, make_cluster):
     assert json.loads(cli(c, "status", "--json").stdout)["cluster"]["paused"] is True
     assert cli(c, "resume").returncode == 0
     assert json.loads(cli(c, "status", "--json").stdout)["cluster"]["paused"] is False
-    assert [e["kind"] for e in c.events()][-2:] == ["paused", "resumed"]
+    assert [e["kind"] for e in c.events() if e["kind"] in ("paused", "resumed")] == [
+        "paused", "resumed"]
 
     # the holder cannot be removed; a stopped standby can, and is gone from status
     r = cli(c, "remove", p.name)
