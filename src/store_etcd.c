@@ -217,34 +217,17 @@ parse_param(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, ch
 	return -PGL_EINVAL;
 }
 
-int
-pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t errlen)
+/*
+ * The path [slash, end): segments, the last one the cluster's name; sets
+ * u->prefix ("/a/b/cluster/") and u->cluster.
+ */
+static int
+parse_path(struct pgl_etcd_url *u, const char *slash, const char *end, const char *url,
+		   char *err, size_t errlen)
 {
-	const char *p, *slash, *q, *end, *last;
-	size_t plen;
-	int rc;
+	const char *last = NULL;
+	size_t plen = (size_t) (end - slash);
 
-	memset(u, 0, sizeof(*u));
-	u->timeout_ms = PGL_ETCD_DEFAULT_TIMEOUT_MS;
-	if (strncmp(url, "etcd://", 7) != 0) {
-		seterr(err, errlen, "%s: an etcd store's URL starts with etcd://", url);
-		return -PGL_EINVAL;
-	}
-	p = url + 7;
-	if ((slash = strchr(p, '/')) == NULL) {
-		seterr(err, errlen, "%s: no prefix: write etcd://HOST:PORT/PREFIX/CLUSTER", url);
-		return -PGL_EINVAL;
-	}
-	for (const char *e = p; e <= slash; e++)
-		if (e == slash || *e == ',') {
-			if ((rc = parse_endpoint(u, p, (size_t) (e - p), url, err, errlen)) < 0)
-				return rc;
-			p = e + 1;
-		}
-	q = strchr(slash, '?');
-	end = q ? q : slash + strlen(slash);
-	/* the path: segments, the last one the cluster's name */
-	last = NULL;
 	for (const char *s = slash + 1; s < end;) {
 		const char *e = memchr(s, '/', (size_t) (end - s));
 
@@ -268,7 +251,6 @@ pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t er
 			   "cluster name)", url);
 		return -PGL_EINVAL;
 	}
-	plen = (size_t) (end - slash);
 	if (plen + 2 > sizeof(u->prefix) || (size_t) (end - last) >= sizeof(u->cluster)) {
 		seterr(err, errlen, "%s: the path is too long", url);
 		return -PGL_EINVAL;
@@ -283,7 +265,16 @@ pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t er
 	memcpy(u->prefix, slash, plen);
 	u->prefix[plen] = '/';
 	u->prefix[plen + 1] = '\0';
-	for (const char *s = q ? q + 1 : NULL; s && *s;) {
+	return 0;
+}
+
+/* The query "k=v&k=v" (q: after the '?', or NULL), then the keys that go together. */
+static int
+parse_query(struct pgl_etcd_url *u, const char *q, const char *url, char *err, size_t errlen)
+{
+	int rc;
+
+	for (const char *s = q; s && *s;) {
 		const char *e = strchr(s, '&');
 		size_t n = e ? (size_t) (e - s) : strlen(s);
 
@@ -300,6 +291,35 @@ pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t er
 		return -PGL_EINVAL;
 	}
 	return 0;
+}
+
+int
+pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t errlen)
+{
+	const char *p, *slash, *q;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	u->timeout_ms = PGL_ETCD_DEFAULT_TIMEOUT_MS;
+	if (strncmp(url, "etcd://", 7) != 0) {
+		seterr(err, errlen, "%s: an etcd store's URL starts with etcd://", url);
+		return -PGL_EINVAL;
+	}
+	p = url + 7;
+	if ((slash = strchr(p, '/')) == NULL) {
+		seterr(err, errlen, "%s: no prefix: write etcd://HOST:PORT/PREFIX/CLUSTER", url);
+		return -PGL_EINVAL;
+	}
+	for (const char *e = p; e <= slash; e++)
+		if (e == slash || *e == ',') {
+			if ((rc = parse_endpoint(u, p, (size_t) (e - p), url, err, errlen)) < 0)
+				return rc;
+			p = e + 1;
+		}
+	q = strchr(slash, '?');
+	if ((rc = parse_path(u, slash, q ? q : slash + strlen(slash), url, err, errlen)) < 0)
+		return rc;
+	return parse_query(u, q ? q + 1 : NULL, url, err, errlen);
 }
 
 /* ---- base64 (etcd's keys and values travel base64-encoded) ---- */
@@ -448,6 +468,51 @@ gw_message(json_t *j)
 
 static int authenticate(struct etcd_store *s, int ep);
 
+/* "http[s]://HOST:PORT/v3/API" of endpoint ep (an IPv6 address in brackets). */
+static void
+endpoint_url(const struct pgl_etcd_url *u, int ep, const char *api, char *out, size_t len)
+{
+	bool v6 = strchr(u->host[ep], ':') != NULL;
+
+	snprintf(out, len, "%s://%s%s%s:%d/v3/%s", u->tls ? "https" : "http", v6 ? "[" : "",
+			 u->host[ep], v6 ? "]" : "", u->port[ep], api);
+}
+
+/* The request's headers: JSON, and the auth token when there is one. */
+static struct curl_slist *
+request_headers(const char *token)
+{
+	struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	char auth[600];
+
+	if (token[0]) {
+		snprintf(auth, sizeof(auth), "Authorization: %s", token);
+		hdr = curl_slist_append(hdr, auth);
+	}
+	return hdr;
+}
+
+/*
+ * An answer other than 200, {"error"|"message", "code"}: errmsg set;
+ * -PGL_ECONFIG for refused credentials, -PGL_EINVAL for a refused request,
+ * else -PGL_ESTORE (try another endpoint).
+ */
+static int
+gw_refusal(struct etcd_store *s, int ep, json_t *j, long status)
+{
+	const char *m = gw_message(j);
+	json_int_t code = json_integer_value(json_object_get(j, "code"));
+
+	ERR(s, "etcd at %s:%d: %s (HTTP %ld)", s->u.host[ep], s->u.port[ep], m[0] ? m : "error",
+		status);
+	if (strstr(m, "authentication failed") || strstr(m, "permission denied") ||
+		strstr(m, "user name is empty") || code == 7)
+		return -PGL_ECONFIG;
+	if (code == 3 || code == 11 || status == 400)
+		return -PGL_EINVAL;
+	return -PGL_ESTORE;
+}
+
 /*
  * One POST to one endpoint.  Returns 0 with *resp (an object), or
  * -PGL_ESTORE (unreachable, timed out, etcd refused; try another endpoint),
@@ -458,8 +523,8 @@ static int
 post_one(struct etcd_store *s, int ep, const char *api, const char *body, json_t **resp,
 		 long *status)
 {
-	char url[400], auth[600], cerr[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdr = NULL;
+	char url[400], cerr[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdr;
 	struct buf b = { 0 };
 	int64_t t = timeout_left(s);
 	json_error_t je;
@@ -473,14 +538,8 @@ post_one(struct etcd_store *s, int ep, const char *api, const char *body, json_t
 		ERR(s, "no time left for the request to etcd");
 		return -PGL_ETIMEOUT;
 	}
-	snprintf(url, sizeof(url), "%s://%s%s%s:%d/v3/%s", s->u.tls ? "https" : "http",
-			 strchr(s->u.host[ep], ':') ? "[" : "", s->u.host[ep],
-			 strchr(s->u.host[ep], ':') ? "]" : "", s->u.port[ep], api);
-	hdr = curl_slist_append(hdr, "Content-Type: application/json");
-	if (s->token[0]) {
-		snprintf(auth, sizeof(auth), "Authorization: %s", s->token);
-		hdr = curl_slist_append(hdr, auth);
-	}
+	endpoint_url(&s->u, ep, api, url, sizeof(url));
+	hdr = request_headers(s->token);
 	curl_easy_reset(s->curl);
 	curl_common(s->curl, &s->u);
 	curl_easy_setopt(s->curl, CURLOPT_URL, url);
@@ -508,18 +567,7 @@ post_one(struct etcd_store *s, int ep, const char *api, const char *body, json_t
 		goto out;
 	}
 	if (*status != 200) {
-		const char *m = gw_message(j);
-		json_int_t code = json_integer_value(json_object_get(j, "code"));
-
-		ERR(s, "etcd at %s:%d: %s (HTTP %ld)", s->u.host[ep], s->u.port[ep],
-			m[0] ? m : "error", *status);
-		if (strstr(m, "authentication failed") || strstr(m, "permission denied") ||
-			strstr(m, "user name is empty") || code == 7)
-			rc = -PGL_ECONFIG;
-		else if (code == 3 || code == 11 || *status == 400)
-			rc = -PGL_EINVAL;
-		else
-			rc = -PGL_ESTORE;
+		rc = gw_refusal(s, ep, j, *status);
 		goto out;
 	}
 	*resp = j;
@@ -1386,6 +1434,36 @@ out:
 }
 
 /*
+ * Reads state/leader: 0 and *lease (its etcd lease) when it names me at
+ * term, -PGL_ENOTHOLDER (errmsg says whose it is) when not, or as get_key().
+ */
+static int
+leader_lease(struct etcd_store *s, const char *me, int64_t term, int64_t *lease)
+{
+	char holder[PGL_NAME_MAX] = "";
+	int64_t lterm = 0;
+	struct kv k;
+	int rc = get_key(s, "state/leader", &k);
+
+	*lease = 0;
+	if (rc < 0)
+		return rc;
+	if (k.exists && !k.bad) {
+		jstr(k.val, "holder", holder, sizeof(holder));
+		jint(k.val, "term", &lterm);
+	}
+	if (strcmp(holder, me) == 0 && lterm == term)
+		*lease = k.lease;
+	else {
+		ERR(s, "the lease is no longer %s's at term %lld (leader key: %s, term %lld)", me,
+			(long long) term, holder[0] ? holder : "none", (long long) lterm);
+		rc = -PGL_ENOTHOLDER;
+	}
+	kv_clear(&k, 1);
+	return rc;
+}
+
+/*
  * A keepalive of this term's etcd lease, then a read of state/leader: it
  * must still name me, term and that etcd lease.  Counts only when confirmed
  * before wait_until_ms (the current fence deadline).
@@ -1395,9 +1473,7 @@ et_renew(struct pgl_store *base, const char *me, int64_t term, int64_t t0_ms, in
 		 int64_t margin_ms, int64_t wait_until_ms, int64_t *deadline_ms, int64_t *renewals)
 {
 	struct etcd_store *s = es(base);
-	char lholder[PGL_NAME_MAX] = "";
-	int64_t ttl_s = 0, lterm = 0;
-	struct kv k;
+	int64_t ttl_s = 0, lease = 0;
 	int rc;
 
 	if (s->rdonly || !pgl_name_valid(me))
@@ -1409,18 +1485,10 @@ et_renew(struct pgl_store *base, const char *me, int64_t term, int64_t t0_ms, in
 	s->until_ms = wait_until_ms;
 	if (s->lease_term != term || s->lease_id == 0) {
 		/* a term claimed by another handle (or before a restart): find its etcd lease */
-		if ((rc = get_key(s, "state/leader", &k)) < 0)
-			goto out;
-		if (k.exists && !k.bad)
-			jstr(k.val, "holder", lholder, sizeof(lholder)), jint(k.val, "term", &lterm);
-		s->lease_id = strcmp(lholder, me) == 0 && lterm == term ? k.lease : 0;
+		rc = leader_lease(s, me, term, &s->lease_id);
 		s->lease_term = term;
-		kv_clear(&k, 1);
-		if (s->lease_id == 0) {
-			ERR(s, "the lease is no longer %s's at term %lld", me, (long long) term);
-			rc = -PGL_ENOTHOLDER;
+		if (rc < 0)
 			goto out;
-		}
 	}
 	if ((rc = lease_keepalive(s, s->lease_id, &ttl_s)) < 0)
 		goto out;
@@ -1429,18 +1497,10 @@ et_renew(struct pgl_store *base, const char *me, int64_t term, int64_t t0_ms, in
 		rc = -PGL_ENOTHOLDER;
 		goto out;
 	}
-	if ((rc = get_key(s, "state/leader", &k)) < 0)
-		goto out;
-	lholder[0] = '\0';
-	lterm = 0;
-	if (k.exists && !k.bad)
-		jstr(k.val, "holder", lholder, sizeof(lholder)), jint(k.val, "term", &lterm);
-	if (strcmp(lholder, me) != 0 || lterm != term || k.lease != s->lease_id) {
-		ERR(s, "the lease is no longer %s's at term %lld (leader key: %s, term %lld)", me,
-			(long long) term, lholder[0] ? lholder : "none", (long long) lterm);
+	if ((rc = leader_lease(s, me, term, &lease)) == 0 && lease != s->lease_id) {
+		ERR(s, "the leader key of term %lld is bound to another etcd lease", (long long) term);
 		rc = -PGL_ENOTHOLDER;
 	}
-	kv_clear(&k, 1);
 	if (rc == 0 && pgl_mono_ms() >= wait_until_ms) {
 		ERR(s, "renewal confirmed only after the fence deadline; not counted");
 		rc = -PGL_ETIMEOUT;
@@ -1943,20 +2003,15 @@ watch_main(void *arg)
 	free(k);
 	free(e);
 	while (c && body && !atomic_load(&w->stop)) {
-		struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-		char url[400], auth[600];
+		struct curl_slist *hdr;
+		char url[400];
 
 		/* a new token when the last stream was refused (tokens expire) */
 		if (u->user[0] && (w->stream_error || status != 200) && authenticate(own, ep) < 0)
 			pgl_log_debug("watch: %s", own->errmsg);
 		w->stream_error = false;
-		if (own->token[0]) {
-			snprintf(auth, sizeof(auth), "Authorization: %s", own->token);
-			hdr = curl_slist_append(hdr, auth);
-		}
-		snprintf(url, sizeof(url), "%s://%s%s%s:%d/v3/watch", u->tls ? "https" : "http",
-				 strchr(u->host[ep], ':') ? "[" : "", u->host[ep],
-				 strchr(u->host[ep], ':') ? "]" : "", u->port[ep]);
+		hdr = request_headers(own->token);
+		endpoint_url(u, ep, "watch", url, sizeof(url));
 		curl_easy_reset(c);
 		curl_common(c, u);
 		curl_easy_setopt(c, CURLOPT_URL, url);
@@ -1970,8 +2025,8 @@ watch_main(void *arg)
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
 		w->last_data_ms = pgl_mono_ms();
 		status = 0;
-		if (curl_easy_perform(c) == CURLE_OK || w->last_data_ms > 0)
-			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);	/* 0: no answer */
 		curl_slist_free_all(hdr);
 		/* the stream ended: whatever changed meanwhile is read again */
 		wake(w);
