@@ -33,7 +33,7 @@ LIBOBJS := $(LIBSRCS:src/%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/unit/%) $(BUILD)/unit/test_decide_broken
 
-.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench fuzz fuzz-build nemesis nemesis-check
+.PHONY: all check unit cli-test fence fence-test install-fence integration sanitize clean deps-check docker-check bench bench-peers fuzz fuzz-build nemesis nemesis-check
 
 all: deps-check pglease
 
@@ -144,6 +144,19 @@ docker-check: pglease
 
 bench: pglease
 	@bench/lease
+
+# pglease beside repmgr, Patroni and pg_auto_failover (docs/benchmarks.md).
+# Root; installs the peers from Debian; about 100 minutes for PEERS_RUNS=5.
+PEERS_RUNS ?= 5
+PEERS_OUT ?= /var/tmp/peers-out
+PEERS_FAULTS ?= kill,stop,freeze,idle
+bench-peers: pglease
+	bench/peers/install.sh
+	$(MAKE) -C bench/peers probe
+	rc=0; PEERS_PGLEASE_BIN=$(CURDIR)/pglease bench/peers/run -n $(PEERS_RUNS) \
+		-f $(PEERS_FAULTS) -o $(PEERS_OUT) || rc=$$?; \
+	bench/peers/report -c -i $(PEERS_OUT)/results.csv -p $(PEERS_OUT)/ttfw.png \
+		> $(PEERS_OUT)/table.md && cat $(PEERS_OUT)/table.md; exit $$rc
 
 clean:
 	rm -rf build build-san build-fuzz pglease

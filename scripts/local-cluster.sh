@@ -80,14 +80,14 @@ stop_node() {
 }
 
 kill_node() {
+	# Both pids are read before either is killed: the agent's fence watchdog
+	# may stop PostgreSQL (and remove postmaster.pid) the moment the agent dies.
 	local name=$1 p pm nd
 	nd=$(node_dir "$name")
 	p=$(node_pid "$name") || true
+	pm=$(head -1 "$nd/data/postmaster.pid" 2>/dev/null) || true
 	[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-	if [ -f "$nd/data/postmaster.pid" ]; then
-		pm=$(head -1 "$nd/data/postmaster.pid")
-		[ -n "$pm" ] && kill -9 "$pm" 2>/dev/null || true
-	fi
+	[ -n "$pm" ] && kill -9 "$pm" 2>/dev/null || true
 	echo "killed $name"
 }
 

@@ -2,7 +2,8 @@
 
 A driver (sys_<name>.py) subclasses System and builds a 3-node PostgreSQL 15
 cluster on 127.0.0.1 under /var/tmp/pglease-peers-<name>.XXXX, with its own
-manager, its own ports (40000-44999) and the postgres OS user.  The runner
+manager, its own ports (15000-15499: below Linux's ephemeral range and the
+integration tests' 20000-32000) and the postgres OS user.  The runner
 (bench/peers/run) only uses the interface of System:
 
     s = Driver(variant)          # "default" or "fast"

@@ -25,7 +25,7 @@ fast:    health_check_period = 1000, health_check_timeout = 1000,
          partitioned old primary demote itself first.  The docs give no
          lower bound, these are our choice of aggressive values (set with
          ALTER SYSTEM on the monitor, as that page shows).
-Monitor 44000, nodes 44001-44003.  --auth trust --no-ssl (a benchmark only).
+Monitor 15300, nodes 15301-15303.  --auth trust --no-ssl (a benchmark only).
 A node's manager is its pg_autoctl processes (supervisor, node-active
 service, postgres controller); the monitor is shared infrastructure.
 """
@@ -36,7 +36,7 @@ import time
 from common import (System, PGBIN, log, spawn_pg, q, pids_named, alive, end_pids, wait_until,
                     as_pg, append_conf, pg_ctl)
 
-MONITOR_PORT = 44000
+MONITOR_PORT = 15300
 FAST = {"pgautofailover.health_check_period": "1000",
         "pgautofailover.health_check_timeout": "1000",
         "pgautofailover.health_check_max_retries": "1",
@@ -48,7 +48,7 @@ SU = dict(user="postgres", password=None)
 
 class AutoFailover(System):
     name = "autofailover"
-    base_port = 44001
+    base_port = 15301
     infra_name = "pg_auto_failover monitor (pg_autoctl + its postgres)"
 
     def __init__(self, variant="default"):

@@ -4,7 +4,7 @@ Set up as Patroni's documentation says (https://patroni.readthedocs.io/en/latest
 yaml_configuration.html, the shipped example /usr/share/doc/patroni/examples/
 postgres0.yml): one YAML file per node, bootstrap.dcs for the cluster-wide
 settings, Patroni starting PostgreSQL itself; DCS: a single-member etcd on
-127.0.0.1:45379 (peer 45380), reached with Patroni's `etcd3:` section (etcd's
+127.0.0.1:15379 (peer 15380), reached with Patroni's `etcd3:` section (etcd's
 v3 API; etcd is started with --enable-v2=true too so `etcd:` also works:
 PEERS_PATRONI_DCS=etcd).
 
@@ -13,17 +13,18 @@ fast:    ttl = 20, loop_wait = 1, retry_timeout = 3: the minimum values that
          https://patroni.readthedocs.io/en/latest/dynamic_configuration.html
          allows (and loop_wait + 2 * retry_timeout <= ttl holds).
 use_pg_rewind: true in both, as in the shipped example.
-PostgreSQL 43001-43003, REST API 43101-43103.  Trust on 127.0.0.1 (benchmark).
+PostgreSQL 15201-15203, REST API 15211-15213.  Trust on 127.0.0.1 (benchmark).
 A node's manager is its patroni process.
 """
 import json
 import os
+import shutil
 import urllib.request
 
 from common import (System, PGBIN, spawn_pg, q, pids_named, alive, end_pids, wait_until,
                     as_pg)
 
-ETCD_CLIENT, ETCD_PEER = 45379, 45380
+ETCD_CLIENT, ETCD_PEER = 15379, 15380
 DEFAULT = {"ttl": 30, "loop_wait": 10, "retry_timeout": 10}
 FAST = {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}
 SU = dict(user="postgres", password="pg")
@@ -31,7 +32,7 @@ SU = dict(user="postgres", password="pg")
 
 class Patroni(System):
     name = "patroni"
-    base_port = 43001
+    base_port = 15201
     infra_name = "etcd"
 
     def __init__(self, variant="default"):
@@ -55,8 +56,8 @@ class Patroni(System):
             "scope": "peers",
             "namespace": "/pglease-peers/",
             "name": "n%d" % (i + 1),
-            "restapi": {"listen": "127.0.0.1:%d" % (43101 + i),
-                        "connect_address": "127.0.0.1:%d" % (43101 + i)},
+            "restapi": {"listen": "127.0.0.1:%d" % (15211 + i),
+                        "connect_address": "127.0.0.1:%d" % (15211 + i)},
             dcs: {"hosts": "127.0.0.1:%d" % ETCD_CLIENT},
             "bootstrap": {
                 "dcs": dict(self.settings, maximum_lag_on_failover=1048576,
@@ -90,7 +91,7 @@ class Patroni(System):
     def start_etcd(self):
         d = os.path.join(self.base, "etcd")
         os.makedirs(d, exist_ok=True)
-        os.system("chown postgres:postgres %s" % d)
+        shutil.chown(d, "postgres", "postgres")
         url = "http://127.0.0.1:%d" % ETCD_CLIENT
         peer = "http://127.0.0.1:%d" % ETCD_PEER
         self.etcd = spawn_pg(["etcd", "--name", "peers", "--data-dir", d + "/data",

@@ -2,7 +2,7 @@
 
 default: pglease's own defaults (docs/cli.md, the settings table).
 fast:    PGLEASE_LEASE_TTL_MS=2000 PGLEASE_RENEW_INTERVAL_MS=500.
-Ports 41001-41003.  The binary: $PEERS_PGLEASE_BIN, else /tmp/peers-build/pglease
+Ports 15001-15003.  The binary: $PEERS_PGLEASE_BIN, else /tmp/peers-build/pglease
 (built with make -C TOP BUILD=/tmp/peers-build /tmp/peers-build/pglease), else
 TOP/pglease.
 """
@@ -29,7 +29,7 @@ def pglease_bin():
 
 class Pglease(System):
     name = "pglease"
-    base_port = 41001
+    base_port = 15001
 
     def __init__(self, variant="default"):
         super().__init__(variant)

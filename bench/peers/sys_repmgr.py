@@ -14,7 +14,7 @@ fast:    monitor_interval_secs = 1, reconnect_attempts = 1, reconnect_interval =
          the smallest positive values of the settings documented in
          https://www.repmgr.org/docs/current/repmgrd-basic-configuration.html
          (repmgr.conf.sample gives no lower bound).
-Ports 42001-42003.  Trust authentication on 127.0.0.1 (a benchmark only).
+Ports 15101-15103.  Trust authentication on 127.0.0.1 (a benchmark only).
 A node's manager is its repmgrd.  A restarted old primary is not rejoined by
 repmgrd: the documented way is the manual `repmgr node rejoin`.
 """
@@ -31,7 +31,7 @@ FAST = {"monitor_interval_secs": "1", "reconnect_attempts": "1", "reconnect_inte
 
 class Repmgr(System):
     name = "repmgr"
-    base_port = 42001
+    base_port = 15101
 
     def __init__(self, variant="default"):
         super().__init__(variant)
