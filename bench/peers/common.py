@@ -25,7 +25,6 @@ is left by pid, never by name.
 """
 import ctypes
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -35,10 +34,15 @@ import time
 
 import psycopg2
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The /proc helpers bench/ already has (bench/benchlib.py); alive() is ours:
+# unlike benchlib's it does not count a zombie as alive.
+from benchlib import (reap, children, descendants, parent, comm, cpu_ticks,  # noqa: E402,F401
+                      pss_kib, TICK)
+
 PGBIN = "/usr/lib/postgresql/15/bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
-TICK = os.sysconf("SC_CLK_TCK")
 BENCH_USER, BENCH_PASSWORD = "bench", "bench"
 
 
@@ -78,16 +82,6 @@ def become_subreaper():
     threading.Thread(target=_reap_orphans, daemon=True).start()
 
 
-def reap():
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def alive(pid):
     reap()
     if not pid or not os.path.exists("/proc/%d" % pid):
@@ -99,49 +93,12 @@ def alive(pid):
         return False
 
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid):
-    out, todo = [], [pid] if pid else []
-    while todo:
-        for c in children(todo.pop()):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
-
-
-def cpu_ticks(pid):
-    """utime + stime of pid, plus cutime + cstime: the CPU of the short-lived
-    helpers it ran and reaped (pg_ctl, pg_controldata, psql ...)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def pss_kib(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            m = re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M)
-            return int(m.group(1)) if m else 0
-    except OSError:
-        return 0
 
 
 def signal_pids(pids, sig):
@@ -164,6 +121,15 @@ def end_pids(pids, grace=10.0):
     end = time.monotonic() + 5
     while time.monotonic() < end and any(alive(p) for p in pids):
         time.sleep(0.05)
+
+
+def thaw_parents(pids):
+    """SIGCONT to the runuser above each pid: runuser stops itself when its
+    child stops (job control, as su does) and waits for a SIGCONT that a
+    thawed child does not send; a stopped runuser would never reap the
+    manager when it exits later."""
+    ups = {parent(p) for p in pids} - set(pids) - {None, 1, os.getpid()}
+    signal_pids([u for u in ups if comm(u) == "runuser"], signal.SIGCONT)
 
 
 def wait_until(fn, timeout, interval=0.1, what="condition"):
@@ -321,12 +287,16 @@ class System:
         return p
 
     def freeze_manager(self, i, on=True):
-        signal_pids(self.manager_pids(i), signal.SIGSTOP if on else signal.SIGCONT)
+        pids = self.manager_pids(i)
+        signal_pids(pids, signal.SIGSTOP if on else signal.SIGCONT)
+        if not on:
+            thaw_parents(pids)
 
     def teardown(self):
         """Stops every process started under this system (by pid), removes its dir."""
         for i in range(self.n):
             signal_pids(self.manager_pids(i), signal.SIGCONT)
+            thaw_parents(self.manager_pids(i))
         self.stop_all()
         mine = descendants(os.getpid())
         left = [p for p in mine if self.base in cmdline(p) or
@@ -371,11 +341,7 @@ def pids_named(root_pids, names):
         if not r or not alive(r):
             continue
         for p in [r] + descendants(r):
-            try:
-                with open("/proc/%d/comm" % p) as f:
-                    c = f.read().strip()
-            except OSError:
-                continue
-            if any(c.startswith(n) for n in names) and p not in out:
+            c = comm(p)
+            if c and any(c.startswith(n) for n in names) and p not in out:
                 out.append(p)
     return out

@@ -7,12 +7,13 @@ Ports 15001-15003.  The binary: $PEERS_PGLEASE_BIN, else /tmp/peers-build/pgleas
 TOP/pglease.
 """
 import os
+import signal
 import subprocess
 
 import psycopg2
 
-from common import System, TOP, descendants, wait_until, signal_pids, alive, end_pids, \
-    BENCH_PASSWORD
+from common import System, TOP, wait_until, signal_pids, alive, end_pids, pids_named, \
+    thaw_parents, BENCH_PASSWORD
 
 LC = os.path.join(TOP, "scripts", "local-cluster.sh")
 FAST = {"PGLEASE_LEASE_TTL_MS": "2000", "PGLEASE_RENEW_INTERVAL_MS": "500"}
@@ -108,17 +109,7 @@ class Pglease(System):
     def manager_pids(self, i):
         """The agent and its helpers (fence watchdog, holder watch): not postgres."""
         a = self.agent_pid(i)
-        if not a or not alive(a):
-            return []
-        out = [a]
-        for p in descendants(a):
-            try:
-                with open("/proc/%d/comm" % p) as f:
-                    if f.read().strip().startswith("pglease"):
-                        out.append(p)
-            except OSError:
-                pass
-        return out
+        return pids_named([a], ["pglease"]) if a else []
 
     def kill_node(self, i):
         self.lc("kill", self.node(i))
@@ -136,7 +127,9 @@ class Pglease(System):
         # process by design and keeps running, as it would on a real stall.
         a = self.agent_pid(i)
         if a:
-            signal_pids([a], 19 if on else 18)
+            signal_pids([a], signal.SIGSTOP if on else signal.SIGCONT)
+            if not on:
+                thaw_parents([a])
 
     def stop_all(self):
         r = self.lc("stop", check=False)
