@@ -146,7 +146,7 @@ bench: pglease
 	@bench/lease
 
 # pglease beside repmgr, Patroni and pg_auto_failover (docs/benchmarks.md).
-# Root; installs the peers from Debian; about 100 minutes for PEERS_RUNS=5.
+# Root; installs the peers from Debian; about 2 hours for PEERS_RUNS=5.
 PEERS_RUNS ?= 5
 PEERS_OUT ?= /var/tmp/peers-out
 PEERS_FAULTS ?= kill,stop,freeze,idle
