@@ -422,6 +422,50 @@ arg_error(char *err, size_t len, const char *cmd, const char *fmt, const char *a
 	snprintf(err, len, "pglease %s: %s", cmd, msg);
 }
 
+/*
+ * Handles the options only some commands take, with their values: -n,
+ * --count, --to, --wait, --timeout, --max-lag.
+ */
+static void
+take_command_option(struct cli *c, int ch, char *err, size_t len)
+{
+	const char *name = c->cmd->name;
+
+	switch (ch) {
+	case 'n':
+	case 'N':
+		if (!(c->cmd->opts & (ch == 'n' ? OPT_N : OPT_COUNT)))
+			arg_error(err, len, name, "unknown option '%s'", ch == 'n' ? "-n" : "--count");
+		else if (!parse_positive(optarg, ch == 'n' ? &c->n : &c->count))
+			arg_error(err, len, name, ch == 'n' ? "-n: '%s' is not a positive integer"
+					  : "--count: '%s' is not a positive integer", optarg);
+		break;
+	case 'T':
+	case 'W':
+		if (!(c->cmd->opts & (ch == 'T' ? OPT_TO : OPT_WAIT)))
+			arg_error(err, len, name, "unknown option '%s'", ch == 'T' ? "--to" : "--wait");
+		else if (ch == 'W')
+			c->wait = true;
+		else if (!pgl_name_valid(optarg))
+			arg_error(err, len, name, "--to: '%s' is not a valid node name ([a-z0-9_-], 1 to "
+					  "63 characters)", optarg);
+		else
+			c->to = optarg;
+		break;
+	case 'O':
+	case 'M':
+		if (!(c->cmd->opts & (ch == 'O' ? OPT_WAIT : OPT_MAXLAG)))
+			arg_error(err, len, name, "unknown option '%s'", ch == 'O' ? "--timeout"
+					  : "--max-lag");
+		else if (ch == 'O' ? !parse_positive(optarg, &c->timeout_s) || c->timeout_s > 86400
+				 : !parse_positive(optarg, &c->max_lag))
+			arg_error(err, len, name, ch == 'O' ? "--timeout: '%s' is not a number of seconds "
+					  "from 1 to 86400" : "--max-lag: '%s' is not a positive number of bytes",
+					  optarg);
+		break;
+	}
+}
+
 /* Handles one option character from getopt_long. */
 static void
 take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
@@ -458,39 +502,16 @@ take_option(struct cli *c, int ch, char **argv, char *err, size_t len)
 		break;
 	case 'n':
 	case 'N':
-		if (!(c->cmd->opts & (ch == 'n' ? OPT_N : OPT_COUNT)))
-			arg_error(err, len, name, "unknown option '%s'", ch == 'n' ? "-n" : "--count");
-		else if (!parse_positive(optarg, ch == 'n' ? &c->n : &c->count))
-			arg_error(err, len, name, ch == 'n' ? "-n: '%s' is not a positive integer"
-					  : "--count: '%s' is not a positive integer", optarg);
+	case 'T':
+	case 'W':
+	case 'O':
+	case 'M':
+		take_command_option(c, ch, err, len);
 		break;
 	case 'U':
 		if (!(c->cmd->opts & OPT_URI))
 			arg_error(err, len, name, "unknown option '%s'", "--uri");
 		c->uri = true;
-		break;
-	case 'T':
-	case 'W':
-		if (!(c->cmd->opts & (ch == 'T' ? OPT_TO : OPT_WAIT)))
-			arg_error(err, len, name, "unknown option '%s'", ch == 'T' ? "--to" : "--wait");
-		else if (ch == 'W')
-			c->wait = true;
-		else if (!pgl_name_valid(optarg))
-			arg_error(err, len, name, "--to: '%s' is not a valid node name ([a-z0-9_-], 1 to "
-					  "63 characters)", optarg);
-		else
-			c->to = optarg;
-		break;
-	case 'O':
-	case 'M':
-		if (!(c->cmd->opts & (ch == 'O' ? OPT_WAIT : OPT_MAXLAG)))
-			arg_error(err, len, name, "unknown option '%s'", ch == 'O' ? "--timeout"
-					  : "--max-lag");
-		else if (ch == 'O' ? !parse_positive(optarg, &c->timeout_s) || c->timeout_s > 86400
-				 : !parse_positive(optarg, &c->max_lag))
-			arg_error(err, len, name, ch == 'O' ? "--timeout: '%s' is not a number of seconds "
-					  "from 1 to 86400" : "--max-lag: '%s' is not a positive number of bytes",
-					  optarg);
 		break;
 	case ':':
 		arg_error(err, len, name, "option '%s' needs a value", bad);

@@ -288,23 +288,11 @@ int_value(const struct conf_key *k, const char *val, int *field, char *why, size
 	return true;
 }
 
-/* Stores `val` into the field of `k`; on error writes a reason into why. */
+/* Checks a string value against the type of `k`; on error writes a reason. */
 static bool
-set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
-		  char *why, size_t whylen)
+string_valid(const struct conf_key *k, const char *val, char *why, size_t whylen)
 {
-	char *field = (char *) cfg + k->off;
-
-	for (const char *c = val; *c; c++) {
-		if ((unsigned char) *c < 0x20 || *c == 0x7f) {
-			snprintf(why, whylen, "control character 0x%02x in the value",
-					 (unsigned char) *c);
-			return false;
-		}
-	}
 	switch (k->type) {
-	case KEY_INT:
-		return int_value(k, val, (int *) field, why, whylen);
 	case KEY_NAME:
 		if (*val != '\0' && !pgl_name_valid(val)) {
 			snprintf(why, whylen, "'%s' is not a valid name ([a-z0-9_-], 1 to 63 characters)", val);
@@ -352,9 +340,31 @@ set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
 			return false;
 		}
 		break;
+	case KEY_INT:				/* set_value() parses it with int_value() */
 	case KEY_STR:
 		break;
 	}
+	return true;
+}
+
+/* Stores `val` into the field of `k`; on error writes a reason into why. */
+static bool
+set_value(struct pgl_config *cfg, const struct conf_key *k, const char *val,
+		  char *why, size_t whylen)
+{
+	char *field = (char *) cfg + k->off;
+
+	for (const char *c = val; *c; c++) {
+		if ((unsigned char) *c < 0x20 || *c == 0x7f) {
+			snprintf(why, whylen, "control character 0x%02x in the value",
+					 (unsigned char) *c);
+			return false;
+		}
+	}
+	if (k->type == KEY_INT)
+		return int_value(k, val, (int *) field, why, whylen);
+	if (!string_valid(k, val, why, whylen))
+		return false;
 	if ((long) strlen(val) < k->min) {
 		snprintf(why, whylen, "must not be empty");
 		return false;
