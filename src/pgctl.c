@@ -103,11 +103,22 @@ overridden(const char *e, char *const *add)
 }
 
 /*
- * environ plus add, an entry of add replacing environ's of the same name
- * (the strings are shared); caller frees the array.  NULL: out of memory.
+ * True for the secrets a hook must not inherit: POSTGRES_PASSWORD and its
+ * variants (POSTGRES_PASSWORD_FILE, ..., the Docker image's) and PGPASSWORD.
+ */
+static bool
+secret(const char *e)
+{
+	return strncmp(e, "POSTGRES_PASSWORD", 17) == 0 || strncmp(e, "PGPASSWORD=", 11) == 0;
+}
+
+/*
+ * environ (without the secrets when strip) plus add, an entry of add
+ * replacing environ's of the same name (the strings are shared); caller
+ * frees the array.  NULL: out of memory.
  */
 static char **
-build_env(char *const *add)
+build_env(char *const *add, bool strip)
 {
 	size_t n = 0, m = 0, k = 0;
 	char **env;
@@ -120,9 +131,10 @@ build_env(char *const *add)
 	if (env == NULL)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (!overridden(environ[i], add))
+		if (!overridden(environ[i], add) && !(strip && secret(environ[i])))
 			env[k++] = environ[i];
-	memcpy(env + k, add, m * sizeof(char *));
+	if (m > 0)					/* add may be NULL: memcpy from NULL is undefined */
+		memcpy(env + k, add, m * sizeof(char *));
 	return env;
 }
 
@@ -183,7 +195,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 		opts = &none;
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return -PGL_ESYS;
-	if ((env = build_env(opts->env_add)) == NULL) {
+	if ((env = build_env(opts->env_add, false)) == NULL) {
 		close(pfd[0]);
 		close(pfd[1]);
 		return -PGL_ENOMEM;
@@ -216,7 +228,7 @@ pgl_run(char *const argv[], const struct pgl_run_opts *opts, char *out, size_t o
 pid_t
 pgl_spawn_detached(char *const argv[])
 {
-	char **env = build_env(NULL);
+	char **env = build_env(NULL, true);
 	pid_t parent = getpid(), pid;
 
 	if (env == NULL) {
@@ -239,7 +251,7 @@ pgl_pg_spawn(const struct pgl_config *cfg, int keep_fd)
 	pid_t parent = getpid(), pid;
 
 	char *const argv[] = { "postgres", "-D", (char *) cfg->pgdata, NULL };
-	char **env = build_env(NULL);
+	char **env = build_env(NULL, false);
 
 	snprintf(exe, sizeof(exe), "%s/postgres", cfg->pg_bindir);
 	if (env == NULL)

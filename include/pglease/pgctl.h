@@ -114,7 +114,8 @@ int pgl_pg_status(PGconn *conn, struct pgl_pg_status *st);
 /*
  * Starts argv[0] (an absolute path) with argv, without waiting: its own
  * process group, stdin /dev/null, stdout and stderr to ours, no other
- * descriptor, default signals, killed when the agent dies.  Returns the
+ * descriptor, default signals, killed when the agent dies, the agent's
+ * environment without POSTGRES_PASSWORD* and PGPASSWORD (the hooks').  Returns the
  * pid (the group's id too), or -1 when fork() failed.
  */
 pid_t pgl_spawn_detached(char *const argv[]);

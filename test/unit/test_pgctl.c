@@ -303,6 +303,61 @@ test_wedged_connection_is_broken(void)
 	waitpid(srv, NULL, 0);
 }
 
+/* ---- the subprocess runner ---- */
+
+/*
+ * pgl_run() with no options (no env_add): the runner's environment copy
+ * once did memcpy() from NULL, which a UBSan build (make sanitize) aborts
+ * on; the agent's first postgres start takes this path.
+ */
+static void
+test_run_without_env_add(void)
+{
+	char *const argv[] = { "/bin/sh", "-c", "echo ran", NULL };
+	char out[64];
+	int st = -1;
+
+	CHECK(pgl_run(argv, NULL, out, sizeof(out), &st) == 0);
+	CHECKF(strcmp(out, "ran\n") == 0, "output '%s'", out);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/*
+ * pgl_spawn_detached() (the hooks' starter) hands the program the
+ * agent's environment without POSTGRES_PASSWORD* and PGPASSWORD.
+ */
+static void
+test_spawn_detached_strips_secrets(void)
+{
+	char path[1024], env[4096] = "", *const argv[] = { "/bin/sh", "-c", "env > \"$OUT\"", NULL };
+	FILE *f;
+	size_t n = 0;
+	pid_t pid;
+	int st;
+
+	snprintf(path, sizeof(path), "%s/env.out", test_dir());
+	setenv("OUT", path, 1);
+	setenv("POSTGRES_PASSWORD", "sekrit1", 1);
+	setenv("POSTGRES_PASSWORD_FILE", "/run/secrets/x", 1);
+	setenv("PGPASSWORD", "sekrit2", 1);
+	setenv("PGL_KEPT", "kept", 1);
+	pid = pgl_spawn_detached(argv);
+	CHECK(pid > 0);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	if ((f = fopen(path, "r")) != NULL) {
+		n = fread(env, 1, sizeof(env) - 1, f);
+		fclose(f);
+	}
+	env[n] = '\0';
+	CHECKF(strstr(env, "PGL_KEPT=kept") != NULL, "env: %s", env);
+	CHECKF(strstr(env, "POSTGRES_PASSWORD") == NULL, "env: %s", env);
+	CHECKF(strstr(env, "PGPASSWORD") == NULL, "env: %s", env);
+	CHECKF(strstr(env, "sekrit") == NULL, "env: %s", env);
+	unsetenv("POSTGRES_PASSWORD");
+	unsetenv("POSTGRES_PASSWORD_FILE");
+	unsetenv("PGPASSWORD");
+}
+
 int
 main(void)
 {
@@ -314,5 +369,7 @@ main(void)
 	TEST(test_kill_tree_deep);
 	TEST(test_kill_tree_bad_pid);
 	TEST(test_wedged_connection_is_broken);
+	TEST(test_run_without_env_add);
+	TEST(test_spawn_detached_strips_secrets);
 	return TEST_REPORT();
 }
