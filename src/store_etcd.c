@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,14 +117,48 @@ segment_ok(const char *p, size_t n)
 	return true;
 }
 
+/*
+ * Splits buf ("HOST", "HOST:PORT", "[V6]" or "[V6]:PORT") in place: *host
+ * points into buf, *port_text at the port's digits or NULL.  False when the
+ * brackets are unbalanced or something follows ']' that is not ":PORT".
+ */
+static bool
+split_host_port(char *buf, char **host, char **port_text)
+{
+	char *colon;
+
+	*port_text = NULL;
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+
+		if (close == NULL || close == buf + 1 || (close[1] != '\0' && close[1] != ':'))
+			return false;
+		*close = '\0';
+		*host = buf + 1;
+		if (close[1] == ':')
+			*port_text = close + 2;
+		return true;
+	}
+	*host = buf;
+	if ((colon = strrchr(buf, ':')) != NULL) {
+		*colon = '\0';
+		*port_text = colon + 1;
+	}
+	return true;
+}
+
+/*
+ * One endpoint: "HOST[:PORT]" or "[IPV6][:PORT]" (an IPv6 address must be
+ * in brackets: "::1" alone would read as host ":" port 1).
+ */
 static int
 parse_endpoint(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, char *err,
 			   size_t errlen)
 {
-	char buf[300];
-	char *colon;
+	char buf[300], *host, *pt;
 	long port = 2379;
 	int i = u->n_endpoints;
+	bool split;
 
 	if (i == PGL_ETCD_MAX_ENDPOINTS) {
 		seterr(err, errlen, "%s: more than %d etcd endpoints", url, PGL_ETCD_MAX_ENDPOINTS);
@@ -135,23 +170,24 @@ parse_endpoint(struct pgl_etcd_url *u, const char *p, size_t n, const char *url,
 	}
 	memcpy(buf, p, n);
 	buf[n] = '\0';
-	if ((colon = strrchr(buf, ':')) != NULL) {
+	if ((split = split_host_port(buf, &host, &pt)) && pt) {
 		char *end;
 
-		*colon = '\0';
 		errno = 0;
-		port = strtol(colon + 1, &end, 10);
-		if (colon[1] == '\0' || *end || errno || port < 1 || port > 65535 ||
-			!isdigit((unsigned char) colon[1])) {
+		port = strtol(pt, &end, 10);
+		if (*pt == '\0' || *end || errno || port < 1 || port > 65535 ||
+			!isdigit((unsigned char) *pt)) {
 			seterr(err, errlen, "%s: bad port in etcd endpoint '%.*s'", url, (int) n, p);
 			return -PGL_EINVAL;
 		}
 	}
-	if (!pgl_host_valid(buf) || strlen(buf) >= sizeof(u->host[0])) {
-		seterr(err, errlen, "%s: bad host in etcd endpoint '%.*s'", url, (int) n, p);
+	if (!split || !pgl_host_valid(host) || strlen(host) >= sizeof(u->host[0]) ||
+		(host != buf) != (strchr(host, ':') != NULL)) {
+		seterr(err, errlen, "%s: bad host in etcd endpoint '%.*s' (an IPv6 address goes in "
+			   "brackets: [::1]:2379)", url, (int) n, p);
 		return -PGL_EINVAL;
 	}
-	pgl_strlcpy(u->host[i], buf, sizeof(u->host[i]));
+	pgl_strlcpy(u->host[i], host, sizeof(u->host[i]));
 	u->port[i] = (int) port;
 	u->n_endpoints++;
 	return 0;
@@ -199,6 +235,11 @@ parse_param(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, ch
 		u->tls |= val[0] == '1';
 		return 0;
 	}
+	if (kl == 8 && strncmp(p, "insecure", 8) == 0 &&
+		(strcmp(val, "0") == 0 || strcmp(val, "1") == 0)) {
+		u->insecure = val[0] == '1';
+		return 0;
+	}
 	if (kl == 10 && strncmp(p, "timeout_ms", 10) == 0) {
 		char *end;
 		long v;
@@ -213,7 +254,7 @@ parse_param(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, ch
 		return -PGL_EINVAL;
 	}
 	seterr(err, errlen, "%s: unknown query parameter '%.*s' (known: user, password_file, "
-		   "cacert, cert, key, tls, timeout_ms)", url, (int) kl, p);
+		   "cacert, cert, key, tls, insecure, timeout_ms)", url, (int) kl, p);
 	return -PGL_EINVAL;
 }
 
@@ -290,36 +331,75 @@ parse_query(struct pgl_etcd_url *u, const char *q, const char *url, char *err, s
 		seterr(err, errlen, "%s: cert and key go together", url);
 		return -PGL_EINVAL;
 	}
+	if (u->user[0] && !u->tls && !u->insecure) {
+		seterr(err, errlen, "%s: user= over plain http sends the etcd password in clear: use "
+			   "https (cacert=... or tls=1), or add insecure=1 to accept that", url);
+		return -PGL_EINVAL;
+	}
 	return 0;
+}
+
+void
+pgl_etcd_url_shown(const char *url, char *out, size_t len)
+{
+	const char *at, *slash, *q;
+	size_t n;
+
+	if (len == 0)
+		return;
+	q = strchr(url, '?');
+	n = q ? (size_t) (q - url) : strlen(url);
+	slash = strncmp(url, "etcd://", 7) == 0 ? memchr(url + 7, '/', n - 7) : NULL;
+	at = memchr(url, '@', slash ? (size_t) (slash - url) : n);
+	if (at && strncmp(url, "etcd://", 7) == 0) {
+		snprintf(out, len, "etcd://...@%.*s", (int) (n - (size_t) (at + 1 - url)), at + 1);
+		return;
+	}
+	snprintf(out, len, "%.*s", (int) n, url);
+}
+
+/* pgl_etcd_url_parse() with the URL as errors show it (shown). */
+static int
+parse_url(const char *url, const char *shown, struct pgl_etcd_url *u, char *err, size_t errlen)
+{
+	const char *p, *slash, *q;
+	int rc;
+
+	if (strncmp(url, "etcd://", 7) != 0) {
+		seterr(err, errlen, "%s: an etcd store's URL starts with etcd://", shown);
+		return -PGL_EINVAL;
+	}
+	p = url + 7;
+	if ((slash = strchr(p, '/')) == NULL) {
+		seterr(err, errlen, "%s: no prefix: write etcd://HOST:PORT/PREFIX/CLUSTER", shown);
+		return -PGL_EINVAL;
+	}
+	if (memchr(p, '@', (size_t) (slash - p))) {
+		seterr(err, errlen, "%s: no credentials in the URL's host part: write "
+			   "?user=NAME&password_file=FILE", shown);
+		return -PGL_EINVAL;
+	}
+	for (const char *e = p; e <= slash; e++)
+		if (e == slash || *e == ',') {
+			if ((rc = parse_endpoint(u, p, (size_t) (e - p), shown, err, errlen)) < 0)
+				return rc;
+			p = e + 1;
+		}
+	q = strchr(slash, '?');
+	if ((rc = parse_path(u, slash, q ? q : slash + strlen(slash), shown, err, errlen)) < 0)
+		return rc;
+	return parse_query(u, q ? q + 1 : NULL, shown, err, errlen);
 }
 
 int
 pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *u, char *err, size_t errlen)
 {
-	const char *p, *slash, *q;
-	int rc;
+	char shown[1024];
 
 	memset(u, 0, sizeof(*u));
 	u->timeout_ms = PGL_ETCD_DEFAULT_TIMEOUT_MS;
-	if (strncmp(url, "etcd://", 7) != 0) {
-		seterr(err, errlen, "%s: an etcd store's URL starts with etcd://", url);
-		return -PGL_EINVAL;
-	}
-	p = url + 7;
-	if ((slash = strchr(p, '/')) == NULL) {
-		seterr(err, errlen, "%s: no prefix: write etcd://HOST:PORT/PREFIX/CLUSTER", url);
-		return -PGL_EINVAL;
-	}
-	for (const char *e = p; e <= slash; e++)
-		if (e == slash || *e == ',') {
-			if ((rc = parse_endpoint(u, p, (size_t) (e - p), url, err, errlen)) < 0)
-				return rc;
-			p = e + 1;
-		}
-	q = strchr(slash, '?');
-	if ((rc = parse_path(u, slash, q ? q : slash + strlen(slash), url, err, errlen)) < 0)
-		return rc;
-	return parse_query(u, q ? q + 1 : NULL, url, err, errlen);
+	pgl_etcd_url_shown(url, shown, sizeof(shown));
+	return parse_url(url, shown, u, err, errlen);
 }
 
 /* ---- base64 (etcd's keys and values travel base64-encoded) ---- */
@@ -426,13 +506,18 @@ curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* Sets the options every request of handle c shares (TLS, no signals). */
+/*
+ * Sets the options every request of handle c shares (TLS, no signals, no
+ * proxy: the environment's http_proxy/https_proxy/all_proxy would route the
+ * lease, and a token or password, through whatever they name).
+ */
 static void
 curl_common(CURL *c, const struct pgl_etcd_url *u)
 {
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c, CURLOPT_PROXY, "");	/* never http_proxy & co. from the environment */
 	if (u->cacert[0])
 		curl_easy_setopt(c, CURLOPT_CAINFO, u->cacert);
 	if (u->cert[0]) {
@@ -655,15 +740,34 @@ authenticate(struct etcd_store *s, int ep)
 	return rc;
 }
 
+/*
+ * Reads the password_file's first line into s->password.  Opened as the
+ * replication password is (agent.c): O_NONBLOCK so that a FIFO cannot hang
+ * the open, then only a regular file is read (a FIFO or a device would
+ * block the read forever).
+ */
 static int
 read_password(struct etcd_store *s, char *err, size_t errlen)
 {
-	FILE *f;
-	size_t n;
+	struct stat sb;
+	FILE *f = NULL;
+	int fd;
 
 	if (!s->u.password_file[0])
 		return 0;
-	if ((f = fopen(s->u.password_file, "re")) == NULL) {
+	fd = open(s->u.password_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+		close(fd);
+		seterr(err, errlen, "%s: password_file %s: not a regular file", s->path,
+			   s->u.password_file);
+		return -PGL_ECONFIG;
+	}
+	if (fd >= 0) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		if ((f = fdopen(fd, "r")) == NULL)
+			close(fd);
+	}
+	if (f == NULL) {
 		seterr(err, errlen, "%s: password_file %s: %s", s->path, s->u.password_file,
 			   strerror(errno));
 		return -PGL_ECONFIG;
@@ -671,8 +775,7 @@ read_password(struct etcd_store *s, char *err, size_t errlen)
 	if (fgets(s->password, sizeof(s->password), f) == NULL)
 		s->password[0] = '\0';
 	fclose(f);
-	n = strcspn(s->password, "\r\n");
-	s->password[n] = '\0';
+	s->password[strcspn(s->password, "\r\n")] = '\0';
 	return 0;
 }
 
@@ -2206,16 +2309,16 @@ et_open(const char *path, int flags, struct pgl_store **out, char *err, size_t e
 		return -PGL_ENOMEM;
 	s->base.ops = &pgl_store_etcd_ops;
 	s->heartbeat = -1;
+	pgl_etcd_url_shown(path, s->path, sizeof(s->path));	/* shown, in every message */
 	if ((rc = pgl_etcd_url_parse(path, &s->u, err, errlen)) < 0 ||
 		(rc = read_password(s, err, errlen)) < 0)
 		goto fail;
-	pgl_strlcpy(s->path, path, sizeof(s->path));
 	s->rdonly = (flags & PGL_STORE_RDWR) == 0;
 	s->busy_ms = s->u.timeout_ms;
 	pthread_once(&curl_once, curl_init_once);
 	if ((s->curl = curl_easy_init()) == NULL) {
 		rc = -PGL_ENOMEM;
-		seterr(err, errlen, "%s: cannot start libcurl", path);
+		seterr(err, errlen, "%s: cannot start libcurl", s->path);
 		goto fail;
 	}
 	if (s->u.user[0]) {
@@ -2225,15 +2328,15 @@ et_open(const char *path, int flags, struct pgl_store **out, char *err, size_t e
 				break;
 			}
 		if (rc < 0) {
-			seterr(err, errlen, "%s: %s", path, s->errmsg);
+			seterr(err, errlen, "%s: %s", s->path, s->errmsg);
 			goto fail;
 		}
 	}
 	if ((rc = find_cluster(s, flags)) < 0) {
 		if (rc == -PGL_ESTORE || rc == -PGL_ETIMEOUT)
-			seterr(err, errlen, "%s: cannot reach etcd: %s", path, s->errmsg);
+			seterr(err, errlen, "%s: cannot reach etcd: %s", s->path, s->errmsg);
 		else if (rc == -PGL_EPROTO)
-			seterr(err, errlen, "%s: %s", path, s->errmsg);
+			seterr(err, errlen, "%s: %s", s->path, s->errmsg);
 		else
 			seterr(err, errlen, "%s", s->errmsg);
 		if (rc == -PGL_ETIMEOUT || rc == -PGL_EPROTO)

@@ -8,7 +8,10 @@
  * keys: user, password_file (the password is read from the file, never
  * written in the URL), cacert, cert, key (PEM files; any of them, or tls=1,
  * makes the endpoints https), timeout_ms (each request's bound, default
- * 2000).  The parser is pure, for the unit tests.
+ * 2000), insecure=1 (user= over plain http: refused without it).  HOST is
+ * a name, an IPv4 address or an IPv6 address in brackets ([::1]:2379).
+ * Proxies from the environment are never used.  The parser is pure, for
+ * the unit tests; its errors show the URL without its query.
  */
 #ifndef PGLEASE_ETCD_H
 #define PGLEASE_ETCD_H
@@ -31,6 +34,7 @@ struct pgl_etcd_url {
 	char password_file[1024];
 	char cacert[1024], cert[1024], key[1024];
 	bool tls;
+	bool insecure;				/* insecure=1: credentials over plain http accepted */
 	int timeout_ms;
 };
 
@@ -39,5 +43,11 @@ struct pgl_etcd_url {
  * the URL and what is wrong with it in err.
  */
 int pgl_etcd_url_parse(const char *url, struct pgl_etcd_url *out, char *err, size_t errlen);
+
+/*
+ * url as messages show it: without its query (where a misplaced password=
+ * would be) and without a user:password@ before the host.
+ */
+void pgl_etcd_url_shown(const char *url, char *out, size_t len);
 
 #endif

@@ -25,6 +25,8 @@ struct pgl_hooks {
 	bool killed;				/* its group was killed at the timeout */
 	bool exited;				/* reaped by pgl_server_reap(), which reaps every child */
 	int status;					/* ... with this wait status */
+	pid_t linger;				/* an ended one's group, SIGTERMed at linger_ms; 0 when none */
+	int64_t linger_ms;
 	struct pgl_hook_call running;
 	struct pgl_hook_call queue[PGL_HOOK_QUEUE];
 	int n;
@@ -38,7 +40,7 @@ void pgl_hook_poll(struct pgl_daemon *d);
 int64_t pgl_hook_wake_ms(const struct pgl_daemon *d);
 /* At exit: lets the running and queued ones run for up to max_ms, then abandons. */
 void pgl_hook_finish(struct pgl_daemon *d, int64_t max_ms);
-/* Kills the running one's group, forgets the queue. */
+/* Ends the running one's group and an ended one's leftovers (SIGTERM, 1 s, SIGKILL), forgets the queue. */
 void pgl_hook_abandon(struct pgl_daemon *d);
 
 #endif

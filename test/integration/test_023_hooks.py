@@ -1,10 +1,12 @@
 """023: on_role_change (issue 12): the operator's program runs with argv
 (EVENT, ROLE, TERM, NODE) when a node's role changes, asynchronously; a hook
-that hangs is killed at hook_timeout_ms and never delays a renewal."""
+that hangs is killed at hook_timeout_ms and never delays a renewal.  What a
+hook leaves running in the background dies soon after it returns, and at the
+agent's exit (issue 24); hooks never see the agent's POSTGRES_PASSWORD*."""
 import os
 import time
 
-from conftest import FAST, chown_pg, poll_until, started_cluster
+from conftest import FAST, chown_pg, pid_alive, poll_until, started_cluster
 
 TTL = FAST["lease_ttl_ms"] / 1000.0
 
@@ -25,7 +27,13 @@ def calls(log):
     return [l.split() for l in log.read_text().splitlines() if l.strip()]
 
 
-def hook_cluster(make_cluster, body="", **settings):
+def with_env(node, **env):
+    """Starts node's agent with env added to its environment (as Docker's -e would)."""
+    argv = node.agent_argv
+    node.agent_argv = lambda conf=None: ["env"] + ["%s=%s" % kv for kv in env.items()] + argv(conf)
+
+
+def hook_cluster(make_cluster, body="", env=None, **settings):
     s = dict(FAST)
     s.update(settings)
     c = make_cluster(3, **s)
@@ -33,6 +41,8 @@ def hook_cluster(make_cluster, body="", **settings):
     for n in c.nodes:
         n.settings["on_role_change"] = str(hook)
         n.write_conf()
+        if env:
+            with_env(n, **env)
     c.start()
     p = c.wait_healthy(timeout=240)
     c.create_table(p)
@@ -97,3 +107,77 @@ def test_hook_must_be_an_executable_absolute_path(make_cluster):
     n.start()
     assert n.exit_code(timeout=30) == 2
     assert "missing.sh: No such file or directory" in n.log_text(), n.log_tail()
+
+
+def sleepers(c):
+    """The pids the hook's `sleep 1000 &` lines left in sleepers.log."""
+    f = c.base / "sleepers.log"
+    return [int(x) for x in f.read_text().split()] if f.exists() else []
+
+
+def sleeper_hook(c, body):
+    f = c.base / "sleepers.log"
+    f.touch()
+    os.chmod(f, 0o666)
+    return body.replace("SLEEPERS", str(f))
+
+
+def test_hook_background_children_do_not_outlive_it(make_cluster):
+    """A hook that starts `sleep 1000 &` and returns: the sleeper is gone
+    within a few seconds (SIGTERM to the hook's group when its leader exits,
+    SIGKILL 1 s later); once lived 1000 s, whatever the README promised."""
+    c = make_cluster(3, **FAST)
+    hook, log = write_hook(c, sleeper_hook(c, "sleep 1000 &\necho $! >> SLEEPERS\n"))
+    for n in c.nodes:
+        n.write_conf(on_role_change=str(hook))
+    c.start()
+    p = c.wait_healthy(timeout=240)
+    poll_until(lambda: len(sleepers(c)) >= 3 and len(calls(log)) >= 3, 30,
+               "the bootstrap and followed calls' sleepers")
+    pids = sleepers(c)
+    poll_until(lambda: not any(pid_alive(x) for x in pids), 10,
+               "the hooks' background sleepers %s to be killed" % pids)
+    assert all("exit status 0" in n.log_text() for n in c.nodes), [n.log_tail() for n in c.nodes]
+
+
+def test_hook_group_dies_with_the_agent(make_cluster):
+    """A hook still running (with a background child) when the agent stops:
+    the agent gives it its 5 s, then ends its group, SIGTERM then SIGKILL;
+    nothing of it is left once the agent has exited."""
+    c = make_cluster(1, **FAST)
+    n = c.nodes[0]
+    hook, log = write_hook(c, sleeper_hook(
+        c, "sleep 1000 &\necho $! >> SLEEPERS\ntrap '' TERM\nsleep 1000 & wait\n"))
+    n.write_conf(on_role_change=str(hook), hook_timeout_ms=600000)
+    c.start()
+    c.wait_for_primary(timeout=120)
+    poll_until(lambda: sleepers(c) and calls(log), 30, "the bootstrap call's sleeper")
+    leader = int(calls(log)[0][4])
+    pids = sleepers(c) + [leader]
+    assert all(pid_alive(x) for x in pids)
+    t0 = time.monotonic()
+    assert n.stop(timeout=60) is not None
+    assert time.monotonic() - t0 < 30
+    poll_until(lambda: not any(pid_alive(x) for x in pids), 10,
+               "the hook %d and its sleeper to be gone with the agent" % leader)
+
+
+def test_hook_environment_has_no_postgres_password(make_cluster):
+    """The agent's POSTGRES_PASSWORD* (Docker's) is not handed to hooks;
+    the rest of its environment is."""
+    c = make_cluster(1, **FAST)
+    n = c.nodes[0]
+    out = c.base / "hook-env"
+    out.touch()
+    os.chmod(out, 0o666)
+    hook, log = write_hook(c, 'env >> "%s"\n' % out)
+    n.write_conf(on_role_change=str(hook))
+    with_env(n, POSTGRES_PASSWORD="hook-must-not-see", POSTGRES_PASSWORD_FILE="/run/secrets/pw",
+             PGL_TEST_KEPT="kept")
+    c.start()
+    c.wait_for_primary(timeout=120)
+    poll_until(lambda: "PGL_TEST_KEPT=kept" in out.read_text(), 30, "the hook's environment")
+    env = out.read_text()
+    assert "POSTGRES_PASSWORD" not in env and "hook-must-not-see" not in env, env
+    agent_env = open("/proc/%d/environ" % n.agent_pid, "rb").read().decode()
+    assert "POSTGRES_PASSWORD=hook-must-not-see" in agent_env   # the agent had it
