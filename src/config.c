@@ -68,7 +68,7 @@ static const struct conf_key keys[] = {
 	{ "lease_db", KEY_STR, OFF(lease_db), "/var/lib/pglease/lease.db", 1, 0,
 	  "the lease store: the shared SQLite file's path, or "
 	  "etcd://HOST:PORT[,HOST:PORT...]/PREFIX/CLUSTER[?user=&password_file=&cacert=&cert=&key="
-	  "&tls=1&timeout_ms=] for etcd", NULL },
+	  "&tls=1&insecure=1&timeout_ms=] for etcd", NULL },
 	{ "pgdata", KEY_STR, OFF(pgdata), "/var/lib/postgresql/data/pgdata", 1, 0,
 	  "PostgreSQL data directory owned by this agent", NULL },
 	{ "pg_bindir", KEY_STR, OFF(pg_bindir), "", 0, 0,

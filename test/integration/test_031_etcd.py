@@ -244,7 +244,8 @@ def test_etcd_authentication(etcd_cluster, make_cluster):
     os.chmod(pw, 0o640)
     chown_pg(pw)
     c, p = started_cluster(make_cluster, 2, etcd=etcd_cluster,
-                           etcd_params=dict(user="pgl", password_file=str(pw)), **ETCD_FAST)
+                           etcd_params=dict(user="pgl", password_file=str(pw), insecure=1),
+                           **ETCD_FAST)
     c.insert(p, range(1, 11))
     assert c.lease()["holder"] == p.name
     # the same URL without credentials, or with a wrong password: refused in one line
