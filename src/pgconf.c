@@ -173,7 +173,30 @@ pgl_conninfo_remote(const struct pgl_remote *r, char **out)
 		pgl_conninfo_add(&b, "sslrootcert", r->cfg->replication_sslrootcert);
 		pgl_conninfo_add(&b, "channel_binding", r->cfg->replication_channel_binding);
 	}
+	/*
+	 * libpq answers AuthenticationCleartextPassword (or MD5) with the
+	 * password by default: any host that takes a node's address gets it.
+	 * libpq 16 can refuse every method but SCRAM; older libpq rejects the
+	 * keyword, so it is only written for a libpq known to be 16 or later.
+	 */
+	if (r->libpq_version >= PGL_LIBPQ_REQUIRE_AUTH)
+		pgl_conninfo_add(&b, "require_auth", "scram-sha-256");
 	return pgl_buf_finish(&b, out);
+}
+
+const char *
+pgl_replication_auth_warning(const struct pgl_config *cfg, bool several_hosts,
+							 int libpq_version)
+{
+	if (!several_hosts || libpq_version >= PGL_LIBPQ_REQUIRE_AUTH ||
+		strcmp(cfg->replication_channel_binding, "require") == 0 ||
+		strcmp(cfg->replication_sslmode, "verify-full") == 0)
+		return NULL;
+	return "replication connections would send the replication password to whoever answers "
+		"at a node's address and asks for it in clear (libpq older than 16 cannot refuse; "
+		"replication_channel_binding is not require, replication_sslmode is not verify-full):"
+		" set replication_channel_binding = require (with pg.ssl = on) or "
+		"replication_sslmode = verify-full with replication_sslrootcert";
 }
 
 int

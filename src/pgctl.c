@@ -467,6 +467,32 @@ pgl_pg_controldata(const struct pgl_config *cfg, struct pgl_controldata *cd)
 	return 0;
 }
 
+int
+pgl_pg_server_major(const struct pgl_config *cfg)
+{
+	static char bindir[PGL_PATH_MAX];
+	static int major;
+	char exe[PGL_PATH_MAX + 16], out[256];
+	const char *v;
+
+	if (major > 0 && strcmp(bindir, cfg->pg_bindir) == 0)
+		return major;
+	snprintf(exe, sizeof(exe), "%s/postgres", cfg->pg_bindir);
+	{
+		char *const argv[] = { exe, "-V", NULL };
+		struct pgl_run_opts o = { .timeout_ms = 10000 };
+
+		if (pgl_run(argv, &o, out, sizeof(out), NULL) != 0)
+			return 0;
+	}
+	/* "postgres (PostgreSQL) 15.10 (Debian 15.10-0+deb12u1)" */
+	if ((v = strstr(out, ") ")) == NULL || !isdigit((unsigned char) v[2]))
+		return 0;
+	major = atoi(v + 2);
+	pgl_strlcpy(bindir, cfg->pg_bindir, sizeof(bindir));
+	return major;
+}
+
 /* Remote options (replication_ssl*) used by pgl_pg_ping_remote(); see pgctl.h. */
 static const struct pgl_config *remote_cfg;
 
@@ -658,7 +684,7 @@ pgl_pg_ping_remote(const char *host, int port)
 {
 	struct pgl_remote r = {
 		.host = host, .port = port, .dbname = "postgres", .connect_timeout = 2,
-		.cfg = remote_cfg,
+		.cfg = remote_cfg, .libpq_version = PQlibVersion(),
 	};
 	char *ci = NULL;
 	bool ok;

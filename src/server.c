@@ -29,6 +29,8 @@
 #include "pglease/pgconf.h"
 #include "pglease/pgctl.h"
 
+static void warn_replication_auth(struct pgl_daemon *d);
+
 #define NODE_CONF "pglease.node.conf"
 #define HBA_CONF "pglease.hba.conf"
 #define IDENT_CONF "pglease.ident.conf"
@@ -129,6 +131,7 @@ pgl_server_check_identity(struct pgl_daemon *d, char *err, size_t errlen)
 
 	/* Startup is the one place with a way to refuse cleanly (exit 2). */
 	pgl_pg_set_remote_config(&d->cfg);
+	warn_replication_auth(d);
 	if ((rc = prepare_socket_dir(&d->cfg, err, errlen)) < 0)
 		return rc;
 	if (!pgl_server_has_data(d))
@@ -348,6 +351,39 @@ pgl_server_reload_conf(struct pgl_daemon *d, char *pending, size_t len)
 	return 0;
 }
 
+/*
+ * The libpq version (PQlibVersion() form) of the installed PostgreSQL's
+ * programs: its walreceiver reads primary_conninfo, and pg_basebackup and
+ * pg_rewind read their conninfo, with a libpq at least as new as the
+ * server's major.  tool: also no newer than the agent's own libpq (the
+ * system's libpq.so, which the programs load too), so that require_auth is
+ * never handed to a library that rejects it.
+ */
+static int
+server_libpq(struct pgl_daemon *d, bool tool)
+{
+	int v = pgl_pg_server_major(&d->cfg) * 10000;
+
+	return tool && PQlibVersion() < v ? PQlibVersion() : v;
+}
+
+/*
+ * Once, at start: on a store across hosts (etcd), warns when a replication
+ * connection would answer an impersonator's cleartext password request
+ * (pgl_replication_auth_warning): judged by the oldest libpq involved, the
+ * agent's or the server's programs'.
+ */
+static void
+warn_replication_auth(struct pgl_daemon *d)
+{
+	int server = server_libpq(d, false), lib = PQlibVersion();
+	const char *w = pgl_replication_auth_warning(&d->cfg, pgl_store_is_url(d->cfg.lease_db),
+												 server > 0 && server < lib ? server : lib);
+
+	if (w)
+		pgl_log_warn("%s", w);
+}
+
 /* primary_conninfo for following `from` (NULL: none).  Caller frees *out. */
 static int
 upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char **out)
@@ -357,6 +393,8 @@ upstream_conninfo(struct pgl_daemon *d, const struct pgl_node *from, char **out)
 		.host = host, .user = d->cfg.replication_user, .passfile = pass,
 		/* application_name lets synchronous_standby_names list node names. */
 		.application_name = d->cfg.node_name, .connect_timeout = 2, .cfg = &d->cfg,
+		/* read by the walreceiver: the server's libpq, not the agent's */
+		.libpq_version = server_libpq(d, false),
 	};
 
 	*out = NULL;
@@ -685,14 +723,18 @@ run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out,
 	return pgl_run(argv, &o, out, len, NULL);
 }
 
-/* conninfo of the replication role on another node (dbname postgres); caller frees. */
+/*
+ * conninfo of the replication role on another node, for the agent's own
+ * libpq or (tool) for pg_basebackup/pg_rewind's; caller frees.
+ */
 static char *
 remote_conninfo(struct pgl_daemon *d, const char *host, int port, const char *dbname,
-				int timeout_s)
+				int timeout_s, bool tool)
 {
 	struct pgl_remote r = {
 		.host = host, .port = port, .user = d->cfg.replication_user, .dbname = dbname,
 		.connect_timeout = timeout_s, .cfg = &d->cfg,
+		.libpq_version = tool ? server_libpq(d, true) : PQlibVersion(),
 	};
 	char *ci = NULL;
 
@@ -705,7 +747,7 @@ remote_conninfo(struct pgl_daemon *d, const char *host, int port, const char *db
 static PGconn *
 connect_remote(struct pgl_daemon *d, const char *host, int port)
 {
-	char *ci = remote_conninfo(d, host, port, "postgres", 3);
+	char *ci = remote_conninfo(d, host, port, "postgres", 3, false);
 	const char *kw[] = { "dbname", "password", NULL };
 	const char *vals[] = { ci ? ci : "", d->password, NULL };
 	PGconn *c;
@@ -797,7 +839,7 @@ pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 	if ((rc = clone_begin(d, marker, sizeof(marker))) < 0)
 		return rc;
 	/* -d: host, port, user and the replication_ssl* options in one conninfo. */
-	if ((ci = remote_conninfo(d, host, port, NULL, 0)) == NULL)
+	if ((ci = remote_conninfo(d, host, port, NULL, 0, true)) == NULL)
 		return -PGL_ESYS;
 	snprintf(exe, sizeof(exe), "%s/pg_basebackup", d->cfg.pg_bindir);
 	pgl_config_slot_name(d->cfg.node_name, slot, sizeof(slot));
@@ -913,7 +955,7 @@ run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, 
 	int rc;
 
 	snprintf(exe, sizeof(exe), "%s/pg_rewind", d->cfg.pg_bindir);
-	src = remote_conninfo(d, host, port, "postgres", 5);
+	src = remote_conninfo(d, host, port, "postgres", 5, true);
 	if (src == NULL || asprintf(&srcarg, "--source-server=%s", src) < 0) {
 		free(src);
 		snprintf(out, outlen, "out of memory");

@@ -65,14 +65,34 @@ struct pgl_remote {
 	const char *application_name;	/* NULL: none */
 	int connect_timeout;			/* seconds; 0: none */
 	const struct pgl_config *cfg;	/* replication_ssl* and channel_binding; may be NULL */
+	int libpq_version;				/* of the libpq that will read it (PQlibVersion() form,
+									 * 150010, 170002); 0: unknown */
 };
+
+/* The first libpq with require_auth (PQlibVersion() form). */
+#define PGL_LIBPQ_REQUIRE_AUTH 160000
 
 /*
  * conninfo of a connection to another node: host, port, user, dbname,
  * passfile, application_name, connect_timeout, then sslmode, sslrootcert and
- * channel_binding from the replication_* keys of cfg.  Never a password.
+ * channel_binding from the replication_* keys of cfg, and, when the libpq
+ * that reads it knows it (libpq_version >= PGL_LIBPQ_REQUIRE_AUTH),
+ * require_auth=scram-sha-256: the password (or an MD5 of it) is then never
+ * sent to a server that asks for it in clear, whatever sslmode and
+ * channel_binding say.  Never a password.
  */
 int pgl_conninfo_remote(const struct pgl_remote *r, char **out);
+
+/*
+ * The warning the agent logs once at start when a host that takes over a
+ * node's address could be handed the replication password: the store spans
+ * hosts (etcd), some libpq that uses the conninfo is older than 16 (so no
+ * require_auth: it answers a cleartext or MD5 password request), and
+ * neither replication_channel_binding = require nor replication_sslmode =
+ * verify-full stops that.  NULL when none is due.  Static text.
+ */
+const char *pgl_replication_auth_warning(const struct pgl_config *cfg, bool several_hosts,
+										 int libpq_version);
 
 /* "*:*:*:user:password\n", both fields escaped for pgpass. */
 int pgl_pgpass_text(const char *user, const char *password, char **out);

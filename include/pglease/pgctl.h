@@ -120,4 +120,12 @@ int pgl_pg_status(PGconn *conn, struct pgl_pg_status *st);
  */
 pid_t pgl_spawn_detached(char *const argv[]);
 
+/*
+ * The major version of cfg->pg_bindir's postgres (15, 17...), from
+ * `postgres -V`, run once per bindir and remembered; 0 when it cannot be
+ * told.  Its walreceiver (primary_conninfo), pg_basebackup and pg_rewind
+ * use a libpq at least that new.
+ */
+int pgl_pg_server_major(const struct pgl_config *cfg);
+
 #endif

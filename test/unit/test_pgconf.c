@@ -168,6 +168,64 @@ test_conninfo_remote(void)
 	free(ci);
 }
 
+/*
+ * require_auth=scram-sha-256 exactly when the libpq that reads the conninfo
+ * is 16 or later (the version injected; libpq 15, the host's, rejects the
+ * keyword: PQconninfoParse() then fails, so it must never get it).
+ */
+static void
+test_conninfo_require_auth(void)
+{
+	struct pgl_config cfg;
+	struct pgl_remote r = { .host = "pg1", .port = 5432, .user = "pglease", .cfg = &cfg };
+	static const struct { int version; bool want; } cases[] = {
+		{ 0, false }, { 150010, false }, { 159999, false }, { 160000, true },
+		{ 170002, true }, { 180000, true },
+	};
+	char *ci = NULL;
+
+	memset(&cfg, 0, sizeof(cfg));
+	strcpy(cfg.replication_sslmode, "prefer");
+	strcpy(cfg.replication_channel_binding, "prefer");
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cases); i++) {
+		r.libpq_version = cases[i].version;
+		CHECK(pgl_conninfo_remote(&r, &ci) == 0 && ci);
+		CHECKF((strstr(ci, " require_auth='scram-sha-256'") != NULL) == cases[i].want,
+			   "libpq %d: %s", cases[i].version, ci);
+		if (!cases[i].want || PQlibVersion() >= PGL_LIBPQ_REQUIRE_AUTH) {
+			char *v = ci_value(ci, "host");
+
+			CHECKF(v && strcmp(v, "pg1") == 0, "this libpq (%d) parses %s", PQlibVersion(), ci);
+			free(v);
+		}
+		free(ci);
+		ci = NULL;
+	}
+}
+
+/* The start-up warning: etcd, a libpq older than 16, neither channel binding nor verify-full. */
+static void
+test_replication_auth_warning(void)
+{
+	struct pgl_config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	strcpy(cfg.replication_sslmode, "prefer");
+	strcpy(cfg.replication_channel_binding, "prefer");
+	CHECK(pgl_replication_auth_warning(&cfg, true, 150010) != NULL);
+	CHECK(strstr(pgl_replication_auth_warning(&cfg, true, 150010),
+				 "replication_channel_binding = require"));
+	CHECK(pgl_replication_auth_warning(&cfg, false, 150010) == NULL);	/* one host */
+	CHECK(pgl_replication_auth_warning(&cfg, true, 170002) == NULL);	/* require_auth */
+	strcpy(cfg.replication_sslmode, "verify-ca");
+	CHECK(pgl_replication_auth_warning(&cfg, true, 150010) != NULL);
+	strcpy(cfg.replication_sslmode, "verify-full");
+	CHECK(pgl_replication_auth_warning(&cfg, true, 150010) == NULL);
+	strcpy(cfg.replication_sslmode, "require");
+	strcpy(cfg.replication_channel_binding, "require");
+	CHECK(pgl_replication_auth_warning(&cfg, true, 150010) == NULL);
+}
+
 static void
 test_pgpass(void)
 {
@@ -395,6 +453,8 @@ main(void)
 	TEST(test_conf_quote);
 	TEST(test_buf_grows);
 	TEST(test_conninfo_remote);
+	TEST(test_conninfo_require_auth);
+	TEST(test_replication_auth_warning);
 	TEST(test_pgpass);
 	TEST(test_auto_rewrite_big);
 	TEST(test_node_conf_64_long);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 
 #include "harness.h"
 #include "pglease/common.h"
+#include "pglease/config.h"
 #include "pglease/pgctl.h"
 
 #define MAX_PIDS 64
@@ -358,6 +360,34 @@ test_spawn_detached_strips_secrets(void)
 	unsetenv("PGPASSWORD");
 }
 
+/* pgl_pg_server_major(): the installed server's major, from `postgres -V`. */
+static void
+test_server_major(void)
+{
+	struct pgl_config cfg;
+	char path[1100];
+	FILE *f;
+
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.pg_bindir, sizeof(cfg.pg_bindir), "%s", test_dir());
+	snprintf(path, sizeof(path), "%s/postgres", cfg.pg_bindir);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("#!/bin/sh\necho 'postgres (PostgreSQL) 17.2 (Debian 17.2-1.pgdg120+1)'\n", f);
+	fclose(f);
+	chmod(path, 0755);
+	CHECK(pgl_pg_server_major(&cfg) == 17);
+	CHECK(pgl_pg_server_major(&cfg) == 17);		/* remembered */
+	if (access("/usr/lib/postgresql/15/bin/postgres", X_OK) == 0) {
+		strcpy(cfg.pg_bindir, "/usr/lib/postgresql/15/bin");
+		CHECK(pgl_pg_server_major(&cfg) == 15);
+	}
+	strcpy(cfg.pg_bindir, "/nonexistent");
+	CHECK(pgl_pg_server_major(&cfg) == 0);
+}
+
 int
 main(void)
 {
@@ -371,5 +401,6 @@ main(void)
 	TEST(test_wedged_connection_is_broken);
 	TEST(test_run_without_env_add);
 	TEST(test_spawn_detached_strips_secrets);
+	TEST(test_server_major);
 	return TEST_REPORT();
 }
