@@ -209,16 +209,21 @@ def test_etcd_quorum_lost_and_restored(netns_etcd, make_cluster):
 def test_etcd_bad_input(etcd_cluster, make_cluster):
     c = make_cluster(1, etcd=etcd_cluster, **ETCD_FAST)
     n = c.nodes[0]
-    # a URL that does not parse: one line naming it, exit 2, nothing started
+    # a URL that does not parse: one line naming it (without its query, where a
+    # misplaced password= would be), exit 2, nothing started
     for url, says in (("etcd://127.0.0.1:2379/main", "a prefix and a cluster name"),
                       ("etcd://127.0.0.1:99999/p/c", "bad port"),
-                      ("etcd://127.0.0.1:2379/p/c?colour=blue", "unknown query parameter")):
+                      ("etcd://127.0.0.1:2379/p/c?colour=blue", "unknown query parameter"),
+                      ("etcd://127.0.0.1:2379/p/c?password=hunter2", "unknown query parameter"),
+                      ("etcd://127.0.0.1:2379/p/c?user=pgl", "insecure=1")):
         n.write_conf(lease_db=url)
         r = run_pg([PGLEASE, "run", "-c", str(n.conf)], timeout=60)
         err = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and len(err) == 1 and url in err[0] and says in err[0], r.stderr
+        shown = url.split("?")[0]
+        assert r.returncode == 2 and len(err) == 1 and shown in err[0] and says in err[0], r.stderr
+        assert "colour=blue" not in r.stderr and "hunter2" not in r.stderr, r.stderr
         r = run_pg([PGLEASE, "status", "--lease-db", url], timeout=30)
-        assert r.returncode == 2 and says in r.stderr, r.stderr
+        assert r.returncode == 2 and says in r.stderr and "hunter2" not in r.stderr, r.stderr
     # an endpoint that does not answer: one line naming it
     r = run_pg([PGLEASE, "status", "--lease-db", "etcd://127.0.0.1:1/p/c?timeout_ms=300"],
                timeout=30)
