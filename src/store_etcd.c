@@ -193,6 +193,19 @@ parse_endpoint(struct pgl_etcd_url *u, const char *p, size_t n, const char *url,
 	return 0;
 }
 
+/* tls=0|1 and insecure=0|1 (a 1 is never undone); false when [p, p+kl)=val is neither. */
+static bool
+flag_param(struct pgl_etcd_url *u, const char *p, size_t kl, const char *val)
+{
+	bool *flag = kl == 3 && strncmp(p, "tls", 3) == 0 ? &u->tls :
+		kl == 8 && strncmp(p, "insecure", 8) == 0 ? &u->insecure : NULL;
+
+	if (flag == NULL || (strcmp(val, "0") != 0 && strcmp(val, "1") != 0))
+		return false;
+	*flag |= val[0] == '1';
+	return true;
+}
+
 static int
 parse_param(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, char *err,
 			size_t errlen)
@@ -231,15 +244,8 @@ parse_param(struct pgl_etcd_url *u, const char *p, size_t n, const char *url, ch
 				u->tls |= strcmp(files[i].key, "password_file") != 0;
 			return 0;
 		}
-	if (kl == 3 && strncmp(p, "tls", 3) == 0 && (strcmp(val, "0") == 0 || strcmp(val, "1") == 0)) {
-		u->tls |= val[0] == '1';
+	if (flag_param(u, p, kl, val))
 		return 0;
-	}
-	if (kl == 8 && strncmp(p, "insecure", 8) == 0 &&
-		(strcmp(val, "0") == 0 || strcmp(val, "1") == 0)) {
-		u->insecure = val[0] == '1';
-		return 0;
-	}
 	if (kl == 10 && strncmp(p, "timeout_ms", 10) == 0) {
 		char *end;
 		long v;
