@@ -35,11 +35,15 @@ def test_local_cluster_keeps_out_of_the_compose_store():
         r = subprocess.run([os.path.join(top, "scripts", "local-cluster.sh"), "start", "1"],
                            capture_output=True, text=True, timeout=60, env=env)
         assert r.returncode == 0, r.stdout + r.stderr
+        # the node's configuration, beside the log the script names
+        log = re.search(r"^started pg1: .*, log (\S+)/agent\.log$", r.stdout, re.M)
+        assert log, r.stdout
+        conf = open(os.path.join(log.group(1), "pglease.conf")).read()
+        db = re.search(r"^lease_db = (.*)$", conf, re.M).group(1)
+        assert not os.path.normpath(db).startswith(lease + os.sep), \
+            "local-cluster.sh puts its store in the compose file's lease directory: %s" % db
         assert os.listdir(lease) == [], "local-cluster.sh wrote into %s: %s" % (
             lease, os.listdir(lease))
-        conf = open(os.path.join(top, "volumes", "local", "nodes", "pg1", "pglease.conf")).read()
-        db = re.search(r"^lease_db = (.*)$", conf, re.M).group(1)
-        assert not os.path.normpath(db).startswith(lease + os.sep), db
         assert ("store %s" % db) in r.stdout, r.stdout
     finally:
         shutil.rmtree(top, ignore_errors=True)
