@@ -124,15 +124,15 @@ def test_01b_etcd_refuses_clients_without_a_certificate(c):
     plain http, is refused; etcdctl likewise, on the client and the peer
     port; with the nodes' certificate the same CLI reads the cluster."""
     base = "etcd://etcd1:2379,etcd2:2379,etcd3:2379/pglease/it"
+    plain = c.pglease("pg1", "lease", "--json", "--lease-db", base)
+    assert plain.returncode != 0, "etcd answered plain http: %s" % plain.stdout
+    assert "cannot reach etcd" in plain.stderr, plain.stderr
+    no_cert = c.pglease("pg1", "lease", "--json", "--lease-db", "%s?cacert=%s/ca.pem" % (base, TLS))
+    assert no_cert.returncode != 0, "etcd answered a client without a certificate: %s" % no_cert.stdout
+    assert "cannot reach etcd" in no_cert.stderr, no_cert.stderr
     ok = c.pglease("pg1", "lease", "--json", "--lease-db",
                    "%s?cacert=%s/ca.pem&cert=%s/client.pem&key=%s/client.key" % (base, TLS, TLS, TLS))
     assert ok.returncode == 0 and json.loads(ok.stdout)["term"] >= 1, ok.stdout + ok.stderr
-    no_cert = c.pglease("pg1", "lease", "--json", "--lease-db", "%s?cacert=%s/ca.pem" % (base, TLS))
-    assert no_cert.returncode != 0, no_cert.stdout
-    assert "cannot reach etcd" in no_cert.stderr, no_cert.stderr
-    plain = c.pglease("pg1", "lease", "--json", "--lease-db", base)
-    assert plain.returncode != 0, plain.stdout
-    assert "cannot reach etcd" in plain.stderr, plain.stderr
     # the same from etcdctl in a member's container: the member's own
     # certificate works; without it, or over http, nothing is served
     etcdctl = ["env", "-u", "ETCDCTL_ENDPOINTS", "etcdctl", "--dial-timeout", "3s",
