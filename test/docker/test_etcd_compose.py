@@ -235,3 +235,14 @@ def test_05_one_etcd_member_killed(c):
     assert l["holder"] == p and l["term"] == term, l
     c.docker("start", c.container("etcd2"))
     c.wait_healthy(REJOIN_TIMEOUT, primary=p, what="after etcd2 restarted")
+
+
+def test_06_second_up_keeps_the_certificates(c):
+    """A second `up -d` runs etcd-certs again, which keeps what it made: the
+    same CA, the cluster as it was."""
+    p, _ = c.wait_healthy(REJOIN_TIMEOUT, what="precondition")
+    ca = c.exec("pg1", ["sha256sum", TLS + "/ca.pem"]).stdout.split()[0]
+    c.up()
+    assert "nothing to do" in c.compose("logs", "--no-color", "etcd-certs", check=False).stdout
+    assert c.exec("pg1", ["sha256sum", TLS + "/ca.pem"]).stdout.split()[0] == ca
+    c.wait_healthy(REJOIN_TIMEOUT, primary=p, what="after a second up")
