@@ -19,7 +19,8 @@
 # PGOPTIONS (no wait for a synchronous standby) for it.  Any failure stops
 # here with a non-zero exit: pglease logs the output, and the cluster's
 # bootstrap event says "bootstrap_program FAILED".  Values are passed to psql
-# as variables (:'v', :"v"), never spliced into SQL text.
+# as variables (:'v', :"v"), never spliced into SQL text; the password never
+# on any command line (psql's \getenv reads it from the environment).
 set -eu
 
 initdir=${PGLEASE_INITDB_DIR:-/docker-entrypoint-initdb.d}
@@ -42,8 +43,11 @@ pw=${POSTGRES_PASSWORD:-}
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 if [ "$user" != postgres ] || [ -n "$pw" ]; then
-    # The password goes through a psql variable on stdin: never argv, never
-    # the server log (log_statement off for this session).
+    # The password reaches psql in its environment (PGLEASE_INIT_PASSWORD,
+    # exported for this psql alone and read with \getenv): never argv, which
+    # any local user reads in /proc/PID/cmdline while psql runs (environ is
+    # readable by the same user and root only), never the server log
+    # (log_statement off for this session).  The script itself is on stdin.
     printf '%s\n' \
         "SET log_statement = 'none';" \
         "SET log_min_error_statement = 'panic';" \
@@ -51,10 +55,15 @@ if [ "$user" != postgres ] || [ -n "$pw" ]; then
         "\\if :create_role" \
         "  CREATE ROLE :\"user\" LOGIN;" \
         "\\endif" \
+        "\\getenv pw PGLEASE_INIT_PASSWORD" \
         "\\if :{?pw}" \
         "  ALTER ROLE :\"user\" PASSWORD :'pw';" \
         "\\endif" |
-        if [ -n "$pw" ]; then psql_ -v user="$user" -v pw="$pw"; else psql_ -v user="$user"; fi
+        if [ -n "$pw" ]; then
+            (export PGLEASE_INIT_PASSWORD="$pw"; psql_ -v user="$user")
+        else
+            (unset PGLEASE_INIT_PASSWORD; psql_ -v user="$user")
+        fi
     echo "docker-init: role $user ready${pw:+ (with a password)}"
 fi
 

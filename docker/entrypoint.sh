@@ -21,13 +21,20 @@ if [ "$(id -u)" != 0 ]; then
     exec "$PGLEASE_BIN" "$@"
 fi
 
-# chown -h to postgres of what under $1 is not postgres's.  Files may vanish
-# while find runs (another node's temporary password file in the shared
-# directory): a first pass that fails is tried once more, and only the second
-# one's error counts.
+# chown -h to postgres of what under $1 is not postgres's.  -execdir, never
+# -exec: chown runs inside the directory find itself entered (find never
+# follows a symlink) and is given ./NAME, so a directory of the tree swapped
+# for a symlink between find's listing and the chown (root in another
+# container sharing the lease directory can do that) leads nowhere; with
+# -exec, chown -h walked the full path through the swapped directory and
+# chowned what the symlink pointed at (a stand-in /etc/shadow, in a test).
+# Files may vanish while find runs (another node's temporary password file in
+# the shared directory): a first pass that fails is tried once more, and only
+# the second one's error counts.  test/docker/test_entrypoint_chown.py races
+# this function against such a swap.
 chown_tree() {
-    find "$1" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' + 2>/dev/null ||
-        find "$1" -xdev \! -user postgres -exec chown -h postgres:postgres '{}' +
+    find "$1" -xdev \! -user postgres -execdir chown -h postgres:postgres '{}' + 2>/dev/null ||
+        find "$1" -xdev \! -user postgres -execdir chown -h postgres:postgres '{}' +
 }
 
 # The lease store on etcd (etcd://..., docker-compose.etcd.yml): there is no

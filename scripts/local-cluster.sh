@@ -8,14 +8,17 @@
 #   scripts/local-cluster.sh stop-node NODE SIGTERM to one node's agent
 #   scripts/local-cluster.sh start-node NODE
 #
-# Environment: PGLEASE_CLUSTER_DIR (default: volumes/ in the checkout; the
-# store is in $dir/lease), PGLEASE_BASE_PORT (54321), PGLEASE_BIN, and any
-# PGLEASE_<KEY> setting, passed to every agent (e.g. PGLEASE_LEASE_TTL_MS).
+# Environment: PGLEASE_CLUSTER_DIR (default: volumes/local/ in the checkout,
+# a directory of its own: the store in $dir/lease, the nodes' data in
+# $dir/nodes, the password in $dir/password; never docker-compose.yml's
+# volumes/lease, whose nodes would find a store naming a cluster they do not
+# have), PGLEASE_BASE_PORT (54321), PGLEASE_BIN, and any PGLEASE_<KEY>
+# setting, passed to every agent (e.g. PGLEASE_LEASE_TTL_MS).
 # As root, agents run as the postgres user.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-dir=${PGLEASE_CLUSTER_DIR:-$top/volumes}
+dir=${PGLEASE_CLUSTER_DIR:-$top/volumes/local}
 base_port=${PGLEASE_BASE_PORT:-54321}
 bin=${PGLEASE_BIN:-$top/pglease}
 
@@ -93,12 +96,25 @@ kill_node() {
 
 nodes() { ls "$dir/nodes" 2>/dev/null | sort -V; }
 
+# Before issue 24 the default directory was volumes/ itself, whose lease/
+# docker-compose.yml mounts too: say what to do with such leftovers.
+legacy_note() {
+	[ -z "${PGLEASE_CLUSTER_DIR:-}" ] && [ -d "$top/volumes/nodes" ] || return 0
+	echo "local-cluster.sh: note: $top/volumes/nodes and volumes/lease hold a local cluster" \
+		"of an older local-cluster.sh (its directory is now $dir); docker-compose.yml" \
+		"mounts volumes/lease: once that cluster is stopped" \
+		"(PGLEASE_CLUSTER_DIR=$top/volumes $0 stop), remove volumes/nodes," \
+		"volumes/password and the files in volumes/lease" >&2
+}
+
 cmd=${1:-}
 case "$cmd" in
 start)
 	n=${2:-3}
 	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "start N: N must be a positive integer, got '$n'"
 	[ -x "$bin" ] || die "$bin not found: run make first"
+	legacy_note
+	echo "cluster directory $dir (store $dir/lease/lease.db)"
 	for i in $(seq 1 "$n"); do start_node "pg$i"; done ;;
 stop)
 	# Standbys first, the primary last: stopping the primary first would hand
@@ -115,5 +131,5 @@ stop-node)
 start-node)
 	[ -n "${2:-}" ] || die "start-node NODE"; start_node "$2" ;;
 *)
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] && exit 2; [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
+	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] && exit 2; [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac

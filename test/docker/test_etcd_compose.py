@@ -1,6 +1,8 @@
 """docker-compose.etcd.yml, the multi-host shape: three etcd containers, three
 PostgreSQL containers with no shared volume (the lease on etcd), HAProxy.
-Taken through, in order: bootstrap; docker kill of the primary (etcd's TTL
+Taken through, in order: bootstrap; etcd refusing a client without a
+certificate of the example's CA, or over plain http (TLS with client
+certificates on the client and peer ports); docker kill of the primary (etcd's TTL
 decides: no proof of death across hosts) and its return as a standby;
 docker stop of the next primary (released at once); the primary's container
 cut off from the network (it fences, a standby takes over, it rejoins when
@@ -113,6 +115,47 @@ def test_01_bootstrap(c):
         assert c.exec(s, ["test", "-e", "/var/lib/pglease/lease.db"]).returncode != 0
 
 
+TLS = "/etc/pglease/tls"
+
+
+def test_01b_etcd_refuses_clients_without_a_certificate(c):
+    """etcd serves TLS only and asks every client for a certificate of the
+    example's CA: a pglease CLI with the CA but no client certificate, or over
+    plain http, is refused; etcdctl likewise, on the client and the peer
+    port; with the nodes' certificate the same CLI reads the cluster."""
+    base = "etcd://etcd1:2379,etcd2:2379,etcd3:2379/pglease/it"
+    plain = c.pglease("pg1", "lease", "--json", "--lease-db", base)
+    assert plain.returncode != 0, "etcd answered plain http: %s" % plain.stdout
+    assert "cannot reach etcd" in plain.stderr, plain.stderr
+    no_cert = c.pglease("pg1", "lease", "--json", "--lease-db", "%s?cacert=%s/ca.pem" % (base, TLS))
+    assert no_cert.returncode != 0, "etcd answered a client without a certificate: %s" % no_cert.stdout
+    assert "cannot reach etcd" in no_cert.stderr, no_cert.stderr
+    ok = c.pglease("pg1", "lease", "--json", "--lease-db",
+                   "%s?cacert=%s/ca.pem&cert=%s/client.pem&key=%s/client.key" % (base, TLS, TLS, TLS))
+    assert ok.returncode == 0 and json.loads(ok.stdout)["term"] >= 1, ok.stdout + ok.stderr
+    # the same from etcdctl in a member's container: the member's own
+    # certificate works; without it, or over http, nothing is served
+    etcdctl = ["env", "-u", "ETCDCTL_ENDPOINTS", "etcdctl", "--dial-timeout", "3s",
+               "--command-timeout", "5s"]
+    no = ["env", "-u", "ETCDCTL_CERT", "-u", "ETCDCTL_KEY"]
+    for ep, argv, works in (("https://etcd2:2379", [], True),
+                            ("https://etcd2:2379", no, False),
+                            ("http://etcd2:2379", [], False),
+                            ("https://etcd2:2380", no, False)):
+        r = c.exec("etcd1", argv + etcdctl + ["--endpoints", ep, "get", "--prefix",
+                                              "--keys-only", "/pglease/it/"],
+                   user="root", timeout=60)
+        assert (r.returncode == 0) == works, (ep, argv, r.returncode, r.stdout, r.stderr)
+        if works:
+            assert "/pglease/it/state/leader" in r.stdout.split(), r.stdout
+    # and the members are started that way: TLS on both ports, certificates required
+    args = c.docker("inspect", "-f", "{{json .Config.Entrypoint}}", c.container("etcd1")).stdout
+    for flag in ("--client-cert-auth", "--peer-client-cert-auth", "--listen-client-urls https://",
+                 "--listen-peer-urls https://"):
+        assert flag in args, (flag, args)
+    assert "http://" not in args, args
+
+
 def test_02_docker_kill_fails_over_and_rejoins(c):
     p, _ = c.wait_healthy(REJOIN_TIMEOUT, what="precondition")
     c.wait_replayed(p, others(p))
@@ -192,3 +235,14 @@ def test_05_one_etcd_member_killed(c):
     assert l["holder"] == p and l["term"] == term, l
     c.docker("start", c.container("etcd2"))
     c.wait_healthy(REJOIN_TIMEOUT, primary=p, what="after etcd2 restarted")
+
+
+def test_06_second_up_keeps_the_certificates(c):
+    """A second `up -d` runs etcd-certs again, which keeps what it made: the
+    same CA, the cluster as it was."""
+    p, _ = c.wait_healthy(REJOIN_TIMEOUT, what="precondition")
+    ca = c.exec("pg1", ["sha256sum", TLS + "/ca.pem"]).stdout.split()[0]
+    c.up()
+    assert "nothing to do" in c.compose("logs", "--no-color", "etcd-certs", check=False).stdout
+    assert c.exec("pg1", ["sha256sum", TLS + "/ca.pem"]).stdout.split()[0] == ca
+    c.wait_healthy(REJOIN_TIMEOUT, primary=p, what="after a second up")

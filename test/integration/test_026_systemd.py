@@ -106,3 +106,36 @@ def test_unit_file_verifies(tmp_path):
     for line in ("Type=notify", "KillMode=mixed", "ExecReload=/bin/kill -HUP $MAINPID",
                  "User=postgres", "RestartPreventExitStatus=2"):
         assert line in text.splitlines(), line
+
+
+SANDBOX = ("NoNewPrivileges=yes", "ProtectSystem=strict",
+           "ReadWritePaths=/var/lib/postgresql -/var/lib/pglease", "ProtectHome=yes",
+           "PrivateTmp=yes", "PrivateDevices=yes", "CapabilityBoundingSet=",
+           "SystemCallFilter=@system-service", "RuntimeDirectory=postgresql")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_unit_file_is_sandboxed(tmp_path):
+    """issue 24: the unit runs the agent (and its PostgreSQL, tools and hooks)
+    with a read-only system, writable only where the data, the lease store and
+    the sockets live; `systemd-analyze security` rates it OK (it said 8.5
+    EXPOSED); and it does not suggest a network file system for the lease
+    directory (the SQLite store is for one host's local file system)."""
+    text = UNIT.read_text()
+    lines = text.splitlines()
+    for line in SANDBOX:
+        assert line in lines, line
+    assert "MemoryDenyWriteExecute=yes" not in lines   # PostgreSQL's JIT
+    assert "RemoveIPC=yes" not in lines                 # other instances' shared memory
+    assert "NFS or" not in text and "an NFS" not in text, "the unit suggests NFS"
+    unit = tmp_path / "pglease@main.service"
+    unit.write_text(text.replace("/usr/local/bin/pglease", PGLEASE))
+    r = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
+                       capture_output=True, text=True, timeout=60)
+    if "--offline" in r.stderr and r.returncode != 0:
+        pytest.skip("systemd-analyze without --offline: " + r.stderr.strip())
+    last = [l for l in r.stdout.splitlines() if "Overall exposure level" in l]
+    assert last, r.stdout + r.stderr
+    score = float(last[0].split(":", 1)[1].split()[0])
+    print(last[0])
+    assert score <= 2.5, last[0]
