@@ -118,7 +118,12 @@ static const struct command commands[] = {
 	  "failover is paused), then one row per node: name, role, state, upstream, timeline,\n"
 	  "lag, heartbeat age and a '*' in the Lease column for the node holding the lease.\n"
 	  "Lag is the holder's current WAL position minus the node's replay position; '-'\n"
-	  "when unknown (no holder, or a position not reported yet).\n\n"
+	  "when unknown (no holder, or a position not reported yet).  A node whose alive lock\n"
+	  "beside the store is free (nothing of it runs) is shown '-' 'down' at once; one\n"
+	  "silent for longer than the TTL '?' 'unreachable'; only the lease holder is shown\n"
+	  "as primary ('?' 'stale primary' for any other node reporting primary).  A clone\n"
+	  "or rewind under way shows 'cloning 45%' and a line below the table with bytes,\n"
+	  "time so far and time left.\n\n"
 	  "  --json             one JSON document:\n"
 	  "                     {\"cluster\": {...}, \"lease\": {...}, \"nodes\": [...]}\n" },
 	{ "lease", cmd_lease, OPT_JSON, "[--json]",
