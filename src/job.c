@@ -59,13 +59,17 @@ worker_on_term(int sig)
 	worker_self->stop = 1;		/* run_pg_tool() aborts its tool on this flag */
 }
 
-/* In a worker: the result pipe as 3, the progress pipe as 4, nothing else above 2. */
+/*
+ * In a worker: the result pipe as 3, the progress pipe as 4, nothing else
+ * above 2.  Both are first copied above 4, so that neither dup2() can
+ * replace the other (one of them may be 3 or 4 already).
+ */
 static void
 worker_fds(int fd, int pfd)
 {
-	if (fd != 3 && dup2(fd, 3) < 0)
-		_exit(1);
-	if (pfd != 4 && dup2(pfd, 4) < 0)
+	int a = fcntl(fd, F_DUPFD, 5), b = fcntl(pfd, F_DUPFD, 5);
+
+	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
 		_exit(1);
 	close_range(5, ~0U, 0);
 }
