@@ -330,8 +330,9 @@ test_run_lines(void)
 	char *argv[] = { "/bin/sh", "-c", "printf 'waiting for checkpoint\\n'; "
 		"printf '  10/100 kB (10%%), 0/1 tablespace\\r 100/100 kB (100%%)\\n' >&2; "
 		"printf 'error: boom'", NULL };
+	char *env[] = { "LC_ALL=C", NULL };
 	struct lines l = { .n = 0 };
-	struct pgl_run_opts o = { .line = drop_progress, .line_arg = &l };
+	struct pgl_run_opts o = { .env_add = env, .line = drop_progress, .line_arg = &l };
 	char out[256];
 
 	CHECK(pgl_run(argv, &o, out, sizeof(out), NULL) == 0);
