@@ -79,3 +79,41 @@ def test_killed_primary_is_down_at_once(make_cluster):
           "primary" % (samples, t_free - t_kill, p.name, t_down - t_kill, new))
     assert c.lease()["holder"] == new
     c.sampler.check()
+
+
+ETCD_FAST = dict(lease_ttl_ms=2000, renew_interval_ms=500, fence_margin_ms=1000)
+
+
+def test_etcd_killed_primary_never_one_of_two(etcd_cluster, make_cluster):
+    """etcd: the alive locks are on each node's own host, so status cannot test
+    them; the killed primary shows what its record says until etcd expires its
+    lease or its heartbeat goes stale, but never beside the new primary."""
+    c, p = started_cluster(make_cluster, 3, etcd=etcd_cluster, **ETCD_FAST)
+    view = json_view(c)
+    assert view[p.name][:2] == ("primary", "running") and view[p.name][2] is None, view
+
+    p.kill9()
+    t_kill = time.monotonic()
+    new = None
+    while time.monotonic() - t_kill < 20:
+        view = json_view(c)
+        primaries = [n for n, (role, _, _) in view.items() if role == "primary"]
+        assert len(primaries) <= 1, "two primaries shown: %r" % view
+        lease = c.lease()
+        if lease and lease["holder"] and lease["holder"] != p.name:
+            new = lease["holder"]
+            assert view[p.name][0] != "primary", view
+        if new and time.monotonic() - t_kill > 3 * ETCD_FAST["lease_ttl_ms"] / 1000:
+            break
+        time.sleep(0.05)
+    assert new, "no new lease holder in 20 s"
+    assert view[p.name][1] in ("stale primary", "unreachable"), view
+    c.sampler.check()
+
+
+def json_view(c):
+    """{name: (role, state, alive_lock)} from status --json."""
+    r = run_pg([PGLEASE, "status", "--json", "--lease-db", str(c.lease_db)], timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {n["name"]: (n["role"], n["state"], n.get("alive_lock"))
+            for n in json.loads(r.stdout)["nodes"]}
