@@ -368,6 +368,7 @@ heartbeat(struct pgl_daemon *d, bool query)
 		pgl_strlcpy(n.state, d->state[0] ? d->state : "empty", sizeof(n.state));
 	pgl_lsn_format(n.receive_lsn_int, n.receive_lsn, sizeof(n.receive_lsn));
 	pgl_lsn_format(n.replay_lsn_int, n.replay_lsn, sizeof(n.replay_lsn));
+	pgl_job_progress(d, &n.progress);	/* a clone or rewind under way, for status */
 	if (pgl_store_node_upsert(d->st, &n) < 0)
 		pgl_log_debug("heartbeat not written: %s", pgl_store_errmsg(d->st));
 }

@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -92,6 +94,7 @@ struct snapshot {
 	struct pgl_lease lease;
 	struct pgl_node *nodes;
 	int n_nodes;
+	char alive_dir[PGL_PATH_MAX];	/* status: the nodes' alive locks; "" when not testable */
 };
 
 static int cmd_status(struct cli *c);
@@ -115,7 +118,12 @@ static const struct command commands[] = {
 	  "failover is paused), then one row per node: name, role, state, upstream, timeline,\n"
 	  "lag, heartbeat age and a '*' in the Lease column for the node holding the lease.\n"
 	  "Lag is the holder's current WAL position minus the node's replay position; '-'\n"
-	  "when unknown (no holder, or a position not reported yet).\n\n"
+	  "when unknown (no holder, or a position not reported yet).  A node whose alive lock\n"
+	  "beside the store is free (nothing of it runs) is shown '-' 'down' at once; one\n"
+	  "silent for longer than the TTL '?' 'unreachable'; only the lease holder is shown\n"
+	  "as primary ('?' 'stale primary' for any other node reporting primary).  A clone\n"
+	  "or rewind under way shows 'cloning 45%' and a line below the table with bytes,\n"
+	  "time so far and time left.\n\n"
 	  "  --json             one JSON document:\n"
 	  "                     {\"cluster\": {...}, \"lease\": {...}, \"nodes\": [...]}\n" },
 	{ "lease", cmd_lease, OPT_JSON, "[--json]",
@@ -677,6 +685,150 @@ node_lag(const struct snapshot *s, const struct pgl_node *n)
 
 /* ---- status ---- */
 
+/*
+ * How status judges a node (docs/cli.md "status").  A node's record says
+ * what it last reported; status shows it only while it can still be true:
+ *   - its alive lock is free (SQLite store: the lock file beside lease.db,
+ *     held by the node's agent, postmaster and backends): nothing of the
+ *     node runs, so it is "down" ("stopped" after a clean stop), at once;
+ *   - its heartbeat is older than the TTL: "unreachable";
+ *   - it reports itself primary but does not hold the lease (or etcd has
+ *     expired its lease): "stale primary".  Only the holder of the current
+ *     term is ever shown as primary.
+ */
+enum alive { ALIVE_UNKNOWN = 0, ALIVE_HELD, ALIVE_FREE };
+
+struct node_view {
+	const char *role;			/* as shown: the reported role, or "" (none vouched for) */
+	const char *state;			/* as shown */
+	char table_role[2];			/* the table's Role for role "": "-" (down) or "?" */
+	enum alive lock;
+	bool reachable;
+	bool live;					/* what it reports is shown (its progress too) */
+};
+
+/* Where the nodes' alive locks are: "alive" beside an SQLite store; none for etcd. */
+static void
+snapshot_locks(struct pgl_store *st, struct snapshot *s)
+{
+	const char *path = pgl_store_path(st);
+	struct pgl_config *cfg;
+
+	s->alive_dir[0] = '\0';
+	if (path == NULL || pgl_store_is_url(path) || (cfg = calloc(1, sizeof(*cfg))) == NULL)
+		return;
+	/* The agents' own rule (pgl_config_alive_dir), from the same store path. */
+	if (pgl_strlcpy(cfg->lease_db, path, sizeof(cfg->lease_db)))
+		pgl_config_alive_dir(cfg, s->alive_dir, sizeof(s->alive_dir));
+	free(cfg);
+}
+
+/*
+ * Tests node's alive lock without disturbing it.  Agents hold it with
+ * flock(LOCK_EX) (agent.c take_alive_lock): a shared flock() that does not
+ * wait either fails at once (held) or is taken and dropped at once (free).
+ * A flock() on a descriptor of our own never touches a lock another open
+ * file holds, so no agent can lose its lock to this probe (a POSIX fcntl()
+ * lock could: closing any descriptor drops a process's POSIX locks, and the
+ * HTTP thread runs inside an agent).  An agent starting during the instant
+ * the probe holds the file retries (take_alive_lock); an observer's watch
+ * waits on the lock and gets it a moment later.  The file is opened as the
+ * agents open others' locks: no symlink, nothing that blocks, a regular
+ * file, never created.
+ */
+static enum alive
+alive_lock_state(const struct snapshot *s, const char *node)
+{
+	char file[PGL_NAME_MAX + 8];
+	enum alive a = ALIVE_UNKNOWN;
+	struct stat sb;
+	int dfd, fd;
+
+	if (s->alive_dir[0] == '\0' || !pgl_name_valid(node))
+		return ALIVE_UNKNOWN;
+	snprintf(file, sizeof(file), "%s.lock", node);
+	if ((dfd = open(s->alive_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return ALIVE_UNKNOWN;
+	fd = openat(dfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(dfd);
+	if (fd < 0)
+		return ALIVE_UNKNOWN;	/* no lock file (yet): the heartbeat decides */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+			flock(fd, LOCK_UN);
+			a = ALIVE_FREE;
+		} else if (errno == EWOULDBLOCK)
+			a = ALIVE_HELD;
+	}
+	close(fd);
+	return a;
+}
+
+/* True when n holds the lease status vouches for (etcd: not expired there). */
+static bool
+holds_live_lease(const struct snapshot *s, const struct pgl_node *n)
+{
+	return s->lease.holder[0] && strcmp(n->name, s->lease.holder) == 0 &&
+		!(s->lease.store_expires && s->lease.holder_expired);
+}
+
+/* Judges node n of snapshot s (the rules above) into v. */
+static void
+judge_node(const struct snapshot *s, const struct pgl_node *n, struct node_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->lock = alive_lock_state(s, n->name);
+	v->reachable = pgl_decide_node_reachable(&s->lease, n);
+	v->role = "";
+	strcpy(v->table_role, "?");
+	if (v->lock == ALIVE_FREE) {
+		strcpy(v->table_role, "-");
+		v->state = strcmp(n->state, "stopped") == 0 ? "stopped" : "down";
+	} else if (!v->reachable)
+		v->state = "unreachable";
+	else if (strcmp(n->role, "primary") == 0 && !holds_live_lease(s, n))
+		v->state = "stale primary";
+	else {
+		v->role = n->role;
+		v->state = n->state;
+		v->live = true;
+	}
+}
+
+/* The figures of a copy under way, for people and for JSON; false when none is shown. */
+struct copy_view {
+	const char *verb;			/* "cloning", "rewinding" */
+	int64_t done, total;		/* bytes; total 0 when not known */
+	int percent;				/* -1 when not known */
+	double elapsed_s, eta_s;	/* eta_s -1 when not known */
+};
+
+/*
+ * The copy progress of a live node, as of now: the tool's figures from the
+ * record, its elapsed time moved on by the record's age, and the time left
+ * at the rate so far.
+ */
+static bool
+copy_view(const struct pgl_node *n, const struct node_view *v, struct copy_view *c)
+{
+	const struct pgl_progress *p = &n->progress;
+	double age = n->age_s > 0 ? n->age_s : 0, el = (double) p->elapsed_ms / 1000.0;
+
+	if (!v->live || p->op == PGL_PROGRESS_NONE)
+		return false;
+	c->verb = p->op == PGL_PROGRESS_CLONE ? "cloning" : "rewinding";
+	c->done = p->done_kb * 1024;
+	c->total = p->total_kb * 1024;
+	c->percent = p->total_kb > 0 ? (int) (100 * p->done_kb / p->total_kb) : -1;
+	c->elapsed_s = el + age;
+	c->eta_s = -1;
+	if (p->total_kb > 0 && p->done_kb > 0 && el > 0) {
+		c->eta_s = el * (double) (p->total_kb - p->done_kb) / (double) p->done_kb - age;
+		c->eta_s = c->eta_s < 0 ? 0 : c->eta_s;
+	}
+	return true;
+}
+
 static void
 print_lease_json(FILE *f, const struct pgl_lease *l)
 {
@@ -712,16 +864,48 @@ print_address_json(FILE *f, const struct pgl_node *n)
 		fputs(",\"port\":null", f);
 }
 
+/* ,"alive_lock":...,"progress":... (null when not known, or no copy under way). */
+static void
+print_liveness_json(FILE *f, const struct pgl_node *n, const struct node_view *v)
+{
+	static const char *const locks[] = { [ALIVE_HELD] = "held", [ALIVE_FREE] = "free" };
+	struct copy_view c;
+
+	fputs(",\"alive_lock\":", f);
+	json_str(f, v->lock == ALIVE_UNKNOWN ? NULL : locks[v->lock]);
+	fputs(",\"progress\":", f);
+	if (!copy_view(n, v, &c)) {
+		fputs("null", f);
+		return;
+	}
+	fputs("{\"operation\":", f);
+	json_str(f, pgl_progress_op_name(n->progress.op));
+	fprintf(f, ",\"done_bytes\":%lld,\"total_bytes\":", (long long) c.done);
+	if (c.total > 0)
+		fprintf(f, "%lld,\"percent\":%d", (long long) c.total, c.percent);
+	else
+		fputs("null,\"percent\":null", f);
+	fprintf(f, ",\"elapsed_s\":%.1f,\"eta_s\":", c.elapsed_s);
+	json_age(f, c.eta_s);
+	fputc('}', f);
+}
+
 static void
 print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
 {
 	int64_t lag = node_lag(s, n);
+	struct node_view v;
 
+	judge_node(s, n, &v);
 	fputs("{\"name\":", f);
 	json_str(f, n->name);
 	fputs(",\"role\":", f);
-	json_text(f, n->role);
+	json_text(f, v.role);
 	fputs(",\"state\":", f);
+	json_text(f, v.state);
+	fputs(",\"reported_role\":", f);
+	json_text(f, n->role);
+	fputs(",\"reported_state\":", f);
 	json_text(f, n->state);
 	fputs(",\"upstream\":", f);
 	json_text(f, n->upstream);
@@ -742,7 +926,8 @@ print_node_json(FILE *f, const struct snapshot *s, const struct pgl_node *n)
 	json_age(f, n->age_s);
 	fprintf(f, ",\"priority\":%lld,\"holds_lease\":%s,\"reachable\":%s",
 			(long long) n->priority, strcmp(n->name, s->lease.holder) == 0 ? "true" : "false",
-			pgl_decide_node_reachable(&s->lease, n) ? "true" : "false");
+			v.reachable ? "true" : "false");
+	print_liveness_json(f, n, &v);
 	print_address_json(f, n);
 	fputc('}', f);
 }
@@ -774,8 +959,10 @@ pgl_cli_status_json(struct pgl_store *st, FILE *f)
 	memset(&s, 0, sizeof(s));
 	if ((rc = pgl_store_read_cluster(st, &s.cluster)) == 0 &&
 		(rc = pgl_store_read_lease(st, &s.lease)) == 0 &&
-		(rc = pgl_store_list_nodes(st, &s.nodes, &s.n_nodes)) == 0)
+		(rc = pgl_store_list_nodes(st, &s.nodes, &s.n_nodes)) == 0) {
+		snapshot_locks(st, &s);
 		print_status_json(f, &s);
+	}
 	free(s.nodes);
 	return rc;
 }
@@ -807,15 +994,21 @@ struct row {
 	char cell[NCOLS][CELL_MAX];
 };
 
+/* One row of the status table: node n as judge_node() shows it. */
 static void
 fill_row(const struct snapshot *s, const struct pgl_node *n, struct row *r)
 {
-	bool reachable = pgl_decide_node_reachable(&s->lease, n);
+	struct node_view v;
+	struct copy_view c;
 
+	judge_node(s, n, &v);
 	tty_copy(r->cell[0], n->name, CELL_MAX);
-	/* Silent for longer than the TTL: what it last said may no longer be true. */
-	tty_copy(r->cell[1], !reachable ? "?" : n->role[0] ? n->role : "-", CELL_MAX);
-	tty_copy(r->cell[2], !reachable ? "unreachable" : n->state[0] ? n->state : "-", CELL_MAX);
+	/* What it last said is shown only while it can still be true (judge_node). */
+	tty_copy(r->cell[1], !v.role[0] ? v.table_role : v.role, CELL_MAX);
+	if (copy_view(n, &v, &c) && c.percent >= 0)
+		snprintf(r->cell[2], CELL_MAX, "%s %d%%", c.verb, c.percent);
+	else
+		tty_copy(r->cell[2], v.state[0] ? v.state : "-", CELL_MAX);
 	tty_copy(r->cell[3], n->upstream[0] ? n->upstream : "-", CELL_MAX);
 	if (n->timeline > 0)
 		snprintf(r->cell[4], CELL_MAX, "%lld", (long long) n->timeline);
@@ -824,6 +1017,39 @@ fill_row(const struct snapshot *s, const struct pgl_node *n, struct row *r)
 	fmt_bytes(node_lag(s, n), r->cell[5], CELL_MAX);
 	fmt_age(n->age_s, r->cell[6], CELL_MAX);
 	strcpy(r->cell[7], strcmp(n->name, s->lease.holder) == 0 ? "*" : "");
+}
+
+/*
+ * Below the table, one line per copy under way:
+ * "pg3: cloning, 540 MB of 1.2 GB (45%), 6.0s so far, about 7s left".
+ */
+static void
+print_progress_lines(const struct snapshot *s)
+{
+	bool first = true;
+
+	for (int i = 0; i < s->n_nodes; i++) {
+		const struct pgl_node *n = &s->nodes[i];
+		char done[32], total[32], left[48] = "";
+		struct node_view v;
+		struct copy_view c;
+
+		judge_node(s, n, &v);
+		if (!copy_view(n, &v, &c))
+			continue;
+		fmt_bytes(c.done, done, sizeof(done));
+		fmt_bytes(c.total, total, sizeof(total));
+		if (c.eta_s >= 0)
+			snprintf(left, sizeof(left), ", about %.0fs left", c.eta_s);
+		if (first)
+			fputc('\n', stdout);
+		first = false;
+		if (c.total > 0)
+			printf("%s: %s, %s of %s (%d%%), %.1fs so far%s\n", tty(n->name), c.verb, done,
+				   total, c.percent, c.elapsed_s, left);
+		else
+			printf("%s: %s, %s so far, %.1fs\n", tty(n->name), c.verb, done, c.elapsed_s);
+	}
 }
 
 static void
@@ -872,6 +1098,7 @@ print_status_table(const struct snapshot *s)
 		printf("(no nodes)\n");
 	else
 		print_rows(rows, s->n_nodes + 1);
+	print_progress_lines(s);
 	free(rows);
 	return 0;
 }
@@ -887,6 +1114,7 @@ cmd_status(struct cli *c)
 		goto out;
 	if ((rc = read_snapshot(st, &s)) != 0)
 		goto out;
+	snapshot_locks(st, &s);
 	if (c->json)
 		print_status_json(stdout, &s);
 	else

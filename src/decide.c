@@ -1145,7 +1145,8 @@ standby_job_done(struct pgl_decider *dc, const struct pgl_job_result *r, int64_t
 			return;
 		}
 		if (dc->start_failures < 4)		/* a re-clone was recorded when it began */
-			event(out, dc->lease.term, "cloned", "pg_basebackup from %s", dc->job_node.name);
+			event(out, dc->lease.term, "cloned", "pg_basebackup from %s%s%s",
+				  dc->job_node.name, r->text[0] ? ": " : "", r->text);
 		dc->start_failures = 0;
 		break;
 	case PGL_JOB_REWIND:

@@ -25,6 +25,7 @@
 
 #include "pglease/cli.h"
 #include "pglease/config.h"
+#include "pglease/decide.h"
 #include "pglease/http.h"
 #include "pglease/log.h"
 #include "pglease/store.h"
@@ -188,6 +189,47 @@ reply_cluster(struct pgl_http *h, struct MHD_Connection *c, bool body)
 	return ret;
 }
 
+/*
+ * One gauge of every node with a clone (pg_basebackup) or rewind
+ * (pg_rewind) under way whose heartbeat is within the TTL (a node that died
+ * mid-copy leaves its last figures in its record), labelled with the node
+ * and the operation.
+ */
+static void
+write_progress_gauge(const struct pgl_lease *l, const struct pgl_node *nodes, int n, FILE *f,
+					 const char *name, const char *help, int which)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (int i = 0; i < n; i++) {
+		const struct pgl_progress *p = &nodes[i].progress;
+		double v = which == 0 ? (double) p->done_kb * 1024 : which == 1 ?
+			(double) p->total_kb * 1024 : (double) p->elapsed_ms / 1000.0;
+
+		if (p->op != PGL_PROGRESS_NONE && pgl_decide_node_reachable(l, &nodes[i]))
+			fprintf(f, "%s{node=\"%s\",operation=\"%s\"} %.*f\n", name, nodes[i].name,
+					pgl_progress_op_name(p->op), which == 2 ? 3 : 0, v);
+	}
+}
+
+/* The copy progress gauges (README "HTTP API"), from the nodes' records. */
+static void
+write_progress_metrics(struct pgl_http *h, const struct pgl_node *nodes, int n, FILE *f)
+{
+	struct pgl_lease l;
+
+	memset(&l, 0, sizeof(l));
+	if (n > 0 && h->store && pgl_store_read_lease(h->store, &l) < 0) {
+		store_failed(h);
+		n = 0;
+	}
+	write_progress_gauge(&l, nodes, n, f, "pglease_node_copy_done_bytes", "Bytes copied so "
+						 "far by each node's clone or rewind under way.", 0);
+	write_progress_gauge(&l, nodes, n, f, "pglease_node_copy_total_bytes", "The whole "
+						 "copy's size as the tool estimates it (0 while unknown).", 1);
+	write_progress_gauge(&l, nodes, n, f, "pglease_node_copy_elapsed_seconds", "Time since "
+						 "the copy started, as the node last reported it.", 2);
+}
+
 /* Prometheus text format: the snapshot's counters, then each node from the store. */
 static void
 write_metrics(struct pgl_http *h, const struct pgl_http_state *s, FILE *f)
@@ -242,6 +284,7 @@ write_metrics(struct pgl_http *h, const struct pgl_http_state *s, FILE *f)
 		if (nodes[i].age_s >= 0)
 			fprintf(f, "pglease_node_heartbeat_age_seconds{node=\"%s\"} %.3f\n",
 					nodes[i].name, nodes[i].age_s);
+	write_progress_metrics(h, nodes, n, f);
 	free(nodes);
 }
 

@@ -10,7 +10,11 @@
  * into a pipe before it exits.  The loop renews and fences while any step
  * waits.
  *
- * A worker keeps only stderr (the log) and its pipe: never the alive lock,
+ * A worker of pg_basebackup or pg_rewind also reports their progress into
+ * a second pipe (never blocking on it); the agent reads it when it writes
+ * its node record, which carries the figures to `pglease status`.
+ *
+ * A worker keeps only stderr (the log) and its pipes: never the alive lock,
  * the store or a connection of the agent's.  A SIGTERM of the agent is
  * passed on to it; the worker then kills its tool's process group and exits
  * at once, and one that does not is killed WORKER_GRACE_MS later.  It dies
@@ -55,8 +59,23 @@ worker_on_term(int sig)
 	worker_self->stop = 1;		/* run_pg_tool() aborts its tool on this flag */
 }
 
+/*
+ * In a worker: the result pipe as 3, the progress pipe as 4, nothing else
+ * above 2.  Both are first copied above 4, so that neither dup2() can
+ * replace the other (one of them may be 3 or 4 already).
+ */
+static void
+worker_fds(int fd, int pfd)
+{
+	int a = fcntl(fd, F_DUPFD, 5), b = fcntl(pfd, F_DUPFD, 5);
+
+	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
+		_exit(1);
+	close_range(5, ~0U, 0);
+}
+
 static void __attribute__((noreturn))
-worker_main(struct pgl_daemon *d, worker_fn fn, int fd, pid_t parent)
+worker_main(struct pgl_daemon *d, worker_fn fn, int fd, int pfd, pid_t parent)
 {
 	struct sigaction sa = { .sa_handler = worker_on_term };
 	struct worker_msg m;
@@ -65,9 +84,8 @@ worker_main(struct pgl_daemon *d, worker_fn fn, int fd, pid_t parent)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
 		_exit(1);
 	prctl(PR_SET_NAME, "pglease-job");
-	if (fd != 3 && dup2(fd, 3) < 0)
-		_exit(1);
-	close_range(4, ~0U, 0);
+	worker_fds(fd, pfd);
+	d->job.progress_fd = 4;
 	/* Closed above; nothing of the agent's may be used from here. */
 	d->st = NULL;
 	d->watch = NULL;
@@ -90,15 +108,44 @@ worker_main(struct pgl_daemon *d, worker_fn fn, int fd, pid_t parent)
 	_exit(0);
 }
 
+/*
+ * The worker's pipes: pfd for its result, gfd for its progress reports
+ * (non-blocking at both ends: the worker never waits on it, the agent reads
+ * what is there).  0, or -1 with errno set and nothing left open.
+ */
+static int
+job_pipes(int pfd[2], int gfd[2])
+{
+	int e;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return -1;
+	if (pipe2(gfd, O_CLOEXEC | O_NONBLOCK) == 0)
+		return 0;
+	e = errno;
+	close(pfd[0]);
+	close(pfd[1]);
+	errno = e;
+	return -1;
+}
+
+static void
+progress_close(struct pgl_jobrun *j)
+{
+	if (j->progress_fd >= 0)
+		close(j->progress_fd);
+	j->progress_fd = -1;
+}
+
 /* Forks a worker running fn; STEP_DONE with r.rc set when that fails. */
 static int
 worker_start(struct pgl_daemon *d, worker_fn fn)
 {
 	struct pgl_jobrun *j = &d->job;
 	pid_t parent = getpid(), pid;
-	int pfd[2];
+	int pfd[2], gfd[2];
 
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
+	if (job_pipes(pfd, gfd) != 0) {
 		pgl_log_error("cannot start the %s job: pipe: %s", pgl_job_name(j->job), strerror(errno));
 		j->r.rc = -PGL_ESYS;
 		return STEP_DONE;
@@ -106,15 +153,20 @@ worker_start(struct pgl_daemon *d, worker_fn fn)
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		worker_main(d, fn, pfd[1], parent);
+		close(gfd[0]);
+		worker_main(d, fn, pfd[1], gfd[1], parent);
 	}
 	close(pfd[1]);
+	close(gfd[1]);
 	if (pid < 0) {
 		pgl_log_error("cannot start the %s job: fork: %s", pgl_job_name(j->job), strerror(errno));
 		close(pfd[0]);
+		close(gfd[0]);
 		j->r.rc = -PGL_ESYS;
 		return STEP_DONE;
 	}
+	progress_close(j);
+	j->progress_fd = gfd[0];
 	j->worker = pid;
 	j->worker_fd = pfd[0];
 	j->worker_exited = false;
@@ -134,6 +186,7 @@ worker_collect(struct pgl_jobrun *j)
 	close(j->worker_fd);
 	j->worker_fd = -1;
 	j->worker_exited = false;
+	progress_close(j);
 	if (n != (ssize_t) sizeof(m)) {
 		int st = j->worker_status;
 
@@ -188,10 +241,9 @@ w_bootstrap_finish(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, 
 static int
 w_clone(struct pgl_daemon *d, struct pgl_job_result *r, char *sysid, size_t len)
 {
-	(void) r;
 	(void) sysid;
 	(void) len;
-	return pgl_server_clone(d, &d->job.a.node);
+	return pgl_server_clone(d, &d->job.a.node, r);
 }
 
 static int
@@ -432,6 +484,7 @@ pgl_job_begin(struct pgl_daemon *d, const struct pgl_action *a)
 	j->a = *a;
 	j->r.job = a->job;
 	j->worker_fd = -1;
+	j->progress_fd = -1;
 	j->next_heartbeat_ms = pgl_mono_ms() + d->cfg.renew_interval_ms;
 }
 
@@ -490,5 +543,33 @@ pgl_job_abandon(struct pgl_daemon *d)
 	if (j->worker_fd >= 0)
 		close(j->worker_fd);
 	j->worker_fd = -1;
+	progress_close(j);
 	j->job = PGL_JOB_NONE;
+}
+
+void
+pgl_job_progress(struct pgl_daemon *d, struct pgl_progress *out)
+{
+	struct pgl_jobrun *j = &d->job;
+	struct pgl_progress p;
+
+	memset(out, 0, sizeof(*out));
+	if (j->job != PGL_JOB_CLONE && j->job != PGL_JOB_REWIND)
+		return;
+	/* Each report is one write of less than PIPE_BUF: read whole, or not at all. */
+	while (j->progress_fd >= 0 && read(j->progress_fd, &p, sizeof(p)) == (ssize_t) sizeof(p))
+		if (pgl_progress_valid(&p))
+			j->progress = p;
+	*out = j->progress;
+}
+
+void
+pgl_job_report_progress(struct pgl_daemon *d, const struct pgl_progress *p)
+{
+	ssize_t n;
+
+	if (d->job.progress_fd < 0)
+		return;
+	n = write(d->job.progress_fd, p, sizeof(*p));
+	(void) n;					/* full (EAGAIN): this report is dropped */
 }

@@ -138,6 +138,59 @@ build_env(char *const *add, bool strip)
 	return env;
 }
 
+/* Where a program's output goes: out (truncated to outlen - 1), through opts->line if set. */
+struct outbuf {
+	const struct pgl_run_opts *opts;
+	char *out;
+	size_t outlen, used;
+	char line[PGL_RUN_LINE_MAX];	/* the line being cut (opts->line only) */
+	size_t linelen;
+};
+
+static void
+out_append(struct outbuf *b, const char *text, size_t n)
+{
+	size_t k;
+
+	if (b->out == NULL || b->used + 1 >= b->outlen)
+		return;
+	k = n < b->outlen - 1 - b->used ? n : b->outlen - 1 - b->used;
+	memcpy(b->out + b->used, text, k);
+	b->used += k;
+	b->out[b->used] = '\0';
+}
+
+/* The line cut so far, to opts->line and, when it says so, into out. */
+static void
+line_flush(struct outbuf *b)
+{
+	b->line[b->linelen] = '\0';
+	if (b->linelen && b->opts->line(b->line, b->opts->line_arg)) {
+		out_append(b, b->line, b->linelen);
+		out_append(b, "\n", 1);
+	}
+	b->linelen = 0;
+}
+
+/* n bytes of output: kept as they are, or cut into lines for opts->line. */
+static void
+out_feed(struct outbuf *b, const char *buf, size_t n)
+{
+	if (b->opts->line == NULL) {
+		out_append(b, buf, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == '\n' || buf[i] == '\r')
+			line_flush(b);
+		else {
+			b->line[b->linelen++] = buf[i];
+			if (b->linelen == sizeof(b->line) - 1)
+				line_flush(b);
+		}
+	}
+}
+
 /*
  * Reads the child's output from fd into out (truncated to outlen - 1) until
  * EOF, calling opts->tick about every 100 ms and SIGKILLing pid once the
@@ -147,7 +200,7 @@ static bool
 collect_output(pid_t pid, int fd, const struct pgl_run_opts *opts, char *out, size_t outlen)
 {
 	int64_t start = pgl_mono_ms();
-	size_t used = 0;
+	struct outbuf b = { .opts = opts, .out = out, .outlen = outlen };
 	bool killed = false, eof = false;
 
 	if (out && outlen)
@@ -162,13 +215,8 @@ collect_output(pid_t pid, int fd, const struct pgl_run_opts *opts, char *out, si
 
 			if (n <= 0)
 				eof = true;
-			else if (out && used + 1 < outlen) {
-				size_t k = (size_t) n < outlen - 1 - used ? (size_t) n : outlen - 1 - used;
-
-				memcpy(out + used, buf, k);
-				used += k;
-				out[used] = '\0';
-			}
+			else
+				out_feed(&b, buf, (size_t) n);
 		}
 		if (opts->tick)
 			opts->tick(opts->tick_arg);
@@ -178,6 +226,8 @@ collect_output(pid_t pid, int fd, const struct pgl_run_opts *opts, char *out, si
 			killed = true;
 		}
 	}
+	if (opts->line)
+		line_flush(&b);
 	return killed;
 }
 

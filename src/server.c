@@ -701,17 +701,96 @@ pgl_server_start_poll(struct pgl_daemon *d, bool give_up)
 	return -PGL_ETIMEOUT;
 }
 
+/* A copy by pg_basebackup or pg_rewind in this worker, and what it reported last. */
+struct copy_watch {
+	struct pgl_daemon *d;
+	struct pgl_progress p;
+	int64_t start_ms;
+	bool seen;					/* a progress line was read */
+};
+
+/* Starts watching a copy of kind op: the agent hears of it at once (0 kB so far). */
+static void
+copy_watch_init(struct copy_watch *cw, struct pgl_daemon *d, enum pgl_progress_op op)
+{
+	memset(cw, 0, sizeof(*cw));
+	cw->d = d;
+	cw->p.op = op;
+	cw->start_ms = pgl_mono_ms();
+	pgl_job_report_progress(d, &cw->p);
+}
+
+/*
+ * The runner's line callback.  A progress line of pg_basebackup --progress
+ * ("  12345/678901 kB (1%), 0/1 tablespace") or of pg_rewind --progress
+ * ("12345/678901 kB (1%) copied"), about one a second, updates the figures
+ * and goes to the agent; it is not kept in the output, where it would
+ * crowd out the error at the end.  Any other line is kept.
+ */
+static bool
+copy_line(const char *text, void *arg)
+{
+	struct copy_watch *cw = arg;
+	long long done, total;
+	int64_t ms;
+	int pct;
+
+	if (sscanf(text, " %lld/%lld kB (%d%%)", &done, &total, &pct) != 3 || done < 0 ||
+		total < 0 || done > PGL_PROGRESS_KB_MAX || total > PGL_PROGRESS_KB_MAX)
+		return true;
+	ms = pgl_mono_ms() - cw->start_ms;
+	cw->p.done_kb = done;
+	cw->p.total_kb = total && total < done ? done : total;	/* an estimate may fall short */
+	cw->p.elapsed_ms = ms < 0 ? 0 : ms > PGL_PROGRESS_MS_MAX ? PGL_PROGRESS_MS_MAX : ms;
+	cw->seen = true;
+	pgl_job_report_progress(cw->d, &cw->p);
+	return false;
+}
+
+/* "1.2 GB" for kb kilobytes. */
+static void
+format_kb(int64_t kb, char *buf, size_t len)
+{
+	static const char *const units[] = { "kB", "MB", "GB", "TB", "PB" };
+	double v = (double) kb;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < PGL_ARRAY_LEN(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+/* For the end event: "copied 1.2 GB in 14.0 s" (the tool's last figure, the time it took). */
+static void
+copy_summary(const struct copy_watch *cw, char *buf, size_t len)
+{
+	char size[32];
+	double s = (double) (pgl_mono_ms() - cw->start_ms) / 1000.0;
+
+	if (cw->seen) {
+		format_kb(cw->p.done_kb, size, sizeof(size));
+		snprintf(buf, len, "copied %s in %.1f s", size, s);
+	} else
+		snprintf(buf, len, "took %.1f s", s);
+}
+
 /*
  * Runs initdb, pg_basebackup or pg_rewind.  The password reaches them only
  * through the pgpass file (PGPASSFILE): never argv, never the environment.
+ * With cw, the tool's progress lines go to the agent (copy_line) instead of
+ * into out.
  */
 static int
-run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out, size_t len)
+run_pg_tool(struct pgl_daemon *d, char *const argv[], int timeout_ms, char *out, size_t len,
+			struct copy_watch *cw)
 {
 	char pf[PGL_PATH_MAX + 32];
 	char *env_add[] = { pf, "LC_ALL=C", "PGCONNECT_TIMEOUT=5", NULL };
 	struct pgl_run_opts o = {
 		.timeout_ms = timeout_ms, .env_add = env_add, .abort_flag = &d->stop,
+		.line = cw ? copy_line : NULL, .line_arg = cw,
 	};
 
 	if (write_passfile(d) < 0) {
@@ -828,10 +907,11 @@ clone_begin(struct pgl_daemon *d, char *marker, size_t len)
 }
 
 int
-pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
+pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r)
 {
 	char exe[PGL_PATH_MAX + 32], host[256], slot[PGL_NAME_MAX], out[8192];
 	char marker[PGL_PATH_MAX + 16], *argv[20], *ci = NULL;
+	struct copy_watch cw;
 	int port, rc, i = 0;
 
 	if (!pgl_node_addr(from, host, sizeof(host), &port))
@@ -853,19 +933,23 @@ pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from)
 	argv[i++] = "-c";
 	argv[i++] = "fast";
 	argv[i++] = "-w";
+	argv[i++] = "--progress";
 	if (slot_exists_on(d, host, port, slot)) {
 		argv[i++] = "-S";
 		argv[i++] = slot;
 	}
 	argv[i] = NULL;
 	pgl_log_info("cloning from %s (%s:%d) with pg_basebackup", from->name, host, port);
-	rc = run_pg_tool(d, argv, d->tmo.clone_ms, out, sizeof(out));
+	copy_watch_init(&cw, d, PGL_PROGRESS_CLONE);
+	rc = run_pg_tool(d, argv, d->tmo.clone_ms, out, sizeof(out), &cw);
 	free(ci);
 	if (rc < 0) {
 		pgl_log_error("pg_basebackup from %s failed: %s", from->name, out);
 		empty_pgdata(d);
 		return rc;
 	}
+	copy_summary(&cw, r->text, sizeof(r->text));
+	pgl_log_info("cloned from %s: %s", from->name, r->text);
 	if (write_standby_conf(d, from) < 0)
 		return -PGL_ESYS;
 	if (unlink(marker) != 0)
@@ -946,10 +1030,10 @@ checkpoint_source(struct pgl_daemon *d, const struct pgl_node *from, const char 
 	PQfinish(c);
 }
 
-/* Runs pg_rewind against host:port; its output goes into out. */
+/* Runs pg_rewind against host:port; its output goes into out, its progress to cw. */
 static int
 run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, int port,
-		   char *out, size_t outlen)
+		   char *out, size_t outlen, struct copy_watch *cw)
 {
 	char exe[PGL_PATH_MAX + 32], *src = NULL, *srcarg = NULL;
 	int rc;
@@ -963,10 +1047,11 @@ run_rewind(struct pgl_daemon *d, const struct pgl_node *from, const char *host, 
 	}
 	free(src);
 	{
-		char *argv[] = { exe, "-D", d->cfg.pgdata, srcarg, NULL };
+		char *argv[] = { exe, "-D", d->cfg.pgdata, srcarg, "--progress", NULL };
 
 		pgl_log_info("rewinding against %s (%s:%d)", from->name, host, port);
-		rc = run_pg_tool(d, argv, d->tmo.rewind_ms, out, outlen);
+		copy_watch_init(cw, d, PGL_PROGRESS_REWIND);
+		rc = run_pg_tool(d, argv, d->tmo.rewind_ms, out, outlen, cw);
 	}
 	free(srcarg);
 	return rc;
@@ -1019,6 +1104,8 @@ pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_
 {
 	char host[256], out[32768];
 	struct pgl_controldata before;
+	struct copy_watch cw;
+	size_t used;
 	int port, rc;
 
 	r->text[0] = '\0';
@@ -1029,7 +1116,7 @@ pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_
 	checkpoint_source(d, from, host, port);
 	memset(&before, 0, sizeof(before));
 	pgl_pg_controldata(&d->cfg, &before);
-	rc = run_rewind(d, from, host, port, out, sizeof(out));
+	rc = run_rewind(d, from, host, port, out, sizeof(out), &cw);
 	if (rc < 0 && !pgl_pg_ping_remote(host, port)) {
 		pgl_log_warn("pg_rewind against %s failed and %s:%d does not answer; will retry",
 					 from->name, host, port);
@@ -1041,6 +1128,10 @@ pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_
 		return rc;
 	}
 	rewound_detail(from, out, &before, r->text, sizeof(r->text));
+	if (cw.seen && (used = strlen(r->text)) + 3 < sizeof(r->text)) {
+		memcpy(r->text + used, "; ", 3);
+		copy_summary(&cw, r->text + used + 2, sizeof(r->text) - used - 2);
+	}
 	return write_standby_conf(d, from);
 }
 
@@ -1255,7 +1346,7 @@ pgl_server_initdb(struct pgl_daemon *d)
 	if (empty_pgdata(d) < 0)
 		return -PGL_ESYS;
 	pgl_log_info("running initdb --data-checksums in %s", d->cfg.pgdata);
-	rc = run_pg_tool(d, argv, d->tmo.initdb_ms, out, sizeof(out));
+	rc = run_pg_tool(d, argv, d->tmo.initdb_ms, out, sizeof(out), NULL);
 	if (rc < 0) {
 		pgl_log_error("initdb failed: %s", out);
 		return rc;

@@ -308,3 +308,44 @@ pgl_sw_pending(const struct pgl_switchover *w, int64_t term)
 	return (w->state == PGL_SW_REQUESTED || w->state == PGL_SW_HANDING_OVER) &&
 		w->term == term && w->age_s >= 0 && w->age_s * 1000 < (double) w->timeout_ms;
 }
+
+/* ---- a node's copy progress (store.h) ---- */
+
+static const char *const progress_ops[] = {
+	[PGL_PROGRESS_CLONE] = "clone",
+	[PGL_PROGRESS_REWIND] = "rewind",
+};
+
+const char *
+pgl_progress_op_name(enum pgl_progress_op op)
+{
+	if ((unsigned) op >= PGL_ARRAY_LEN(progress_ops))
+		return NULL;
+	return progress_ops[op];
+}
+
+bool
+pgl_progress_op_parse(const char *text, enum pgl_progress_op *op)
+{
+	*op = PGL_PROGRESS_NONE;
+	if (text == NULL || text[0] == '\0')
+		return true;
+	for (size_t i = 1; i < PGL_ARRAY_LEN(progress_ops); i++)
+		if (strcmp(text, progress_ops[i]) == 0) {
+			*op = (enum pgl_progress_op) i;
+			return true;
+		}
+	return false;
+}
+
+bool
+pgl_progress_valid(const struct pgl_progress *p)
+{
+	if (p->op == PGL_PROGRESS_NONE)
+		return p->done_kb == 0 && p->total_kb == 0 && p->elapsed_ms == 0;
+	if (pgl_progress_op_name(p->op) == NULL)
+		return false;
+	return p->total_kb >= 0 && p->total_kb <= PGL_PROGRESS_KB_MAX && p->done_kb >= 0 &&
+		p->done_kb <= (p->total_kb ? p->total_kb : PGL_PROGRESS_KB_MAX) &&
+		p->elapsed_ms >= 0 && p->elapsed_ms <= PGL_PROGRESS_MS_MAX;
+}

@@ -1218,14 +1218,66 @@ term_json(int64_t term, const char *holder, int64_t ttl_ms, const char *acquired
 
 /* ---- nodes ---- */
 
+/*
+ * A node's record; a copy under way adds progress_op, progress_done_kb,
+ * progress_total_kb and progress_elapsed_ms (the keys of the SQLite
+ * backend's records), none of them when there is none.
+ */
 static json_t *
 node_json(const struct pgl_node *n)
 {
-	return json_pack("{sssssssssssIsssssIsIss}", "name", n->name, "conninfo", n->conninfo,
-					 "role", n->role, "state", n->state, "upstream", n->upstream,
-					 "timeline", (json_int_t) n->timeline, "receive_lsn", n->receive_lsn,
-					 "replay_lsn", n->replay_lsn, "priority", (json_int_t) n->priority,
-					 "heartbeat", (json_int_t) n->heartbeat, "updated_at", n->updated_at);
+	const struct pgl_progress *p = &n->progress;
+	json_t *o = json_pack("{sssssssssssIsssssIsIss}", "name", n->name, "conninfo", n->conninfo,
+						  "role", n->role, "state", n->state, "upstream", n->upstream,
+						  "timeline", (json_int_t) n->timeline, "receive_lsn", n->receive_lsn,
+						  "replay_lsn", n->replay_lsn, "priority", (json_int_t) n->priority,
+						  "heartbeat", (json_int_t) n->heartbeat, "updated_at", n->updated_at);
+
+	if (o == NULL || p->op == PGL_PROGRESS_NONE || !pgl_progress_valid(p))
+		return o;
+	if (json_object_set_new(o, "progress_op", json_string(pgl_progress_op_name(p->op))) != 0 ||
+		json_object_set_new(o, "progress_done_kb", json_integer(p->done_kb)) != 0 ||
+		json_object_set_new(o, "progress_total_kb", json_integer(p->total_kb)) != 0 ||
+		json_object_set_new(o, "progress_elapsed_ms", json_integer(p->elapsed_ms)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* A count of a record: absent or null is 0, else a JSON integer >= 0. */
+static bool
+jcount(json_t *o, const char *k, int64_t *v)
+{
+	json_t *x = json_object_get(o, k);
+
+	*v = 0;
+	if (x == NULL || json_is_null(x))
+		return true;
+	if (!json_is_integer(x) || json_integer_value(x) < 0)
+		return false;
+	*v = json_integer_value(x);
+	return true;
+}
+
+/*
+ * The copy progress of a node's record: absent (or null) is none; present,
+ * it must name an operation, and its figures be integers within
+ * pgl_progress_valid()'s bounds (as the SQLite backend reads them).
+ */
+static bool
+decode_progress(json_t *o, struct pgl_progress *p)
+{
+	json_t *x = json_object_get(o, "progress_op");
+	char op[16] = "";
+
+	memset(p, 0, sizeof(*p));
+	if (x != NULL && !json_is_null(x) && !jstr(o, "progress_op", op, sizeof(op)))
+		return false;
+	return pgl_progress_op_parse(op, &p->op) &&
+		jcount(o, "progress_done_kb", &p->done_kb) &&
+		jcount(o, "progress_total_kb", &p->total_kb) &&
+		jcount(o, "progress_elapsed_ms", &p->elapsed_ms) && pgl_progress_valid(p);
 }
 
 /*
@@ -1254,7 +1306,8 @@ decode_node(const struct kv *k, struct pgl_node *n)
 		!lsn_ok(n->replay_lsn, &n->replay_lsn_int) ||
 		!jint(o, "priority", &n->priority) || n->priority < 0 ||
 		!jint(o, "heartbeat", &n->heartbeat) || n->heartbeat < 0 ||
-		!jstr(o, "updated_at", n->updated_at, sizeof(n->updated_at)))
+		!jstr(o, "updated_at", n->updated_at, sizeof(n->updated_at)) ||
+		!decode_progress(o, &n->progress))
 		return false;
 	if (strcmp(n->role, "primary") != 0 && strcmp(n->role, "standby") != 0 &&
 		strcmp(n->role, "unknown") != 0)

@@ -1312,7 +1312,9 @@ static const char rec_json_sql[] =
 	"SELECT json_object('name', ?1, 'conninfo', ?2, 'role', ?3, 'state', ?4, 'upstream', ?5, "
 	"'timeline', ?6, 'receive_lsn', ?7, 'receive_lsn_int', ?8, 'replay_lsn', ?9, "
 	"'replay_lsn_int', ?10, 'priority', ?11, 'updated_at', ?12, 'heartbeat', ?13, "
-	"'lease_term', ?14, 'renewals', ?15, 'ttl_ms', ?16, 'renewed_at', ?17)";
+	"'lease_term', ?14, 'renewals', ?15, 'ttl_ms', ?16, 'renewed_at', ?17, "
+	"'progress_op', ?18, 'progress_done_kb', ?19, 'progress_total_kb', ?20, "
+	"'progress_elapsed_ms', ?21)";
 
 #define J(k) "json_extract(?1, '$." k "')"
 static const char rec_read_sql[] =
@@ -1323,7 +1325,9 @@ static const char rec_read_sql[] =
 	"coalesce((julianday('now') - julianday(" J("updated_at") ")) * 86400, -1), "
 	"coalesce(" J("lease_term") ", 0), coalesce(" J("renewals") ", 0), "
 	"coalesce(" J("ttl_ms") ", 0), " J("renewed_at") ", "
-	"coalesce((julianday('now') - julianday(" J("renewed_at") ")) * 86400, -1) "
+	"coalesce((julianday('now') - julianday(" J("renewed_at") ")) * 86400, -1), "
+	J("progress_op") ", " J("progress_done_kb") ", " J("progress_total_kb") ", "
+	J("progress_elapsed_ms") " "
 	"WHERE json_valid(?1) AND json_type(?1) = 'object'";
 #undef J
 
@@ -1365,6 +1369,41 @@ put_record(struct sqlite_store *s, const char *name, const char *text, size_t le
 	return -PGL_ESYS;
 }
 
+/*
+ * Binds ?18..?21 of rec_json_sql: a copy under way, or nothing (NULLs, and
+ * json_object() writes null) when there is none or it is out of bounds.
+ */
+static void
+bind_progress(sqlite3_stmt *st, const struct pgl_progress *p)
+{
+	if (p->op == PGL_PROGRESS_NONE || !pgl_progress_valid(p))
+		return;
+	sqlite3_bind_text(st, 18, pgl_progress_op_name(p->op), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 19, p->done_kb);
+	sqlite3_bind_int64(st, 20, p->total_kb);
+	sqlite3_bind_int64(st, 21, p->elapsed_ms);
+}
+
+/*
+ * Reads columns 19..22 of rec_read_sql into p: absent or null is no copy
+ * under way; anything else must name an operation and stay within the
+ * bounds of pgl_progress_valid().  False for a record that must not be used.
+ */
+static bool
+read_progress(sqlite3_stmt *st, struct pgl_progress *p)
+{
+	int t = sqlite3_column_type(st, 19);
+
+	memset(p, 0, sizeof(*p));
+	if ((t != SQLITE_NULL && t != SQLITE_TEXT) || !pgl_progress_op_parse(col_raw(st, 19), &p->op) ||
+		!col_count(st, 20, true) || !col_count(st, 21, true) || !col_count(st, 22, true))
+		return false;
+	p->done_kb = sqlite3_column_int64(st, 20);
+	p->total_kb = sqlite3_column_int64(st, 21);
+	p->elapsed_ms = sqlite3_column_int64(st, 22);
+	return pgl_progress_valid(p);
+}
+
 /* Writes this node's own record (s->self). */
 static int
 write_self(struct sqlite_store *s)
@@ -1384,6 +1423,7 @@ write_self(struct sqlite_store *s)
 	sqlite3_bind_int64(st, 16, r->ttl_ms);
 	if (r->renewed_at[0])
 		sqlite3_bind_text(st, 17, r->renewed_at, -1, SQLITE_TRANSIENT);
+	bind_progress(st, &r->n.progress);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		rc = put_record(s, r->n.name, (const char *) sqlite3_column_text(st, 0),
 						(size_t) sqlite3_column_bytes(st, 0));
@@ -1441,7 +1481,8 @@ read_record(struct sqlite_store *s, const char *name, struct noderec *r)
 		sqlite3_bind_text(st, 1, buf, (int) len, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_ROW || !read_node_row(st, &r->n) ||
 			strcmp(r->n.name, name) != 0 || !col_count(st, 14, false) ||
-			!col_count(st, 15, false) || !col_count(st, 16, false))
+			!col_count(st, 15, false) || !col_count(st, 16, false) ||
+			!read_progress(st, &r->n.progress))
 			rc = -PGL_EFOREIGN;
 		else {
 			r->lease_term = sqlite3_column_int64(st, 14);

@@ -45,6 +45,9 @@ struct pgl_jobrun {
 	int64_t next_heartbeat_ms;	/* this node's row while the job runs */
 	const char *state;			/* what it put in the daemon's state, NULL if nothing */
 	char sysid[32];				/* BOOTSTRAP: the new system identifier */
+	int progress_fd;			/* the worker's progress pipe (the agent reads, the
+								 * worker writes its end as 4); -1 when none */
+	struct pgl_progress progress;	/* the last copy progress the worker reported */
 };
 
 struct pgl_daemon {
@@ -109,6 +112,17 @@ bool pgl_job_poll(struct pgl_daemon *d);
 int64_t pgl_job_wake_ms(const struct pgl_daemon *d);
 /* After the loop: a worker still running is killed and reaped. */
 void pgl_job_abandon(struct pgl_daemon *d);
+/*
+ * In the agent: the copy progress (clone or rewind) of the job under way,
+ * after reading what its worker reported since the last call; op NONE when
+ * no copy runs.
+ */
+void pgl_job_progress(struct pgl_daemon *d, struct pgl_progress *out);
+/*
+ * In a worker: reports progress to the agent, without ever waiting (a full
+ * pipe drops the report; the next one follows within a second).
+ */
+void pgl_job_report_progress(struct pgl_daemon *d, const struct pgl_progress *p);
 
 /* Parses "host=.. port=.." of a node row into host and port. */
 bool pgl_node_addr(const struct pgl_node *n, char *host, size_t len, int *port);

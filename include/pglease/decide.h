@@ -154,7 +154,7 @@ struct pgl_job_result {
 	enum pgl_job job;
 	int rc;						/* 0 or a negative PGL_E* code */
 	bool unreachable;			/* REWIND: the source did not answer; nothing was changed */
-	char text[512];				/* REWIND: what pg_rewind did; STOP: "" */
+	char text[512];				/* REWIND: what pg_rewind did; CLONE: what it copied */
 	int64_t timeline;			/* PROMOTE: the new timeline */
 	bool clean;					/* STOP: the server stopped with a shutdown checkpoint */
 	char lsn[PGL_LSN_TEXT_MAX];	/* STOP: that checkpoint's LSN */

@@ -22,7 +22,16 @@ struct pgl_run_opts {
 	void (*tick)(void *arg);		/* called about every 100 ms while waiting */
 	void *tick_arg;
 	volatile sig_atomic_t *abort_flag;	/* child is killed when it becomes non-zero */
+	/*
+	 * When set, the output is cut into lines (at '\n' or '\r', at most
+	 * PGL_RUN_LINE_MAX - 1 bytes each) and each is handed to line before it
+	 * is kept: only those it returns true for go into out (each with a '\n').
+	 */
+	bool (*line)(const char *text, void *arg);
+	void *line_arg;
 };
+
+#define PGL_RUN_LINE_MAX 1024
 
 /*
  * The signal mask children must start with (the agent blocks the signals it

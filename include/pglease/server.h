@@ -73,8 +73,13 @@ bool pgl_server_reap(struct pgl_daemon *d);
 /* pg_promote() without waiting; then poll until out of recovery. */
 int pgl_server_promote_begin(struct pgl_daemon *d);
 int pgl_server_promote_poll(struct pgl_daemon *d, int64_t deadline_ms);
-/* Worker: empties pgdata and runs pg_basebackup from `from` (through our slot if it exists). */
-int pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from);
+/*
+ * Worker: empties pgdata and runs pg_basebackup from `from` (through our
+ * slot if it exists), its progress reported to the agent as it goes
+ * (pgl_job_report_progress); r->text gets "copied SIZE in SECONDS s" for
+ * the "cloned" event.
+ */
+int pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /*
  * Worker, before a rewind: does `from` answer?  When it does not, sets
  * r->unreachable and fails (a standby cut off from the network keeps its data).
@@ -82,9 +87,11 @@ int pgl_server_clone(struct pgl_daemon *d, const struct pgl_node *from);
 int pgl_server_rewind_probe(struct pgl_daemon *d, const struct pgl_node *from,
 							struct pgl_job_result *r);
 /*
- * Worker, with the server stopped: runs pg_rewind against `from`.  r->text
- * gets the "rewound" event's detail, or pg_rewind's error; r->unreachable
- * when `from` stopped answering.
+ * Worker, with the server stopped: runs pg_rewind against `from`, its
+ * progress reported to the agent as it goes.  r->text gets the "rewound"
+ * event's detail (ending "; copied SIZE in SECONDS s" when pg_rewind copied
+ * anything), or pg_rewind's error; r->unreachable when `from` stopped
+ * answering.
  */
 int pgl_server_rewind(struct pgl_daemon *d, const struct pgl_node *from, struct pgl_job_result *r);
 /* Running standby: ALTER SYSTEM primary_conninfo/primary_slot_name + reload. */

@@ -64,6 +64,33 @@ struct pgl_cluster {
 	bool paused;
 };
 
+/*
+ * A copy under way on a node, as the node last reported it: pg_basebackup
+ * cloning its data directory, or pg_rewind rewinding it (their --progress
+ * figures).  op PGL_PROGRESS_NONE: none, and every number is 0.  The
+ * backends write these fields into the node's record and refuse, on
+ * reading, a record whose values pgl_progress_valid() rejects.
+ */
+enum pgl_progress_op { PGL_PROGRESS_NONE = 0, PGL_PROGRESS_CLONE, PGL_PROGRESS_REWIND };
+
+/* Bounds of the figures (a bound on input, not a limit of PostgreSQL's). */
+#define PGL_PROGRESS_KB_MAX (INT64_C(1) << 40)			/* 1 PB in kB */
+#define PGL_PROGRESS_MS_MAX (INT64_C(366) * 86400 * 1000)	/* a year */
+
+struct pgl_progress {
+	enum pgl_progress_op op;
+	int64_t done_kb;			/* copied so far: 0..total_kb (0..KB_MAX when total unknown) */
+	int64_t total_kb;			/* the tool's estimate of the whole; 0 while unknown */
+	int64_t elapsed_ms;			/* since the tool started, 0..PGL_PROGRESS_MS_MAX */
+};
+
+/* "clone", "rewind", or NULL for PGL_PROGRESS_NONE and anything else. */
+const char *pgl_progress_op_name(enum pgl_progress_op op);
+/* The op named by text ("" or NULL for none); false for any other text. */
+bool pgl_progress_op_parse(const char *text, enum pgl_progress_op *op);
+/* True when p is within the bounds above (and all 0 when op is NONE). */
+bool pgl_progress_valid(const struct pgl_progress *p);
+
 /* One node row. */
 struct pgl_node {
 	char name[PGL_NAME_MAX];
@@ -80,6 +107,7 @@ struct pgl_node {
 	int64_t heartbeat;			/* counter bumped by every heartbeat */
 	char updated_at[PGL_TS_MAX];
 	double age_s;				/* seconds since updated_at (read only) */
+	struct pgl_progress progress;	/* a clone or rewind under way, op NONE if none */
 };
 
 /* A planned change of primary: pglease switchover, or failover --to. */

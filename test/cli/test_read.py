@@ -6,7 +6,7 @@ from conftest import age, mk, pgl
 
 NODE_KEYS = {"name", "role", "state", "upstream", "timeline", "receive_lsn", "replay_lsn",
              "lag_bytes", "heartbeat_age_s", "priority", "holds_lease", "host", "port",
-             "reachable"}
+             "reachable", "reported_role", "reported_state", "alive_lock", "progress"}
 LEASE_KEYS = {"holder", "term", "renewals", "ttl_ms", "acquired_at", "renewed_at",
               "renewed_age_s", "released_lsn", "holder_expired"}
 
@@ -48,8 +48,9 @@ def test_status_marks_silent_nodes_unreachable(store):
     assert rows["n2"][1:3] == ["standby", "streaming"], rows["n2"]
     doc = json.loads(pgl("status", "--json", "--lease-db", store).stdout)
     nodes = {n["name"]: n for n in doc["nodes"]}
-    assert nodes["n1"]["reachable"] is False and nodes["n1"]["role"] == "primary"
-    assert nodes["n2"]["reachable"] is True
+    assert nodes["n1"]["reachable"] is False and nodes["n1"]["role"] is None
+    assert (nodes["n1"]["state"], nodes["n1"]["reported_role"]) == ("unreachable", "primary")
+    assert nodes["n2"]["reachable"] is True and nodes["n2"]["role"] == "standby"
 
 
 def test_primary_uri(store):

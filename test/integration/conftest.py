@@ -999,7 +999,10 @@ class Cluster:
     def node_rows(self):
         """Every node's record, by name (what `pglease status` reads)."""
         if self.etcd is not None:
-            return {n["name"]: n for n in self._cli_json("status")["nodes"]}
+            # the record as written: status --json's role and state are status's judgement
+            return {n["name"]: dict(n, role=n["reported_role"] or "unknown",
+                                    state=n["reported_state"])
+                    for n in self._cli_json("status")["nodes"]}
         out = {}
         for f in glob.glob(str(self.nodes_dir / "*.json")):
             name = os.path.basename(f)[:-len(".json")]

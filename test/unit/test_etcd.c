@@ -524,6 +524,14 @@ test_nodes_events_flags(void)
 		  strcmp(list[0].name, "n1") == 0 && strcmp(list[1].name, "n2") == 0);
 	free(list);
 	CHECK(pgl_store_get_node(a, "n9", &got) == -PGL_ENOENT);
+	/* a clone under way rides in the record; the next heartbeat without one clears it */
+	n.progress = (struct pgl_progress) { PGL_PROGRESS_CLONE, 512, 2048, 1500 };
+	CHECK(pgl_store_node_upsert(a, &n) == 0 && pgl_store_get_node(a, "n2", &got) == 0 &&
+		  got.progress.op == PGL_PROGRESS_CLONE && got.progress.done_kb == 512 &&
+		  got.progress.total_kb == 2048 && got.progress.elapsed_ms == 1500);
+	memset(&n.progress, 0, sizeof(n.progress));
+	CHECK(pgl_store_node_upsert(a, &n) == 0 && pgl_store_get_node(a, "n2", &got) == 0 &&
+		  got.progress.op == PGL_PROGRESS_NONE && got.progress.done_kb == 0);
 	/* the holder is never forgotten */
 	CHECK(pgl_store_read_lease(a, &l) == 0 && pgl_store_claim(a, &l, "n2", 5000, "x", &term) == 0);
 	CHECK(pgl_store_remove_node(a, "n2", term) == -PGL_ECONFLICT);

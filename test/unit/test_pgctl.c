@@ -388,6 +388,48 @@ test_server_major(void)
 	CHECK(pgl_pg_server_major(&cfg) == 0);
 }
 
+/* What the line callback saw: each line, and whether it said to keep it. */
+struct lines {
+	char seen[16][PGL_RUN_LINE_MAX];
+	int n;
+};
+
+static bool
+drop_progress(const char *text, void *arg)
+{
+	struct lines *l = arg;
+
+	if (l->n < 16)
+		pgl_strlcpy(l->seen[l->n++], text, sizeof(l->seen[0]));
+	return strstr(text, " kB (") == NULL;
+}
+
+/*
+ * pgl_run() with a line callback: output cut at '\n' and '\r' (a tool
+ * writing to a terminal), an unfinished last line still handed over, and
+ * only the lines kept reach out.
+ */
+static void
+test_run_lines(void)
+{
+	char *argv[] = { "/bin/sh", "-c", "printf 'waiting for checkpoint\\n'; "
+		"printf '  10/100 kB (10%%), 0/1 tablespace\\r 100/100 kB (100%%)\\n' >&2; "
+		"printf 'error: boom'", NULL };
+	char *env[] = { "LC_ALL=C", NULL };
+	struct lines l = { .n = 0 };
+	struct pgl_run_opts o = { .env_add = env, .line = drop_progress, .line_arg = &l };
+	char out[256];
+
+	CHECK(pgl_run(argv, &o, out, sizeof(out), NULL) == 0);
+	CHECKF(strcmp(out, "waiting for checkpoint\nerror: boom\n") == 0, "%s", out);
+	CHECKF(l.n == 4 && strcmp(l.seen[1], "  10/100 kB (10%), 0/1 tablespace") == 0 &&
+		   strcmp(l.seen[2], " 100/100 kB (100%)") == 0 && strcmp(l.seen[3], "error: boom") == 0,
+		   "%d lines", l.n);
+	/* Without a callback the output is kept as it came. */
+	o.line = NULL;
+	CHECK(pgl_run(argv, &o, out, sizeof(out), NULL) == 0 && strstr(out, "\r 100/100 kB"));
+}
+
 int
 main(void)
 {
@@ -402,5 +444,6 @@ main(void)
 	TEST(test_run_without_env_add);
 	TEST(test_spawn_detached_strips_secrets);
 	TEST(test_server_major);
+	TEST(test_run_lines);
 	return TEST_REPORT();
 }

@@ -1833,6 +1833,14 @@ test_nodes_and_events(void)
 			  list[2].timeline == 0 && list[2].heartbeat == 1 && list[2].priority == 0);
 	}
 	free(list);
+	/* A rewind under way rides in the record; the next heartbeat without one clears it. */
+	a.progress = (struct pgl_progress) { PGL_PROGRESS_REWIND, 100, 0, 250 };
+	CHECK(pgl_store_node_upsert(st, &a) == 0 && pgl_store_get_node(st, "pg-b", &got) == 0 &&
+		  got.progress.op == PGL_PROGRESS_REWIND && got.progress.done_kb == 100 &&
+		  got.progress.total_kb == 0 && got.progress.elapsed_ms == 250);
+	memset(&a.progress, 0, sizeof(a.progress));
+	CHECK(pgl_store_node_upsert(st, &a) == 0 && pgl_store_get_node(st, "pg-b", &got) == 0 &&
+		  got.progress.op == PGL_PROGRESS_NONE && got.progress.elapsed_ms == 0);
 	CHECK(pgl_store_get_node(st, "pg-z", &got) == -PGL_ENOENT);
 	strcpy(got.name, "Bad Name");
 	CHECK(pgl_store_node_upsert(st, &got) == -PGL_EINVAL);
@@ -2121,6 +2129,43 @@ test_watch(void)
 	CHECK(pgl_watch_open(other, NULL, &w) < 0 && w == NULL);
 }
 
+/* The bounds every backend checks a record's copy progress against. */
+static void
+test_progress_bounds(void)
+{
+	static const struct {
+		struct pgl_progress p;
+		bool ok;
+	} cases[] = {
+		{ { PGL_PROGRESS_NONE, 0, 0, 0 }, true },
+		{ { PGL_PROGRESS_NONE, 1, 0, 0 }, false },
+		{ { PGL_PROGRESS_NONE, 0, 0, 5 }, false },
+		{ { PGL_PROGRESS_CLONE, 0, 0, 0 }, true },
+		{ { PGL_PROGRESS_CLONE, 10, 0, 0 }, true },			/* total not known yet */
+		{ { PGL_PROGRESS_CLONE, 10, 10, 0 }, true },
+		{ { PGL_PROGRESS_CLONE, 11, 10, 0 }, false },
+		{ { PGL_PROGRESS_REWIND, -1, 10, 0 }, false },
+		{ { PGL_PROGRESS_REWIND, 0, -1, 0 }, false },
+		{ { PGL_PROGRESS_REWIND, 0, 0, -1 }, false },
+		{ { PGL_PROGRESS_CLONE, PGL_PROGRESS_KB_MAX, PGL_PROGRESS_KB_MAX, 0 }, true },
+		{ { PGL_PROGRESS_CLONE, 0, PGL_PROGRESS_KB_MAX + 1, 0 }, false },
+		{ { PGL_PROGRESS_CLONE, PGL_PROGRESS_KB_MAX + 1, 0, 0 }, false },
+		{ { PGL_PROGRESS_CLONE, 0, 0, PGL_PROGRESS_MS_MAX }, true },
+		{ { PGL_PROGRESS_CLONE, 0, 0, PGL_PROGRESS_MS_MAX + 1 }, false },
+		{ { (enum pgl_progress_op) 3, 0, 0, 0 }, false },
+	};
+	enum pgl_progress_op op;
+
+	for (size_t i = 0; i < PGL_ARRAY_LEN(cases); i++)
+		CHECKF(pgl_progress_valid(&cases[i].p) == cases[i].ok, "case %zu", i);
+	CHECK(pgl_progress_op_parse("clone", &op) && op == PGL_PROGRESS_CLONE);
+	CHECK(pgl_progress_op_parse("rewind", &op) && op == PGL_PROGRESS_REWIND);
+	CHECK(pgl_progress_op_parse("", &op) && op == PGL_PROGRESS_NONE);
+	CHECK(!pgl_progress_op_parse("Clone", &op) && !pgl_progress_op_parse("clone ", &op));
+	CHECK(strcmp(pgl_progress_op_name(PGL_PROGRESS_REWIND), "rewind") == 0 &&
+		  pgl_progress_op_name(PGL_PROGRESS_NONE) == NULL);
+}
+
 int
 main(void)
 {
@@ -2146,6 +2191,7 @@ main(void)
 	TEST(test_bad_input);
 	TEST(test_second_handle_keeps_locks);
 	TEST(test_nodes_and_events);
+	TEST(test_progress_bounds);
 	TEST(test_watch);
 	return TEST_REPORT();
 }
