@@ -1798,10 +1798,11 @@ cmd_store(struct cli *c)
 		   "and timeline %lld; %d node record%s kept)\n", tty(c->path), (long long) r.new_term,
 		   (long long) r.old_term, (long long) r.record_term, (long long) r.max_timeline,
 		   r.records, r.records == 1 ? "" : "s");
-	printf("%s\nstart the agents: they elect the most advanced node by its data\n",
-		   r.moved_to[0] ? "the damaged file is kept as " : "there was no store file to keep");
 	if (r.moved_to[0])
-		printf("  %s\n", tty(r.moved_to));
+		printf("the damaged file is kept as %s\n", tty(r.moved_to));
+	else
+		printf("there was no store file to keep\n");
+	printf("start the agents: they elect the most advanced node by its data\n");
 	return PGL_EXIT_OK;
 }
 
