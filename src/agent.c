@@ -1300,6 +1300,28 @@ wait_for_repair(struct pgl_daemon *d, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * Opens (or creates) the store.  Busy: agents starting together on a new
+ * store; tried for about 5 s.  etcd not answering yet (its members start
+ * with the nodes): 60 s.  Damaged: waited for (wait_for_repair()).
+ */
+static int
+open_store_retrying(struct pgl_daemon *d, char *err, size_t len)
+{
+	int rc;
+
+	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
+										  len)) == -PGL_EBUSY ||
+		 (rc == -PGL_ESTORE && pgl_store_is_url(d->cfg.lease_db)); i++) {
+		if (i >= (rc == -PGL_EBUSY ? 25 : 300))
+			break;
+		if (i == 0 && rc == -PGL_ESTORE)
+			pgl_log_warn("%s; retrying for 60 s", err);
+		poll(NULL, 0, 200);
+	}
+	return store_damaged(d->cfg.lease_db, rc) ? wait_for_repair(d, err, len) : rc;
+}
+
 static int
 setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 {
@@ -1309,22 +1331,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if ((rc = setup_config(d, conf, lease_db, err, sizeof(err))) != PGL_EXIT_OK)
 		return rc;
 	umask(0007);
-	/*
-	 * Busy: agents starting together on a new store; tried for about 5 s.
-	 * etcd not answering yet (its members start with the nodes): 60 s.
-	 */
-	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
-										  sizeof(err))) == -PGL_EBUSY ||
-		 (rc == -PGL_ESTORE && pgl_store_is_url(d->cfg.lease_db)); i++) {
-		if (i >= (rc == -PGL_EBUSY ? 25 : 300))
-			break;
-		if (i == 0 && rc == -PGL_ESTORE)
-			pgl_log_warn("%s; retrying for 60 s", err);
-		poll(NULL, 0, 200);
-	}
-	if (store_damaged(d->cfg.lease_db, rc))
-		rc = wait_for_repair(d, err, sizeof(err));
-	if (rc < 0) {
+	if ((rc = open_store_retrying(d, err, sizeof(err))) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ||
 			rc == -PGL_ECONFIG ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;

@@ -651,6 +651,23 @@ say_not_standing(struct pgl_decider *dc, const struct pgl_obs *obs, bool reform,
 }
 
 /*
+ * The lease's term is at PGL_TERM_MAX: no next term may be granted (checked
+ * before any + 1).  Says so once.
+ */
+static bool
+at_term_limit(struct pgl_decider *dc, struct pgl_actions *out)
+{
+	if (dc->lease.term < PGL_TERM_MAX)
+		return false;
+	if (!(dc->said & PGL_SAID_TERM_LIMIT))
+		say(out, PGL_ALOG_ERROR, "lease term %" PRId64 " is at pglease's limit: no node "
+			"can claim the next term; with every agent stopped, run `pglease store "
+			"rebuild`", dc->lease.term);
+	dc->said |= PGL_SAID_TERM_LIMIT;
+	return true;
+}
+
+/*
  * Decides whether this node claims the claimable lease now.
  *
  * Candidates rank by received LSN, priority, name.  The LSNs in the nodes
@@ -685,14 +702,8 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		dc->sw_waiting_seq = obs->sw.seq;
 		return false;
 	}
-	if (l->term >= PGL_TERM_MAX) {	/* checked before any + 1 */
-		if (!(dc->said & PGL_SAID_TERM_LIMIT))
-			say(out, PGL_ALOG_ERROR, "lease term %" PRId64 " is at pglease's limit: no node "
-				"can claim the next term; with every agent stopped, run `pglease store "
-				"rebuild`", l->term);
-		dc->said |= PGL_SAID_TERM_LIMIT;
+	if (at_term_limit(dc, out))
 		return false;
-	}
 	if (!standing(dc, obs, bootstrap, released, to != NULL, &me)) {
 		say_not_standing(dc, obs, reform, bootstrap, out);
 		if (!to && !released && dc->lag_said_term != l->term && obs->server.status_ok &&
