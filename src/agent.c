@@ -312,9 +312,12 @@ do_release(struct pgl_daemon *d, const struct pgl_action *a)
 
 	if (rc < 0)
 		pgl_log_error("cannot release term %lld: %s", (long long) a->term, pgl_strerror(rc));
-	else
+	else {
 		pgl_log_info("released term %lld%s%s: %s", (long long) a->term,
 					 lsn ? " at " : "", lsn ? lsn : "", a->detail);
+		/* The store wrote the event with the release: the hook and systemd hear of it here. */
+		role_hook(d, a->term, "released");
+	}
 	wd_update(d);
 	pgl_log_set_term(-1);
 }
@@ -736,12 +739,16 @@ store_fault(struct pgl_daemon *d, int64_t now, char *why, size_t len)
 	if (!pgl_store_is_url(d->cfg.lease_db) &&
 		(stat(d->cfg.lease_db, &sb) != 0 || sb.st_dev != d->store_dev || sb.st_ino != d->store_ino)) {
 		snprintf(why, len, "%s was deleted or replaced while running; stopping (restart the "
-				 "agents once the store is in place)", d->cfg.lease_db);
+				 "agents once the store is in place: on a new, empty store they re-form the "
+				 "cluster on its most advanced node; if it is lost, `pglease store rebuild "
+				 "--lease-db %s` with every agent stopped makes one above every term seen)",
+				 d->cfg.lease_db, d->cfg.lease_db);
 		return PGL_STORE_REPLACED;
 	}
 	if (pgl_store_check_file(d->st, msg, sizeof(msg)) == -PGL_EFOREIGN) {
-		snprintf(why, len, "%s; stopping (restore the store from a copy, or create a new one "
-				 "with every agent stopped)", msg);
+		snprintf(why, len, "%s; stopping: with every agent stopped, run `pglease store "
+				 "rebuild --lease-db %s` (it keeps the damaged file and re-forms the cluster "
+				 "on its most advanced node)", msg, d->cfg.lease_db);
 		return PGL_STORE_CORRUPT;
 	}
 	return PGL_STORE_FINE;
@@ -1245,6 +1252,77 @@ setup_config(struct pgl_daemon *d, const char *conf, const char *lease_db, char 
 	return PGL_EXIT_OK;
 }
 
+/*
+ * Is the store at path damaged in a way `pglease store rebuild` repairs:
+ * refused as not (or no longer) a pglease store, while the node records
+ * beside it show that agents used it?  A foreign file with no records is a
+ * configuration error instead (exit 2).
+ */
+static bool
+store_damaged(const char *path, int rc)
+{
+	char nodes[PGL_PATH_MAX + 16];
+	size_t n = strlen(path);
+	struct stat sb;
+
+	if (rc != -PGL_EFOREIGN || pgl_store_is_url(path))
+		return false;
+	if (n > 3 && strcmp(path + n - 3, ".db") == 0)
+		n -= 3;
+	snprintf(nodes, sizeof(nodes), "%.*s.nodes", (int) n, path);
+	return stat(nodes, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/*
+ * A damaged store at startup: under a restart policy (Docker's
+ * unless-stopped, systemd's on-failure) an agent that exits would be
+ * started again and again.  So it says once what is wrong and what to do,
+ * then waits, holding nothing (no alive lock yet, no server: so `pglease
+ * store rebuild` may run meanwhile), and opens the store again every 5 s.
+ * SIGTERM ends it (default action: nothing to clean up).  Returns the
+ * open's last result.
+ */
+static int
+wait_for_repair(struct pgl_daemon *d, char *err, size_t errlen)
+{
+	int rc;
+
+	pgl_log_error("%s; waiting: with every agent stopped or waiting like this one, run "
+				  "`pglease store rebuild --lease-db %s` (it keeps the damaged file and "
+				  "re-forms the cluster on its most advanced node); re-checking every 5 s",
+				  err, d->cfg.lease_db);
+	pgl_notify("STATUS=waiting: the lease store is damaged (pglease store rebuild)");
+	do {
+		poll(NULL, 0, 5000);
+		rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err, errlen);
+	} while (store_damaged(d->cfg.lease_db, rc));
+	if (rc == 0)
+		pgl_log_info("the lease store %s can be used again; starting", d->cfg.lease_db);
+	return rc;
+}
+
+/*
+ * Opens (or creates) the store.  Busy: agents starting together on a new
+ * store; tried for about 5 s.  etcd not answering yet (its members start
+ * with the nodes): 60 s.  Damaged: waited for (wait_for_repair()).
+ */
+static int
+open_store_retrying(struct pgl_daemon *d, char *err, size_t len)
+{
+	int rc;
+
+	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
+										  len)) == -PGL_EBUSY ||
+		 (rc == -PGL_ESTORE && pgl_store_is_url(d->cfg.lease_db)); i++) {
+		if (i >= (rc == -PGL_EBUSY ? 25 : 300))
+			break;
+		if (i == 0 && rc == -PGL_ESTORE)
+			pgl_log_warn("%s; retrying for 60 s", err);
+		poll(NULL, 0, 200);
+	}
+	return store_damaged(d->cfg.lease_db, rc) ? wait_for_repair(d, err, len) : rc;
+}
+
 static int
 setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 {
@@ -1254,20 +1332,7 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if ((rc = setup_config(d, conf, lease_db, err, sizeof(err))) != PGL_EXIT_OK)
 		return rc;
 	umask(0007);
-	/*
-	 * Busy: agents starting together on a new store; tried for about 5 s.
-	 * etcd not answering yet (its members start with the nodes): 60 s.
-	 */
-	for (int i = 0; (rc = pgl_store_open(d->cfg.lease_db, PGL_STORE_CREATE, &d->st, err,
-										  sizeof(err))) == -PGL_EBUSY ||
-		 (rc == -PGL_ESTORE && pgl_store_is_url(d->cfg.lease_db)); i++) {
-		if (i >= (rc == -PGL_EBUSY ? 25 : 300))
-			break;
-		if (i == 0 && rc == -PGL_ESTORE)
-			pgl_log_warn("%s; retrying for 60 s", err);
-		poll(NULL, 0, 200);
-	}
-	if (rc < 0) {
+	if ((rc = open_store_retrying(d, err, sizeof(err))) < 0) {
 		fprintf(stderr, "pglease: %s\n", err);
 		return rc == -PGL_EFOREIGN || rc == -PGL_ENEWER || rc == -PGL_EINVAL ||
 			rc == -PGL_ECONFIG ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
@@ -1280,7 +1345,10 @@ setup(struct pgl_daemon *d, const char *conf, const char *lease_db)
 	if ((rc = take_alive_lock(d, err, sizeof(err))) < 0 ||
 		(rc = pgl_server_check_identity(d, err, sizeof(err))) < 0 ||
 		(rc = check_no_foreign_postmaster(d, err, sizeof(err))) < 0) {
-		fprintf(stderr, "pglease: %s\n", err);
+		fprintf(stderr, "pglease: %s%s\n", err, rc == -PGL_EFOREIGN && strstr(err, "another "
+				"cluster") ? " (to join this cluster as a new standby, move the data "
+				"directory aside; if the store is left over from another cluster, give "
+				"this one a lease directory of its own)" : "");
 		return rc == -PGL_ESYS || rc == -PGL_ESTORE ? PGL_EXIT_FAIL : PGL_EXIT_USAGE;
 	}
 	if ((rc = pgl_store_watch_open(d->st, &d->watch)) < 0)

@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ enum {
 	OPT_WAIT = 1 << 6,
 	OPT_MAXLAG = 1 << 7,
 	OPT_URI = 1 << 8,
+	ARG_SUB = 1 << 9,			/* store's subcommand (rebuild), kept in node */
 };
 
 /* switchover / failover: how long the primary may take, and the lag bound. */
@@ -109,6 +111,7 @@ static int cmd_health(struct cli *c);
 static int cmd_switchover(struct cli *c);
 static int cmd_failover(struct cli *c);
 static int cmd_reload(struct cli *c);
+static int cmd_store(struct cli *c);
 
 static const struct command commands[] = {
 	{ "status", cmd_status, OPT_JSON, "[--json]",
@@ -226,6 +229,21 @@ static const struct command commands[] = {
 	  "unset), and it is either a standby or a primary holding the lease.  Prints one\n"
 	  "line and exits 0 when healthy, 1 otherwise.  Reads the whole configuration, so\n"
 	  "a configuration error exits 2.\n" },
+	{ "store", cmd_store, ARG_SUB, "rebuild",
+	  "rebuild a damaged or lost lease store (every agent stopped)",
+	  "`pglease store rebuild` replaces a lease store that no agent can use any more\n"
+	  "(overwritten, truncated, a term at its limit) or that was lost, so that the\n"
+	  "cluster forms again with nothing acknowledged lost.  Run it with every agent\n"
+	  "stopped (or waiting, as agents do on a damaged store): it refuses, in one line,\n"
+	  "while any agent holds its alive lock, and a store that reads as healthy.\n"
+	  "It moves the damaged file aside, never deletes it (PATH, PATH-wal and PATH-shm\n"
+	  "become PATH.damaged-STAMP...), and writes a fresh store whose term is above\n"
+	  "every term the damaged store (what can still be read of it), the node records\n"
+	  "beside it (PATH minus .db, plus .nodes/) and their timelines have seen; nobody\n"
+	  "holds it.  The node records are kept: on the fresh store the agents wait for\n"
+	  "the nodes they name and elect the most advanced one by its data (timeline, then\n"
+	  "WAL position); the others follow it.  Start the agents again afterwards (agents\n"
+	  "waiting on the damaged store continue by themselves).  SQLite stores only.\n" },
 };
 
 static const struct option long_opts[] = {
@@ -551,9 +569,10 @@ parse_args(struct cli *c, int argc, char **argv)
 		take_option(c, ch, argv, err, sizeof(err));
 	if (c->help)
 		return 0;
-	if (!err[0] && (c->cmd->opts & ARG_NODE)) {
+	if (!err[0] && (c->cmd->opts & (ARG_NODE | ARG_SUB))) {
 		if (optind >= argc)
-			arg_error(err, sizeof(err), c->cmd->name, "missing %s argument", "NODE");
+			arg_error(err, sizeof(err), c->cmd->name, "missing %s argument",
+					  c->cmd->opts & ARG_SUB ? "subcommand (rebuild)" : "NODE");
 		else
 			c->node = argv[optind++];
 	}
@@ -1923,6 +1942,95 @@ cmd_reload(struct cli *c)
 	}
 	free(cfg);
 	return rc;
+}
+
+/* ---- store rebuild ---- */
+
+/*
+ * Is any agent of this store running?  Every agent holds its alive lock
+ * (<store dir>/alive/NAME.lock) from start to exit, and its postmaster and
+ * backends inherit it: a lock that cannot be taken names a live node.
+ * Returns 0 when none is held, 1 with the node in who, -1 on an error (why).
+ */
+static int
+agent_holds_lock(const char *lease_db, char *who, size_t wholen, char *why, size_t whylen)
+{
+	struct pgl_config *cfg = calloc(1, sizeof(*cfg));
+	char dir[PGL_PATH_MAX];
+	struct dirent *de;
+	int found = 0;
+	DIR *dp;
+
+	if (cfg == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	pgl_strlcpy(cfg->lease_db, lease_db, sizeof(cfg->lease_db));
+	pgl_config_alive_dir(cfg, dir, sizeof(dir));
+	free(cfg);
+	if ((dp = opendir(dir)) == NULL) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		return errno == ENOENT ? 0 : -1;
+	}
+	while (found == 0 && (de = readdir(dp)) != NULL) {
+		size_t n = strlen(de->d_name);
+		int fd;
+
+		if (n <= 5 || strcmp(de->d_name + n - 5, ".lock") != 0)
+			continue;
+		fd = openat(dirfd(dp), de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+			snprintf(who, wholen, "%s/%s", dir, de->d_name);
+			found = 1;
+		}
+		close(fd);				/* drops the probe's lock, if it got it */
+	}
+	closedir(dp);
+	return found;
+}
+
+/* pglease store rebuild: see its help above. */
+static int
+cmd_store(struct cli *c)
+{
+	char who[PGL_PATH_MAX + 300], err[PGL_PATH_MAX + 512];
+	struct pgl_rebuild r;
+	int rc;
+
+	if (strcmp(c->node, "rebuild") != 0) {
+		fprintf(stderr, "pglease store: unknown subcommand '%s' (only rebuild)\n", tty(c->node));
+		return PGL_EXIT_USAGE;
+	}
+	if (pgl_store_is_url(c->path)) {
+		fprintf(stderr, "pglease: %s: only an SQLite lease store (a file path) can be "
+				"rebuilt\n", tty(c->path));
+		return PGL_EXIT_USAGE;
+	}
+	if ((rc = agent_holds_lock(c->path, who, sizeof(who), err, sizeof(err))) != 0) {
+		if (rc > 0)
+			fprintf(stderr, "pglease: store rebuild: an agent is still running (its alive "
+					"lock %s is held); stop every agent of this store first\n", tty(who));
+		else
+			fprintf(stderr, "pglease: store rebuild: cannot check for running agents: %s\n",
+					tty(err));
+		return PGL_EXIT_FAIL;
+	}
+	if ((rc = pgl_store_rebuild(c->path, &r, err, sizeof(err))) < 0) {
+		fprintf(stderr, "pglease: %s\n", tty(err));
+		return rc == -PGL_EINVAL ? PGL_EXIT_USAGE : PGL_EXIT_FAIL;
+	}
+	printf("rebuilt %s: term %lld (above the damaged store's %lld, the node records' %lld "
+		   "and timeline %lld; %d node record%s kept)\n", tty(c->path), (long long) r.new_term,
+		   (long long) r.old_term, (long long) r.record_term, (long long) r.max_timeline,
+		   r.records, r.records == 1 ? "" : "s");
+	if (r.moved_to[0])
+		printf("the damaged file is kept as %s\n", tty(r.moved_to));
+	else
+		printf("there was no store file to keep\n");
+	printf("start the agents: they elect the most advanced node by its data\n");
+	return PGL_EXIT_OK;
 }
 
 /* ---- health ---- */

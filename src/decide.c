@@ -229,6 +229,7 @@ track_heartbeats(struct pgl_decider *dc, const struct pgl_node *nodes, int n, in
 			dc->hb = hb;
 			pgl_strlcpy(hb[j].name, nodes[i].name, sizeof(hb[j].name));
 			hb[j].heartbeat = -1;
+			hb[j].first_ms = now;
 			dc->n_hb++;
 		}
 		if (dc->hb[j].heartbeat != nodes[i].heartbeat) {
@@ -382,12 +383,18 @@ struct cand {
 	const char *name;
 	uint64_t lsn;
 	int64_t priority;
+	int64_t timeline;			/* set only when re-forming (else 0 for all) */
 };
 
-/* True when a ranks before b: received LSN, then priority, then name. */
+/*
+ * True when a ranks before b: timeline (only when re-forming: the nodes may
+ * come from different histories), received LSN, then priority, then name.
+ */
 static bool
 ranks_before(const struct cand *a, const struct cand *b)
 {
+	if (a->timeline != b->timeline)
+		return a->timeline > b->timeline;
 	if (a->lsn != b->lsn)
 		return a->lsn > b->lsn;
 	if (a->priority != b->priority)
@@ -457,7 +464,7 @@ static bool
 held_back_by(struct pgl_decider *dc, const struct pgl_obs *obs, const struct pgl_node *o,
 			 const struct cand *me, bool bootstrap, struct pgl_actions *out)
 {
-	struct cand c = { o->name, o->receive_lsn_int, o->priority };
+	struct cand c = { o->name, o->receive_lsn_int, o->priority, me->timeline ? o->timeline : 0 };
 	char lsn[PGL_LSN_TEXT_MAX];
 
 	if (obs->now - dc->expired_since_ms >= down_wait_ms(dc))
@@ -527,6 +534,139 @@ standing(const struct pgl_decider *dc, const struct pgl_obs *obs, bool bootstrap
 	return !(released && me->lsn <= dc->lease.released_lsn_int);
 }
 
+/* Does node row o show a data directory (a position, or a state only a data directory has)? */
+static bool
+row_has_data(const struct pgl_node *o)
+{
+	return o->receive_lsn_int > 0 || o->timeline > 0 ||
+		(o->state[0] && strcmp(o->state, "empty") != 0 && strcmp(o->state, "initdb") != 0 &&
+		 strcmp(o->state, "cloning") != 0);
+}
+
+/*
+ * Is the cluster re-forming?  The store has never granted a term (it is new,
+ * or made by `pglease store rebuild`) while this node or another node's
+ * record has data: the store was lost, not the cluster.  Then no node
+ * bootstraps, and the first election goes to the most advanced node.
+ */
+static bool
+reforming(const struct pgl_decider *dc, const struct pgl_obs *obs)
+{
+	const struct pgl_lease *l = &dc->lease;
+
+	if (l->holder[0] || !(l->never_held || l->term == 0))
+		return false;
+	if (obs->server.has_data)
+		return true;
+	for (int i = 0; i < obs->n_nodes; i++)
+		if (strcmp(obs->nodes[i].name, dc->cfg.node_name) != 0 && row_has_data(&obs->nodes[i]))
+			return true;
+	return false;
+}
+
+/* How long a re-formation waits for the nodes the records name. */
+static int64_t
+reform_wait_ms(const struct pgl_decider *dc)
+{
+	int64_t w = 3 * dc->cfg.lease_ttl_ms;
+
+	return w > 6 * dc->cfg.election_grace_ms ? w : 6 * dc->cfg.election_grace_ms;
+}
+
+/* Has name's heartbeat changed since this node first read it (it runs now)? */
+static bool
+reported(const struct pgl_decider *dc, const char *name)
+{
+	for (int j = 0; j < dc->n_hb; j++)
+		if (strcmp(dc->hb[j].name, name) == 0)
+			return dc->hb[j].changed_ms > dc->hb[j].first_ms;
+	return false;
+}
+
+/*
+ * Re-forming: every node the records name (priority above 0) holds the
+ * election back until it has reported since this node first read its record
+ * and, when it has data, runs as a standby (so that it stands with its
+ * position), for at most reform_wait_ms() after the election began; the
+ * graces then count from the last hold.  A record may be far older than the
+ * store, so a first reading proves nothing.  Says so once.
+ */
+static bool
+reform_held(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	const struct pgl_node *w = NULL;
+
+	if (obs->now - dc->expired_since_ms >= reform_wait_ms(dc))
+		return false;
+	for (int i = 0; i < obs->n_nodes && w == NULL; i++) {
+		const struct pgl_node *o = &obs->nodes[i];
+
+		if (strcmp(o->name, dc->cfg.node_name) == 0 || o->priority <= 0)
+			continue;
+		if (!reported(dc, o->name) ||
+			(row_has_data(o) && rival(dc, o, false, obs->now) != RIVAL_UP))
+			w = o;
+	}
+	if (w == NULL)
+		return false;
+	if (!(dc->said & PGL_SAID_REFORM_WAIT))
+		say(out, PGL_ALOG_WARN, "the lease store is new or rebuilt (term %" PRId64 ", never "
+			"held) and the nodes have data: re-forming the cluster; waiting up to %" PRId64
+			" ms for %s and every other node the records name to report and run, so that "
+			"the most advanced node becomes primary", dc->lease.term, reform_wait_ms(dc),
+			w->name);
+	dc->said |= PGL_SAID_REFORM_WAIT;
+	dc->rival_down_ms = obs->now;
+	return true;
+}
+
+/*
+ * Why a node that does not stand cannot proceed, once per state: no data to
+ * promote while the cluster's data is elsewhere (re-forming), or no data and
+ * no primary to clone from in a store that was held before (the store names
+ * a cluster whose data no running node has).
+ */
+static void
+say_not_standing(struct pgl_decider *dc, const struct pgl_obs *obs, bool reform,
+				 bool bootstrap, struct pgl_actions *out)
+{
+	if (obs->server.has_data || bootstrap || dc->cfg.priority == 0)
+		return;
+	if (reform && !(dc->said & PGL_SAID_REFORM_EMPTY)) {
+		dc->said |= PGL_SAID_REFORM_EMPTY;
+		say(out, PGL_ALOG_WARN, "the lease store is new or rebuilt, and node records show "
+			"the cluster's data on other nodes: this node has none, so it waits for one of "
+			"them to become primary and then clones it; if those records are left over "
+			"from another cluster, remove them (`pglease remove NAME`) or give this cluster "
+			"a lease directory of its own");
+	} else if (!reform && !(dc->said & PGL_SAID_NO_DATA)) {
+		dc->said |= PGL_SAID_NO_DATA;
+		say(out, PGL_ALOG_WARN, "this node has no data and lease term %" PRId64 " has no "
+			"live holder to clone from: the store names a cluster whose data no running "
+			"node has; start the nodes that have it, or, if this store is left over from "
+			"another cluster (scripts/local-cluster.sh and docker-compose.yml both use "
+			"volumes/lease), stop these agents and give them a lease directory of their "
+			"own", dc->lease.term);
+	}
+}
+
+/*
+ * The lease's term is at PGL_TERM_MAX: no next term may be granted (checked
+ * before any + 1).  Says so once.
+ */
+static bool
+at_term_limit(struct pgl_decider *dc, struct pgl_actions *out)
+{
+	if (dc->lease.term < PGL_TERM_MAX)
+		return false;
+	if (!(dc->said & PGL_SAID_TERM_LIMIT))
+		say(out, PGL_ALOG_ERROR, "lease term %" PRId64 " is at pglease's limit: no node "
+			"can claim the next term; with every agent stopped, run `pglease store "
+			"rebuild`", dc->lease.term);
+	dc->said |= PGL_SAID_TERM_LIMIT;
+	return true;
+}
+
 /*
  * Decides whether this node claims the claimable lease now.
  *
@@ -545,9 +685,10 @@ static bool
 should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
 {
 	const struct pgl_lease *l = &dc->lease;
-	bool bootstrap = (l->term == 0 && l->holder[0] == '\0');
+	bool reform = reforming(dc, obs);
+	bool bootstrap = !reform && l->term == 0 && l->holder[0] == '\0';
 	bool released = (l->holder[0] == '\0' && l->has_released_lsn);
-	struct cand me = { dc->cfg.node_name, 0, dc->cfg.priority };
+	struct cand me = { dc->cfg.node_name, 0, dc->cfg.priority, 0 };
 	int64_t grace = dc->cfg.election_grace_ms, since;
 	bool best = true, all_fresh = true, fresher_better = false;
 
@@ -561,7 +702,10 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		dc->sw_waiting_seq = obs->sw.seq;
 		return false;
 	}
+	if (at_term_limit(dc, out))
+		return false;
 	if (!standing(dc, obs, bootstrap, released, to != NULL, &me)) {
+		say_not_standing(dc, obs, reform, bootstrap, out);
 		if (!to && !released && dc->lag_said_term != l->term && obs->server.status_ok &&
 			too_far_behind(dc, obs, obs->server.receive_lsn)) {
 			say(out, PGL_ALOG_WARN, "not standing for term %" PRId64 ": more than "
@@ -576,9 +720,14 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		dc->sw_claim_seq = obs->sw.seq;
 		return true;			/* named: no election */
 	}
+	if (reform) {
+		me.timeline = obs->server.timeline;
+		if (reform_held(dc, obs, out))
+			return false;
+	}
 	for (int i = 0; i < obs->n_nodes; i++) {
 		const struct pgl_node *o = &obs->nodes[i];
-		struct cand c = { o->name, o->receive_lsn_int, o->priority };
+		struct cand c = { o->name, o->receive_lsn_int, o->priority, reform ? o->timeline : 0 };
 		bool fresh;
 
 		if (!released && held_back_by(dc, obs, o, &me, bootstrap, out))
@@ -745,7 +894,7 @@ pgl_decide_switchover_target(const struct pgl_node *nodes, int n,
 							 const void *ctx, const char *primary, uint64_t primary_lsn,
 							 const char *want, int64_t max_lag, char *why, size_t len)
 {
-	struct cand best = { NULL, 0, 0 };
+	struct cand best = { NULL, 0, 0, 0 };
 	int found = -1;
 	bool lasting;
 	const char *r;
@@ -764,7 +913,7 @@ pgl_decide_switchover_target(const struct pgl_node *nodes, int n,
 		return -2;
 	}
 	for (int i = 0; i < n; i++) {
-		struct cand c = { nodes[i].name, nodes[i].receive_lsn_int, nodes[i].priority };
+		struct cand c = { nodes[i].name, nodes[i].receive_lsn_int, nodes[i].priority, 0 };
 
 		if (sw_unfit(&nodes[i], live, ctx, primary, primary_lsn, max_lag, &lasting) == NULL &&
 			(found < 0 || ranks_before(&c, &best))) {
@@ -1384,8 +1533,17 @@ pgl_decide_step(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_ac
 	else {
 		dc->expired_since_ms = 0;
 		dc->rival_down_ms = 0;
-		if ((h = find_node(obs, dc->lease.holder)) != NULL)
+		dc->said &= ~(PGL_SAID_REFORM_WAIT | PGL_SAID_REFORM_EMPTY | PGL_SAID_NO_DATA |
+					  PGL_SAID_TERM_LIMIT);
+		if ((h = find_node(obs, dc->lease.holder)) != NULL) {
+			dc->said &= ~PGL_SAID_NO_HOLDER_ROW;
 			follow(dc, obs, h, out);
+		} else if (!(dc->said & PGL_SAID_NO_HOLDER_ROW)) {
+			dc->said |= PGL_SAID_NO_HOLDER_ROW;
+			say(out, PGL_ALOG_WARN, "lease term %" PRId64 " is held by %s, which has no node "
+				"record: nothing to follow; waiting for it to report, or for its lease to "
+				"expire", dc->lease.term, dc->lease.holder);
+		}
 	}
 	if (obs->now >= dc->next_heartbeat_ms) {
 		add(out, PGL_ACT_HEARTBEAT);

@@ -1104,7 +1104,7 @@ decode_lease(struct etcd_store *s, const struct kv *term, const struct kv *leade
 	l->renewed_age_s = -1;
 	if (!term->exists)
 		return 0;
-	if (term->bad || !jint(term->val, "term", &l->term) || l->term < 0 ||
+	if (term->bad || !jint(term->val, "term", &l->term) || l->term < 0 || l->term > PGL_TERM_MAX ||
 		!jstr(term->val, "holder", l->holder, sizeof(l->holder)) || !name_or_empty(l->holder) ||
 		!jint(term->val, "ttl_ms", &l->ttl_ms) || l->ttl_ms < 0 ||
 		!jstr(term->val, "acquired_at", l->acquired_at, sizeof(l->acquired_at)) ||

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -970,6 +971,8 @@ check_lease_row(struct sqlite_store *s, sqlite3_stmt *st)
 		why = "its holder is not a valid node name";
 	else if (!col_count(st, 1, false) || !col_count(st, 2, false) || !col_count(st, 3, false))
 		why = "term, renewals or ttl_ms is not a non-negative integer";
+	else if (sqlite3_column_int64(st, 1) > PGL_TERM_MAX)
+		why = "its term is above pglease's limit (2^62): no further term could be granted";
 	else if (!lsn_pair_valid(st, 6, 7))
 		why = "released_lsn is not a valid LSN matching released_lsn_int";
 	if (why == NULL)
@@ -1008,6 +1011,8 @@ read_lease_row(struct sqlite_store *s, struct pgl_lease *l)
 		l->has_released_lsn = sqlite3_column_type(st, 7) != SQLITE_NULL;
 		l->released_lsn_int = (uint64_t) sqlite3_column_int64(st, 7);
 		l->renewed_age_s = sqlite3_column_double(st, 8);
+		/* Every claim sets acquired_at: none means no term was ever granted here. */
+		l->never_held = sqlite3_column_type(st, 4) == SQLITE_NULL;
 		rc = 0;
 	} else if (rc != -PGL_EFOREIGN)
 		rc = rc == SQLITE_DONE ? -PGL_EFOREIGN : map_rc(rc);
@@ -1175,6 +1180,12 @@ sq_claim(struct pgl_store *base, const struct pgl_lease *seen, const char *me,
 	if (cur.term != seen->term || cur.renewals != seen->renewals ||
 		strcmp(cur.holder, seen->holder) != 0) {
 		rc = -PGL_ECONFLICT;
+		goto out;
+	}
+	if (cur.term >= PGL_TERM_MAX) {		/* checked before the + 1 */
+		snprintf(s->errmsg, sizeof(s->errmsg), "term %lld is at pglease's limit; no further "
+				 "term can be granted", (long long) cur.term);
+		rc = -PGL_EFOREIGN;
 		goto out;
 	}
 	now_iso(ts);
@@ -1482,7 +1493,8 @@ read_record(struct sqlite_store *s, const char *name, struct noderec *r)
 		if (sqlite3_step(st) != SQLITE_ROW || !read_node_row(st, &r->n) ||
 			strcmp(r->n.name, name) != 0 || !col_count(st, 14, false) ||
 			!col_count(st, 15, false) || !col_count(st, 16, false) ||
-			!read_progress(st, &r->n.progress))
+			!read_progress(st, &r->n.progress) ||
+			sqlite3_column_int64(st, 14) > PGL_TERM_MAX)
 			rc = -PGL_EFOREIGN;
 		else {
 			r->lease_term = sqlite3_column_int64(st, 14);
@@ -2124,6 +2136,275 @@ sq_set_switchover(struct pgl_store *base, int64_t seq, enum pgl_sw_state state,
 	rc = insert_event(s, l.term, node, kind, detail);
 out:
 	return commit_or_rollback(s, rc);
+}
+
+/* ---- pglease store rebuild ---- */
+
+/*
+ * The highest lease_term and timeline in the node records beside path (the
+ * records outlive lease.db: each node writes only its own).  Records are
+ * parsed as every reader parses them (read_record(), through a private
+ * in-memory database); an invalid one is skipped.
+ */
+static int
+scan_records(const char *path, struct pgl_rebuild *out)
+{
+	struct sqlite_store s;
+	char name[PGL_NAME_MAX + 8];
+	struct dirent *de;
+	struct noderec r;
+	DIR *dir;
+
+	memset(&s, 0, sizeof(s));
+	s.base.ops = &pgl_store_sqlite_ops;
+	store_sibling(path, ".nodes", s.nodes_dir, sizeof(s.nodes_dir));
+	if ((dir = opendir(s.nodes_dir)) == NULL)
+		return 0;				/* no records: nothing to learn from */
+	if (sqlite3_open(":memory:", &s.db) != SQLITE_OK) {
+		closedir(dir);
+		sqlite3_close(s.db);
+		return -PGL_ENOMEM;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!record_name(de->d_name, name, sizeof(name)) || read_record(&s, name, &r) != 0)
+			continue;
+		out->records++;
+		if (r.lease_term > out->record_term)
+			out->record_term = r.lease_term;
+		if (r.n.timeline > out->max_timeline && r.n.timeline <= PGL_TERM_MAX)
+			out->max_timeline = r.n.timeline;
+	}
+	closedir(dir);
+	sqlite3_close(s.db);
+	return 0;
+}
+
+/*
+ * The damaged store's highest term (lease row and events), when SQLite can
+ * still read that much of it; -1 otherwise.  Opened immutable and read-only:
+ * nothing is written, no -wal or -shm is created or read.
+ */
+static int64_t
+damaged_term(const char *path)
+{
+	char *uri = sqlite3_mprintf("file:%s?immutable=1", path);
+	sqlite3 *db = NULL;
+	int64_t term = -1;
+
+	if (uri != NULL &&
+		sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK) {
+		sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+		sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+		if (pragma_int(db, "SELECT max(coalesce((SELECT max(term) FROM lease), 0), "
+					   "coalesce((SELECT max(term) FROM events), 0))", &term) != SQLITE_OK ||
+			term < 0 || term > PGL_TERM_MAX)
+			term = -1;
+	}
+	sqlite3_close(db);
+	sqlite3_free(uri);
+	return term;
+}
+
+/* Moves from to to without ever deleting it: link, then unlink.  ENOENT is fine. */
+static int
+move_aside(const char *from, const char *to, char *err, size_t errlen)
+{
+	if (link(from, to) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		seterr(err, errlen, "%s: cannot keep it as %s: %s; nothing changed", from, to,
+			   strerror(errno));
+		return -PGL_ESYS;
+	}
+	if (unlink(from) != 0) {
+		seterr(err, errlen, "%s: cannot move it to %s: %s", from, to, strerror(errno));
+		return -PGL_ESYS;
+	}
+	return 0;
+}
+
+/*
+ * Writes into the fresh store at tmp the term nobody holds yet and the
+ * "rebuilt" event.  The trigger lease_term_grows allows it (0 to term).
+ */
+static int
+set_rebuilt_term(const char *tmp, const struct pgl_rebuild *r, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char ts[PGL_TS_MAX], *detail;
+	int rc = sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE, NULL);
+
+	now_iso(ts);
+	detail = sqlite3_mprintf("lease store rebuilt by `pglease store rebuild`: the damaged "
+							 "file is kept as %s; term %lld is above every term seen (damaged "
+							 "store: %lld, node records: %lld, timelines: %lld); the agents "
+							 "elect the most advanced node", r->moved_to[0] ? r->moved_to :
+							 "(none: the store was missing)", (long long) r->new_term,
+							 (long long) r->old_term, (long long) r->record_term,
+							 (long long) r->max_timeline);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "UPDATE lease SET term = ?1 WHERE id = 1; ", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, r->new_term);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_finalize(st);
+		st = NULL;
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "INSERT INTO events (at, term, node, kind, detail) "
+								"VALUES (?1, ?2, NULL, 'rebuilt', ?3)", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ts, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, r->new_term);
+		sqlite3_bind_text(st, 3, detail ? detail : "rebuilt", -1, SQLITE_TRANSIENT);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+	}
+	if (rc != SQLITE_OK)
+		seterr(err, errlen, "%s: cannot write the new term: %s", tmp,
+			   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	sqlite3_free(detail);
+	return rc == SQLITE_OK ? 0 : -PGL_ESTORE;
+}
+
+/* Refuses a store that opens and reads as healthy: there is nothing to rebuild. */
+static int
+refuse_healthy(const char *path, char *err, size_t errlen)
+{
+	struct pgl_store *st = NULL;
+	struct pgl_lease l;
+	struct pgl_cluster c;
+	char why[PGL_PATH_MAX + 400];
+	int rc = sq_open(path, PGL_STORE_RDONLY, &st, why, sizeof(why));
+
+	if (rc == 0 && sq_read_lease(st, &l) == 0 && sq_read_cluster(st, &c) == 0) {
+		seterr(err, errlen, "%s: the lease store is healthy (term %lld, holder %s); nothing "
+			   "to rebuild", path, (long long) l.term, l.holder[0] ? l.holder : "none");
+		rc = -PGL_EINVAL;
+	} else if (rc == -PGL_ENEWER || (rc < 0 && strstr(why, "is older than") != NULL)) {
+		seterr(err, errlen, "%s; not rebuilding a store of another schema version", why);
+		rc = -PGL_EINVAL;
+	} else
+		rc = 0;
+	sq_close(st);
+	return rc;
+}
+
+/*
+ * Builds the fresh store in a private file beside path (as
+ * create_atomically() does) and gives it the owner of `owner_of`.
+ */
+static int
+build_rebuilt(const char *path, const char *owner_of, struct pgl_rebuild *out, char *tmp,
+			  size_t tmplen, char *err, size_t errlen)
+{
+	struct stat sb;
+	int fd, rc;
+
+	snprintf(tmp, tmplen, "%s.init-XXXXXX", path);
+	if ((fd = mkstemp(tmp)) < 0) {
+		seterr(err, errlen, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+		return -PGL_ESYS;
+	}
+	close(fd);
+	if ((rc = build_fresh(tmp, err, errlen)) == 0)
+		rc = set_rebuilt_term(tmp, out, err, errlen);
+	if (rc == 0 && (chmod(tmp, 0660) != 0 ||
+					(geteuid() == 0 && stat(owner_of, &sb) == 0 &&
+					 chown(tmp, sb.st_uid, sb.st_gid) != 0))) {
+		seterr(err, errlen, "%s: cannot set its mode or owner: %s", tmp, strerror(errno));
+		rc = -PGL_ESYS;
+	}
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
+/* Moves path, path-wal and path-shm to path.damaged-STAMP* (the -wal and -shm first). */
+static int
+keep_damaged(const char *path, struct pgl_rebuild *out, char *err, size_t errlen)
+{
+	static const char *const sides[] = { "-wal", "-shm" };
+	char stamp[32], from[PGL_PATH_MAX + 8], to[PGL_PATH_MAX + 80];
+	time_t now = time(NULL);
+	struct tm tm;
+	int rc;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(out->moved_to, sizeof(out->moved_to), "%s.damaged-%s", path, stamp);
+	if (access(out->moved_to, F_OK) == 0) {
+		seterr(err, errlen, "%s already exists; try again in a second", out->moved_to);
+		return -PGL_ESYS;
+	}
+	for (size_t i = 0; i < PGL_ARRAY_LEN(sides); i++) {
+		snprintf(from, sizeof(from), "%s%s", path, sides[i]);
+		snprintf(to, sizeof(to), "%s%s", out->moved_to, sides[i]);
+		if ((rc = move_aside(from, to, err, errlen)) < 0)
+			return rc;
+	}
+	/* A link only: path keeps naming the damaged file until the fresh one replaces it. */
+	if (link(path, out->moved_to) != 0) {
+		seterr(err, errlen, "%s: cannot keep it as %s: %s", path, out->moved_to,
+			   strerror(errno));
+		return -PGL_ESYS;
+	}
+	return 0;
+}
+
+int
+pgl_store_rebuild(const char *path, struct pgl_rebuild *out, char *err, size_t errlen)
+{
+	char tmp[PGL_PATH_MAX + 32], *copy, *dir;
+	bool exists = access(path, F_OK) == 0;
+	int64_t seen;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->old_term = -1;
+	if (errlen)
+		err[0] = '\0';
+	if (pgl_store_is_url(path) || strlen(path) >= PGL_PATH_MAX - 80) {
+		seterr(err, errlen, "%s: only an SQLite lease store (a file path) can be rebuilt", path);
+		return -PGL_EINVAL;
+	}
+	if (exists && ((rc = check_stat(path, err, errlen)) < 0 ||
+				   (rc = refuse_healthy(path, err, errlen)) < 0))
+		return rc;
+	if (exists)
+		out->old_term = damaged_term(path);
+	if ((rc = scan_records(path, out)) < 0) {
+		seterr(err, errlen, "%s: cannot read the node records: %s", path, pgl_strerror(rc));
+		return rc;
+	}
+	seen = out->old_term > out->record_term ? out->old_term : out->record_term;
+	seen = out->max_timeline > seen ? out->max_timeline : seen;
+	if (seen >= PGL_TERM_MAX) {
+		seterr(err, errlen, "%s: the highest term seen (%lld) is at pglease's limit", path,
+			   (long long) seen);
+		return -PGL_EINVAL;
+	}
+	out->new_term = seen + 1;
+	if (exists && (rc = keep_damaged(path, out, err, errlen)) < 0)
+		return rc;
+	if ((copy = strdup(path)) == NULL)
+		return -PGL_ENOMEM;
+	dir = dirname(copy);
+	rc = build_rebuilt(path, exists ? out->moved_to : dir, out, tmp, sizeof(tmp), err, errlen);
+	free(copy);
+	if (rc == 0 && rename(tmp, path) != 0) {
+		seterr(err, errlen, "%s: cannot put the fresh store in place: %s", path, strerror(errno));
+		unlink(tmp);
+		rc = -PGL_ESYS;
+	}
+	if (rc == 0 || !exists)
+		return rc;
+	/* Failed after the link: the damaged file is still at path too; drop only the copy's name. */
+	unlink(out->moved_to);
+	out->moved_to[0] = '\0';
+	return rc;
 }
 
 const struct pgl_store_ops pgl_store_sqlite_ops = {

@@ -19,6 +19,18 @@
 #include "pglease/common.h"
 #include "pglease/store.h"
 
+/*
+ * Wait states a node reports once, with what to do, until it leaves them
+ * (struct pgl_decider.said).
+ */
+enum {
+	PGL_SAID_REFORM_WAIT = 1 << 0,	/* re-forming: waiting for the nodes the records name */
+	PGL_SAID_REFORM_EMPTY = 1 << 1,	/* re-forming without data: waiting for a primary */
+	PGL_SAID_TERM_LIMIT = 1 << 2,	/* the lease's term is at PGL_TERM_MAX */
+	PGL_SAID_NO_DATA = 1 << 3,		/* no data, no primary to clone, no bootstrap */
+	PGL_SAID_NO_HOLDER_ROW = 1 << 4,	/* the holder has no node record to follow */
+};
+
 /* The node's role, as the decision sees it. */
 enum pgl_role {
 	PGL_ROLE_STANDBY = 0,		/* following the holder, or waiting for one */
@@ -165,6 +177,8 @@ struct pgl_hb_seen {
 	char name[PGL_NAME_MAX];
 	int64_t heartbeat;
 	int64_t changed_ms;
+	int64_t first_ms;			/* when this node first read it: a change after it proves
+								 * the node runs now (a record can be older than the store) */
 };
 
 /*
@@ -228,6 +242,7 @@ struct pgl_decider {
 	int64_t sw_claim_seq;		/* claimed because request sw_claim_seq named this node */
 	int64_t sw_waiting_seq;		/* said once that another node was named */
 	int64_t lag_said_term;		/* said for this term that it lags too far to stand */
+	int said;					/* PGL_SAID_* bits: wait states already logged once */
 	int64_t sw_seen_seq;		/* the newest request read, and when */
 	int64_t sw_seen_ms;
 

@@ -27,6 +27,15 @@
 #define PGL_SCHEMA_VERSION 3
 #define PGL_APPLICATION_ID 0x70676c73	/* "pgls" */
 
+/*
+ * The highest term a store may hold.  Both backends refuse a lease row whose
+ * term is above it (a row written by hand, a damaged file), and a claim never
+ * grants a term above it, so that term + 1 can never overflow.  2^62 claims
+ * are out of reach of any real cluster: only a store written by hand gets
+ * here.
+ */
+#define PGL_TERM_MAX (INT64_C(1) << 62)
+
 struct pgl_store;
 struct pgl_watch;
 
@@ -55,6 +64,9 @@ struct pgl_lease {
 								 * clock, it waits for holder_expired */
 	bool holder_expired;		/* store_expires and the store has expired the
 								 * holder's lease (holder still names it) */
+	bool never_held;			/* no term was ever granted in this store: it is new,
+								 * or made by `pglease store rebuild` (its term is then
+								 * above every term seen); set by the SQLite backend */
 };
 
 struct pgl_cluster {
@@ -341,6 +353,35 @@ int pgl_store_set_switchover(struct pgl_store *st, int64_t seq, enum pgl_sw_stat
  * Caller frees *out with pgl_watch_close().
  */
 int pgl_store_watch_open(struct pgl_store *st, struct pgl_watch **out);
+
+/*
+ * `pglease store rebuild` (SQLite only): what it found and did.
+ */
+struct pgl_rebuild {
+	int64_t old_term;			/* the damaged store's highest term, -1 when unreadable */
+	int64_t record_term;		/* the highest lease_term in the node records (0: none) */
+	int64_t max_timeline;		/* the highest timeline in the node records (0: none) */
+	int64_t new_term;			/* the term the fresh store holds (nobody holds it) */
+	int records;				/* node records read */
+	char moved_to[1100];		/* where the damaged file went; "" when none */
+};
+
+/*
+ * Replaces a damaged or lost SQLite store at path with a fresh one whose
+ * lease term is above every term the damaged store (when it can still be
+ * read at all), the node records beside it (lease_term) and their timelines
+ * have seen; nobody holds it, and the first election on it is a
+ * re-formation (never_held): the agents elect the most advanced node by its
+ * data.  The damaged file is moved aside, never deleted: path, path-wal and
+ * path-shm become path.damaged-STAMP (STAMP: UTC time), -wal and -shm
+ * first, so that the fresh store never meets the old -wal; the fresh store
+ * then takes path's place by rename(), so path never stops existing while
+ * it has been there.  Refuses (-PGL_EINVAL, nothing changed) a store that
+ * opens and reads as healthy, and a URL.  The caller has checked that no
+ * agent runs.  When root, the fresh file is given the damaged file's (else
+ * the directory's) owner.  Fills *out; err receives one line on failure.
+ */
+int pgl_store_rebuild(const char *path, struct pgl_rebuild *out, char *err, size_t errlen);
 
 /*
  * The observer's expiry tracker (DESIGN.md section 2).  It remembers the

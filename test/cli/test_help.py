@@ -7,13 +7,14 @@ import pytest
 from conftest import PGLEASE, clean_env, pgl
 
 COMMANDS = ["status", "lease", "events", "primary", "watch", "remove", "pause", "resume",
-            "switchover", "failover", "reload", "health"]
+            "switchover", "failover", "reload", "health", "store"]
 # Options each command's help must mention (its usage text is checked for truth).
 OWN_OPTIONS = {"status": ["--json"], "lease": ["--json"], "events": ["-n N", "--json"],
                "primary": ["--conninfo", "--json", "--uri"], "watch": ["--json", "--count N"],
                "remove": ["NODE"], "pause": [], "resume": [], "health": [],
                "switchover": ["--to NODE", "--wait", "--timeout S", "--max-lag BYTES"],
-               "failover": ["--to NODE", "--wait", "--timeout S"], "reload": []}
+               "failover": ["--to NODE", "--wait", "--timeout S"], "reload": [],
+               "store": ["rebuild"]}
 
 
 def test_version():

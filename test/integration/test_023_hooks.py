@@ -181,3 +181,29 @@ def test_hook_environment_has_no_postgres_password(make_cluster):
     assert "POSTGRES_PASSWORD" not in env and "hook-must-not-see" not in env, env
     agent_env = open("/proc/%d/environ" % n.agent_pid, "rb").read().decode()
     assert "POSTGRES_PASSWORD=hook-must-not-see" in agent_env   # the agent had it
+
+
+def test_released_hook_on_switchover_and_clean_stop(make_cluster):
+    """The documented `released` event reaches the hook where the lease is
+    given up: a switchover (the old primary stays on as a standby) and a
+    clean stop of the primary (SIGTERM)."""
+    c, p, log = hook_cluster(make_cluster)
+    term = c.lease()["term"]
+    target = c.others(p)[0]
+    for s in c.others(p):
+        c.wait_for_streaming(s, p)
+    r = c.cli("switchover", "--lease-db", str(c.lease_db), "--to", target.name, "--wait",
+              timeout=120)
+    assert r.returncode == 0, r.stderr
+    poll_until(lambda: ("released", "standby", str(term), p.name) in
+               {tuple(x[:4]) for x in calls(log)}, 30, "the old primary's released call")
+    newp = c.wait_for_primary(timeout=60, min_term=term + 1)
+    assert newp is target
+    t2 = c.lease()["term"]
+    c.sampler.stop()
+    assert newp.stop() == 0
+    poll_until(lambda: [x for x in calls(log) if x[:2] == ["released", "stopped"] and
+                        x[2:4] == [str(t2), newp.name]], 30,
+               "the stopped primary's released call: %s" % calls(log))
+    assert "on_role_change released stopped %d: exit status 0" % t2 in newp.log_text(), \
+        newp.log_tail()

@@ -582,6 +582,185 @@ test_bootstrap(void)
 	CHECK(!has(PGL_ACT_CLAIM));				/* "a" ranks first by name */
 }
 
+/* ---- a lost store: re-forming (issue 24) ---- */
+
+static bool
+logged(const char *what)
+{
+	for (int i = 0; i < acts.n; i++)
+		if (acts.a[i].type == PGL_ACT_LOG && strstr(acts.a[i].text, what))
+			return true;
+	return false;
+}
+
+/*
+ * A store that never granted a term (new after a loss, or rebuilt at term
+ * 9) while nodes have data: "b", more advanced by its record, has not
+ * reported yet (its record is older than the store).
+ */
+static struct pgl_node *
+reform_setup(int64_t term)
+{
+	struct pgl_node *b;
+
+	reset();
+	memset(&ob.lease, 0, sizeof(ob.lease));
+	ob.lease.term = term;
+	ob.lease.never_held = true;
+	ob.server.timeline = 3;
+	b = row("b", "unknown", 0x9000000, 100, 7);
+	strcpy(b->state, "stopped");
+	b->timeline = 3;
+	return b;
+}
+
+static void
+test_reform_waits_for_the_most_advanced(void)
+{
+	struct pgl_node *b;
+	bool said = false, claimed = false;
+	int says = 0;
+
+	for (int term = 0; term <= 9; term += 9) {
+		b = reform_setup(term);
+		step();
+		said = logged("re-forming the cluster");
+		claimed = has(PGL_ACT_CLAIM);
+		CHECKF(said && !claimed, "term %d: first step waits and says so", term);
+		/* Not reported: nobody claims, and it is said only once. */
+		says = 0;
+		for (int i = 0; i < 30 && !claimed; i++) {
+			ob.now += 100;
+			step();
+			claimed = has(PGL_ACT_CLAIM);
+			says += logged("re-forming the cluster");
+		}
+		CHECKF(!claimed && says == 0, "term %d: claimed %d says %d", term, claimed, says);
+		/* b reports and runs as a standby, more advanced: this node leaves it to b. */
+		b->heartbeat++;
+		strcpy(b->role, "standby");
+		strcpy(b->state, "recovering");
+		for (int i = 0; i < 25 && !claimed; i++) {
+			ob.now += 100;
+			b->heartbeat++;
+			step();
+			claimed = has(PGL_ACT_CLAIM);
+		}
+		CHECKF(!claimed, "term %d: claimed over a better node that stands", term);
+	}
+	/* b is behind: once it reported and runs, this node claims at once. */
+	b = reform_setup(9);
+	b->receive_lsn_int = 0x1000;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	b->heartbeat++;
+	strcpy(b->role, "standby");
+	strcpy(b->state, "recovering");
+	ob.now += 100;
+	step();
+	CHECK(has(PGL_ACT_CLAIM) && find(PGL_ACT_CLAIM, 0)->lease.term == 9);
+	/* A higher timeline wins over a longer WAL when re-forming. */
+	b = reform_setup(9);
+	b->receive_lsn_int = 0x1000;
+	b->timeline = 4;
+	step();
+	b->heartbeat++;
+	strcpy(b->role, "standby");
+	strcpy(b->state, "recovering");
+	ob.now += 100;
+	step();
+	CHECK(!has(PGL_ACT_CLAIM));
+	/* b never comes: after the window (3 TTLs here), availability wins. */
+	b = reform_setup(0);
+	claimed = false;
+	for (int t = 0; t < 14900 && !claimed; t += 100) {
+		ob.now += 100;
+		step();
+		claimed = has(PGL_ACT_CLAIM);
+	}
+	CHECKF(!claimed, "claimed inside the window");
+	for (int t = 0; t < 3000 && !claimed; t += 100) {
+		ob.now += 100;
+		step();
+		claimed = has(PGL_ACT_CLAIM);
+	}
+	CHECK(claimed);
+}
+
+static void
+test_reform_without_data_never_bootstraps(void)
+{
+	bool claimed = false;
+	int says = 0;
+
+	reform_setup(0);
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	for (int i = 0; i < 200 && !claimed; i++) {
+		ob.now += 100;
+		step();
+		claimed = has(PGL_ACT_CLAIM);
+		says += logged("waits for one of them to become primary");
+	}
+	CHECKF(!claimed && says == 1, "claimed %d says %d", claimed, says);
+	/* No data, a store that was held, no holder: said once, with the fix. */
+	reset();
+	ob.lease.holder[0] = '\0';
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	says = 0;
+	for (int i = 0; i < 50; i++) {
+		ob.now += 100;
+		step();
+		says += logged("no live holder to clone from");
+		CHECK(!has(PGL_ACT_CLAIM));
+	}
+	CHECKF(says == 1, "said %d times", says);
+	/* Empty nodes on a store that never held a term, with no data anywhere: a bootstrap. */
+	reset();
+	memset(&ob.lease, 0, sizeof(ob.lease));
+	ob.lease.never_held = true;
+	ob.server.has_data = ob.server.running = ob.server.status_ok = false;
+	strcpy(row("x", "unknown", 0, 100, 1)->state, "empty");
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+}
+
+static void
+test_term_limit_never_claimed(void)
+{
+	int says = 0;
+
+	reset();
+	ob.lease.holder[0] = '\0';
+	ob.lease.term = PGL_TERM_MAX;
+	for (int i = 0; i < 40; i++) {
+		ob.now += 100;
+		step();
+		CHECK(!has(PGL_ACT_CLAIM));
+		says += logged("at pglease's limit");
+	}
+	CHECKF(says == 1, "said %d times", says);
+	reset();
+	ob.lease.holder[0] = '\0';
+	ob.lease.term = PGL_TERM_MAX - 1;		/* the last term that may still be granted */
+	step();
+	CHECK(has(PGL_ACT_CLAIM));
+}
+
+static void
+test_holder_without_record_said_once(void)
+{
+	int says = 0;
+
+	reset();
+	for (int i = 0; i < 20; i++) {
+		ob.now += 100;
+		ob.lease.renewals++;
+		step();
+		says += logged("which has no node record");
+	}
+	CHECKF(says == 1, "said %d times", says);
+}
+
 /* ---- promotion and the primary ---- */
 
 static void
@@ -1834,6 +2013,10 @@ main(void)
 	TEST(test_released_lsn);
 	TEST(test_paused_and_not_a_candidate);
 	TEST(test_bootstrap);
+	TEST(test_reform_waits_for_the_most_advanced);
+	TEST(test_reform_without_data_never_bootstraps);
+	TEST(test_term_limit_never_claimed);
+	TEST(test_holder_without_record_said_once);
 	TEST(test_promotion_results);
 	TEST(test_primary_crash_restart);
 	TEST(test_hung_primary_fences);

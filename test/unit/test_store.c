@@ -596,6 +596,49 @@ test_term_never_lowered(void)
 	CHECK(rc == SQLITE_OK && raw_int(path, "SELECT term FROM lease") == 7);
 }
 
+/*
+ * Terms have a ceiling (issue 24): a lease row above PGL_TERM_MAX is refused
+ * on read (a term of INT64_MAX used to overflow on the next claim), a claim
+ * at the ceiling is refused before its + 1, and never_held tells a store
+ * that never granted a term.
+ */
+static void
+test_term_limit(void)
+{
+	char path[PATHLEN], msg[256], sql[128];
+	struct pgl_store *st = fresh_store("limit", path);
+	struct pgl_lease l;
+	int64_t term = 0;
+
+	if (st == NULL)
+		return;
+	CHECK(pgl_store_read_lease(st, &l) == 0 && l.never_held && l.term == 0);
+	CHECK(pgl_store_claim(st, &l, "n1", 5000, NULL, &term) == 0 && term == 1);
+	CHECK(pgl_store_read_lease(st, &l) == 0 && !l.never_held);
+	CHECK(pgl_store_release(st, "n1", 1, NULL, "test") == 0);
+	CHECK(pgl_store_read_lease(st, &l) == 0 && !l.never_held);
+	pgl_store_close(st);
+	snprintf(sql, sizeof(sql), "UPDATE lease SET term = %lld", (long long) PGL_TERM_MAX);
+	CHECK(raw_exec(path, sql, msg, sizeof(msg)) == SQLITE_OK);
+	if ((st = open_store(path, PGL_STORE_RDWR)) == NULL)
+		return;
+	CHECK(pgl_store_read_lease(st, &l) == 0 && l.term == PGL_TERM_MAX);
+	CHECK(pgl_store_claim(st, &l, "n2", 5000, NULL, &term) == -PGL_EFOREIGN);
+	CHECK(strstr(pgl_store_errmsg(st), "limit") != NULL);
+	CHECK(raw_int(path, "SELECT term FROM lease") == PGL_TERM_MAX);
+	pgl_store_close(st);
+	CHECK(raw_exec(path, "UPDATE lease SET term = 9223372036854775807", msg,
+				   sizeof(msg)) == SQLITE_OK);
+	if ((st = open_store(path, PGL_STORE_RDWR)) == NULL)
+		return;
+	CHECK(pgl_store_read_lease(st, &l) == -PGL_EFOREIGN);
+	CHECKF(strstr(pgl_store_errmsg(st), "above pglease's limit") != NULL, "%s",
+		   pgl_store_errmsg(st));
+	CHECK(pgl_store_claim(st, &l, "n2", 5000, NULL, &term) < 0);
+	CHECK(raw_int(path, "SELECT term FROM lease") == INT64_MAX);
+	pgl_store_close(st);
+}
+
 /* ---- the observer's expiry tracker (pure, fake times) ---- */
 
 static void
@@ -2174,6 +2217,7 @@ main(void)
 	TEST(test_concurrent_create);
 	TEST(test_claim_renew_release);
 	TEST(test_term_never_lowered);
+	TEST(test_term_limit);
 	TEST(test_observer);
 	TEST(test_real_race);
 	TEST(test_reader_does_not_block_renew);
