@@ -17,7 +17,14 @@
  *    in all, and a new connection past either bound does not wait or get
  *    refused: it closes the OLDEST one (of that address, or of all).  A
  *    probe is answered within a millisecond of its accept, so a flood
- *    evicts itself first and the probe always gets in;
+ *    evicts itself first and the probe always gets in.  This leans on the
+ *    select(2) loop (no MHD_USE_EPOLL): libmicrohttpd accepts one connection
+ *    per pass and reads a new connection's request in the next pass, so at
+ *    most one other connection arrives between a probe's accept and its
+ *    answer, too few to make it the oldest of its address (epoll mode
+ *    accepts up to ten per pass: a burst from the probe's own address could
+ *    then cut it).  select(2) bounds descriptors to FD_SETSIZE (1024), far
+ *    above HTTP_MHD_LIMIT plus the agent's own;
  *  - HTTP_MEMORY bytes of request headers; the URL and a query of more than
  *    that are refused by libmicrohttpd itself.
  * A connection is cut with shutdown(2), never close(2): libmicrohttpd sees
