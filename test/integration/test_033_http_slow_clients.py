@@ -16,7 +16,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 from conftest import FAST, HERE, free_port, measure, poll_until
@@ -130,3 +129,45 @@ def test_slow_clients_never_starve_primary(make_cluster):
     poll_until(lambda: metrics(port)["pglease_http_connections"] <= 1, 10,
                "the slow connections to be gone")
     c.sampler.check()
+
+
+
+def test_dead_etcd_is_not_reopened_per_request(etcd_cluster, make_cluster):
+    """Issue 24: the HTTP thread reopened a failing store on every request.
+    With etcd gone, a flood of /cluster and /metrics requests makes the HTTP
+    thread try the store a few times (after 1 s, then 2 s, 4 s of backoff),
+    not once per request; each try that fails is one "http:" line in the
+    agent's log, the only place the HTTP thread opens the store.  Each
+    /cluster is answered 503 at once with a clear body, /metrics says the
+    store is unreadable, and /primary is not delayed."""
+    c = make_cluster(1, etcd=etcd_cluster, lease_ttl_ms=2000, renew_interval_ms=500,
+                     fence_margin_ms=1000)
+    node = c.nodes[0]
+    node.http_port = free_port({node.port} | {m.client_port for m in etcd_cluster.members})
+    node.settings["http_listen"] = "127.0.0.1:%d" % node.http_port
+    node.write_conf()
+    c.start()
+    p = c.wait_healthy(timeout=240)
+    port = p.http_port
+    poll_until(lambda: probe(port, "/cluster")[0] == 200, 30, "/cluster to answer 200")
+    etcd_cluster.stop()
+    time.sleep(1)
+    log0 = len(p.log.read_bytes())
+    t_end = time.monotonic() + 4
+    answers = []
+    while time.monotonic() < t_end:
+        answers.append(probe(port, "/cluster", timeout=5))
+        st_m, _, data_m = probe(port, "/metrics", timeout=5)
+        assert st_m == 200, data_m[-300:]
+    tries = [l for l in p.log.read_bytes()[log0:].decode(errors="replace").splitlines()
+             if " http: " in l]
+    print("the HTTP thread's tries of a dead etcd: %d for %d requests" %
+          (len(tries), 2 * len(answers)))
+    assert len(answers) >= 50, len(answers)
+    # 4 s: a try at the first request, after 1 s, after 2 s more; 4 at most.
+    assert 1 <= len(tries) <= 4, (len(tries), tries[:10])
+    for st, dt, data in answers:
+        assert st == 503 and b"the lease store cannot be read; the next try" in data, (st, data)
+    assert b"pglease_http_store_readable 0" in data_m, data_m[-300:]
+    assert any("no new try for" in l for l in tries), tries
+    assert probe(port, "/health")[1] < 0.1
