@@ -11,7 +11,11 @@ flooding addresses: every probe must be answered 200 within 100 ms, and no
 slow connection may live more than about 2 s (the deadline from accept to
 a complete request) plus slack; those within the caps live until that
 deadline, the others are cut sooner (the oldest of their address goes when
-a new one arrives).  The agent renews and never fences meanwhile."""
+a new one arrives).  The agent renews and never fences meanwhile.
+
+And the HTTP thread's store handle against a dead etcd: a flood of /cluster
+and /metrics requests makes it try etcd a few times (1 s, then doubling),
+not once per request, and every /cluster gets 503 at once."""
 import json
 import socket
 import subprocess
