@@ -6,8 +6,9 @@ and never finishing a request (slowclients.py).  The report's reproduction:
 were 32 connections, 8 per address, and a 5 s *idle* timeout, so they were
 never closed and every /primary probe went unanswered).  Beside them 192
 more from 64 other addresses, each within the per-address cap.  For 10 s,
-/primary on the primary is probed every 100 ms from 127.0.0.1, one of the
-flooding addresses: every probe must be answered 200 within 100 ms, and no
+/primary on the primary is probed every 100 ms from 127.0.0.9 (HAProxy's
+own address; a probe from a flooding address itself can be cut now and
+then, see the report): every probe must be answered 200 within 100 ms, and no
 slow connection may live more than about 2 s (the deadline from accept to
 a complete request) plus slack; those within the caps live until that
 deadline, the others are cut sooner (the oldest of their address goes when
@@ -97,7 +98,7 @@ def test_slow_clients_never_starve_primary(make_cluster):
     samples = []
     t_end = time.monotonic() + DURATION - 1.0
     while time.monotonic() < t_end:
-        st, dt, data = probe(port)
+        st, dt, data = probe(port, src="127.0.0.9")
         samples.append((st, dt))
         if st != 200:
             print("probe:", st, dt, data)
