@@ -10,6 +10,11 @@
  * answers 200 only while the snapshot's fence deadline is in the future on
  * the HTTP thread's own clock: a loop that stopped publishing stops being
  * the primary for HAProxy at the moment its watchdog fences it.
+ *
+ * No client can hold the API: a connection gets PGL_HTTP_DEADLINE_MS from
+ * its accept (or its previous answer) to have a request answered, and a
+ * new connection past PGL_HTTP_PER_IP from its address or
+ * PGL_HTTP_CONNECTIONS in all closes the oldest one instead of waiting.
  */
 #ifndef PGLEASE_HTTP_H
 #define PGLEASE_HTTP_H
@@ -22,6 +27,11 @@
 /* Fence causes counted in pglease_fences_total{cause}. */
 enum { PGL_FENCE_DEADLINE = 0, PGL_FENCE_HIGHER_TERM, PGL_FENCE_HUNG, PGL_FENCE_STORE,
 	   PGL_FENCE_OTHER, PGL_FENCE_CAUSES };
+
+/* The API's bounds (README "HTTP API"). */
+#define PGL_HTTP_CONNECTIONS 256	/* open connections in all */
+#define PGL_HTTP_PER_IP 4			/* open connections from one client address */
+#define PGL_HTTP_DEADLINE_MS 2000	/* accept (or last answer) to the next answer */
 
 /* Upper bounds (seconds) of the renewal latency histogram's buckets. */
 #define PGL_RENEW_BUCKETS 8
@@ -57,6 +67,15 @@ struct pgl_http;
  */
 bool pgl_http_listen_parse(const char *s, char *addr, size_t addrlen, int *port,
 						   char *why, size_t whylen);
+
+/*
+ * Parses the value of /replica?lag=: a number of bytes, decimal (a fraction
+ * allowed), optionally followed by a unit, B, kB, MB, GB or TB (multiples of
+ * 1024, case-sensitive, as Patroni and postgresql.conf write them): "1048576",
+ * "1024kB", "1.5MB".  Rounds to the nearest byte.  Returns false, with one line
+ * in why, for anything else (a sign, an unknown unit, more than INT64_MAX).
+ */
+bool pgl_http_parse_lag(const char *s, int64_t *bytes, char *why, size_t whylen);
 
 /*
  * Starts serving on listen ("[ADDRESS]:PORT"); store_path is opened read-only
