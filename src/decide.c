@@ -667,6 +667,22 @@ at_term_limit(struct pgl_decider *dc, struct pgl_actions *out)
 	return true;
 }
 
+/* Says once per term that this node stands back for max_lag_on_failover. */
+static void
+say_too_far_behind(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actions *out)
+{
+	const struct pgl_lease *l = &dc->lease;
+
+	if (dc->lag_said_term == l->term || !obs->server.status_ok ||
+		!too_far_behind(dc, obs, obs->server.receive_lsn))
+		return;
+	say(out, PGL_ALOG_WARN, "not standing for term %" PRId64 ": more than "
+		"max_lag_on_failover (%" PRId64 " bytes) behind %s's last reported "
+		"position; `pglease failover --to %s` can still name this node",
+		l->term + 1, dc->cfg.max_lag_on_failover, l->holder, dc->cfg.node_name);
+	dc->lag_said_term = l->term;
+}
+
 /*
  * Decides whether this node claims the claimable lease now.
  *
@@ -706,14 +722,8 @@ should_claim(struct pgl_decider *dc, const struct pgl_obs *obs, struct pgl_actio
 		return false;
 	if (!standing(dc, obs, bootstrap, released, to != NULL, &me)) {
 		say_not_standing(dc, obs, reform, bootstrap, out);
-		if (!to && !released && dc->lag_said_term != l->term && obs->server.status_ok &&
-			too_far_behind(dc, obs, obs->server.receive_lsn)) {
-			say(out, PGL_ALOG_WARN, "not standing for term %" PRId64 ": more than "
-				"max_lag_on_failover (%" PRId64 " bytes) behind %s's last reported "
-				"position; `pglease failover --to %s` can still name this node",
-				l->term + 1, dc->cfg.max_lag_on_failover, l->holder, dc->cfg.node_name);
-			dc->lag_said_term = l->term;
-		}
+		if (!to && !released)
+			say_too_far_behind(dc, obs, out);
 		return false;
 	}
 	if (to) {
